@@ -1,0 +1,328 @@
+//! Configuration: flags over `REDAUTH_*` environment variables over the TOML
+//! file over defaults, resolved into a validated [`Config`] before anything
+//! binds a port. [`resolve`] reports every problem at once.
+//!
+//! Secrets have no flag: the password comes from `--password-file` or the
+//! `REDAUTH_PASSWORD` variable.
+
+mod env;
+mod settings;
+
+pub use env::{settings_from_env, var_name, Environment, ProcessEnv, CONFIG_VAR, PASSWORD_VAR};
+pub use settings::Settings;
+
+use crate::credentials::{Credential, Secret};
+use crate::upstream::tls::TlsSettings;
+use crate::upstream::Endpoint;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything redauth runs with, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub unix_socket: Option<PathBuf>,
+    pub unix_socket_mode: u32,
+    pub upstream: Endpoint,
+    pub tls: TlsSettings,
+    pub tls_server_name: String,
+    pub credential: Credential,
+    pub connect_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// One problem with the configuration, phrased for the person fixing it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Reads a TOML settings file.
+pub fn load_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("reading config file {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+}
+
+/// Turns merged settings into a [`Config`], or every reason it cannot.
+pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut fail = |msg: String| errors.push(ConfigError(msg));
+
+    let listen: Vec<SocketAddr> = settings
+        .listen
+        .unwrap_or_else(|| vec!["127.0.0.1:6379".to_string()])
+        .iter()
+        .filter_map(|a| match a.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                fail(format!(
+                    "listen: {a:?} is not an address like 127.0.0.1:6379"
+                ));
+                None
+            }
+        })
+        .collect();
+    if listen.is_empty() && settings.unix_socket.is_none() {
+        fail("nothing to listen on: give --listen or --unix-socket".into());
+    }
+
+    let mode_text = settings.unix_socket_mode.unwrap_or_else(|| "0660".into());
+    let unix_socket_mode = u32::from_str_radix(&mode_text, 8).unwrap_or_else(|_| {
+        fail(format!(
+            "unix_socket_mode: {mode_text:?} is not an octal mode like 0660"
+        ));
+        0o660
+    });
+
+    let upstream = match settings.upstream.as_deref() {
+        None => {
+            fail("no upstream: set --upstream rediss://host:port (or REDAUTH_UPSTREAM, or upstream in the config file)".into());
+            None
+        }
+        Some(text) => match Endpoint::parse(text) {
+            Ok(e) if !e.tls && settings.allow_plaintext_upstream != Some(true) => {
+                fail(format!("upstream {text} is plaintext (redis://); use rediss:// or pass --allow-plaintext-upstream"));
+                None
+            }
+            Ok(e) => Some(e),
+            Err(e) => {
+                fail(format!("upstream {text:?}: {e}"));
+                None
+            }
+        },
+    };
+
+    let tls = TlsSettings {
+        ca_file: settings.ca_file,
+        system_roots: true,
+        client_cert: settings.client_cert,
+        client_key: settings.client_key,
+    };
+    if tls.client_cert.is_some() != tls.client_key.is_some() {
+        fail("--client-cert and --client-key go together: give both or neither".into());
+    }
+    let tls_server_name = settings
+        .tls_server_name
+        .or_else(|| upstream.as_ref().map(|u| u.host.clone()))
+        .unwrap_or_default();
+    if upstream.is_some()
+        && rustls::pki_types::ServerName::try_from(tls_server_name.as_str()).is_err()
+    {
+        fail(format!(
+            "tls_server_name: {tls_server_name:?} is not a valid DNS name or IP address"
+        ));
+    }
+
+    let credential = credential(
+        settings.auth.as_deref().unwrap_or("password"),
+        settings.username,
+        settings.password_file.as_deref(),
+        env,
+    )
+    .unwrap_or_else(|e| {
+        fail(e);
+        Credential::none()
+    });
+
+    let timeout_text = settings.connect_timeout.unwrap_or_else(|| "10s".into());
+    let connect_timeout = match humantime::parse_duration(&timeout_text) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            fail(format!(
+                "connect_timeout: {timeout_text:?} is not a duration like 10s or 500ms"
+            ));
+            Duration::from_secs(10)
+        }
+    };
+
+    let log_format = match settings.log_format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            fail(format!("log_format: {other:?} is neither text nor json"));
+            LogFormat::Text
+        }
+    };
+    let log_level = settings.log_level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        fail(format!(
+            "log_level: {log_level:?} is not a level (error, warn, info, debug, trace) or filter"
+        ));
+    }
+
+    match (errors.is_empty(), upstream) {
+        (true, Some(upstream)) => Ok(Config {
+            listen,
+            unix_socket: settings.unix_socket,
+            unix_socket_mode,
+            upstream,
+            tls,
+            tls_server_name,
+            credential,
+            connect_timeout,
+            log_format,
+            log_level,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// The upstream credential for `--auth`.
+fn credential(
+    mode: &str,
+    username: Option<String>,
+    password_file: Option<&Path>,
+    env: &dyn Environment,
+) -> Result<Credential, String> {
+    let from_env = env.var(PASSWORD_VAR);
+    match mode {
+        "none" => {
+            if username.is_some() || password_file.is_some() || from_env.is_some() {
+                return Err(
+                    "--auth none takes no --username, --password-file or REDAUTH_PASSWORD".into(),
+                );
+            }
+            Ok(Credential::none())
+        }
+        "password" => {
+            let password = match (password_file, from_env) {
+                (Some(_), Some(_)) => {
+                    return Err("the password is given twice: use --password-file or REDAUTH_PASSWORD, not both".into())
+                }
+                (Some(path), None) => read_password(path)?,
+                (None, Some(text)) => text,
+                (None, None) => {
+                    return Err("--auth password needs the password: --password-file PATH or REDAUTH_PASSWORD".into())
+                }
+            };
+            if password.is_empty() {
+                return Err("the upstream password is empty".into());
+            }
+            Ok(Credential::password(username, Secret::new(password)))
+        }
+        other => Err(format!("auth: {other:?} is not one of password, none")),
+    }
+}
+
+/// Reads a password file, dropping one trailing newline.
+fn read_password(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading password file {}: {e}", path.display()))?;
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(trimmed.strip_suffix('\r').unwrap_or(trimmed).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn upstream(url: &str) -> Settings {
+        Settings {
+            upstream: Some(url.into()),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn defaults_with_a_password_from_the_environment() {
+        let c = resolve(
+            upstream("rediss://cache:10000"),
+            &env(&[(PASSWORD_VAR, "pw")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.listen,
+            vec!["127.0.0.1:6379".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.unix_socket_mode, 0o660);
+        assert_eq!(c.tls_server_name, "cache");
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.credential.secret.as_ref().unwrap().expose(), "pw");
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let s = Settings {
+            listen: Some(vec!["nowhere".into()]),
+            upstream: Some("redis://cache:6379".into()),
+            client_cert: Some("c.pem".into()),
+            connect_timeout: Some("soon".into()),
+            log_format: Some("xml".into()),
+            ..Settings::default()
+        };
+        let errors = resolve(s, &env(&[])).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        for needle in [
+            "listen",
+            "plaintext",
+            "client-key",
+            "connect_timeout",
+            "log_format",
+            "password",
+        ] {
+            assert!(
+                text.iter().any(|t| t.contains(needle)),
+                "{needle} missing from {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plaintext_needs_the_explicit_switch() {
+        let mut s = upstream("redis://127.0.0.1:6379");
+        s.auth = Some("none".into());
+        assert!(resolve(s.clone(), &env(&[])).is_err());
+        s.allow_plaintext_upstream = Some(true);
+        assert!(!resolve(s, &env(&[])).unwrap().upstream.tls);
+    }
+
+    #[test]
+    fn password_file_loses_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let mut s = upstream("rediss://x:1");
+        s.password_file = Some(path);
+        let c = resolve(s, &env(&[])).unwrap();
+        assert_eq!(c.credential.secret.unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn layers_merge_field_by_field() {
+        let file: Settings = toml::from_str(
+            "upstream = \"rediss://file:1\"\nusername = \"from-file\"\nlisten = [\"127.0.0.1:1\"]",
+        )
+        .unwrap();
+        let from_env = settings_from_env(&env(&[("REDAUTH_UPSTREAM", "rediss://env:2")])).unwrap();
+        let flags = Settings {
+            listen: Some(vec!["127.0.0.1:3".into()]),
+            ..Settings::default()
+        };
+        let merged = flags.or(from_env).or(file);
+        assert_eq!(merged.upstream.as_deref(), Some("rediss://env:2"));
+        assert_eq!(merged.username.as_deref(), Some("from-file"));
+        assert_eq!(merged.listen.unwrap(), vec!["127.0.0.1:3"]);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<Settings>("upstrem = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! The settings as given: every field optional, one struct for all three
+//! sources (flags, environment, file) so they merge field by field.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// One layer of settings. Each `///` line here is the reference text for the
+/// flag, the `REDAUTH_*` variable and the TOML key of the same name.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Local address to listen on (repeatable) [default: 127.0.0.1:6379]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<Vec<String>>,
+
+    /// Also listen on this Unix socket
+    #[arg(long, value_name = "PATH")]
+    pub unix_socket: Option<PathBuf>,
+
+    /// Permissions of the Unix socket, octal [default: 0660]
+    #[arg(long, value_name = "MODE")]
+    pub unix_socket_mode: Option<String>,
+
+    /// Upstream Redis URL: rediss://host:port (TLS)
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// Allow a redis:// (plaintext) upstream
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_plaintext_upstream: Option<bool>,
+
+    /// Extra trusted CA certificates (PEM); system roots are trusted too
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Name to send as SNI and to verify the upstream certificate against
+    /// [default: the upstream host]
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+
+    /// Client certificate chain (PEM) for mutual TLS; needs --client-key
+    #[arg(long, value_name = "PEM")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --client-cert
+    #[arg(long, value_name = "PEM")]
+    pub client_key: Option<PathBuf>,
+
+    /// How redauth authenticates upstream: password | none [default: password]
+    #[arg(long, value_name = "MODE")]
+    pub auth: Option<String>,
+
+    /// Redis ACL username; without it, AUTH sends the password alone
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+
+    /// File holding the upstream password (or set REDAUTH_PASSWORD)
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+
+    /// Bound on dial + TLS + AUTH for one upstream connection [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+
+    /// Log format: text | json [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Log level or tracing filter directives [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// How a setting is written in an environment variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Text,
+    Flag,
+    List,
+}
+
+/// Every setting's key and shape, for reading `REDAUTH_<KEY>` variables.
+pub(crate) const KEYS: &[(&str, Shape)] = &[
+    ("listen", Shape::List),
+    ("unix_socket", Shape::Text),
+    ("unix_socket_mode", Shape::Text),
+    ("upstream", Shape::Text),
+    ("allow_plaintext_upstream", Shape::Flag),
+    ("ca_file", Shape::Text),
+    ("tls_server_name", Shape::Text),
+    ("client_cert", Shape::Text),
+    ("client_key", Shape::Text),
+    ("auth", Shape::Text),
+    ("username", Shape::Text),
+    ("password_file", Shape::Text),
+    ("connect_timeout", Shape::Text),
+    ("log_format", Shape::Text),
+    ("log_level", Shape::Text),
+];
+
+impl Settings {
+    /// Fills every field this layer leaves empty from `lower`.
+    pub fn or(self, lower: Settings) -> Settings {
+        Settings {
+            listen: self.listen.or(lower.listen),
+            unix_socket: self.unix_socket.or(lower.unix_socket),
+            unix_socket_mode: self.unix_socket_mode.or(lower.unix_socket_mode),
+            upstream: self.upstream.or(lower.upstream),
+            allow_plaintext_upstream: self
+                .allow_plaintext_upstream
+                .or(lower.allow_plaintext_upstream),
+            ca_file: self.ca_file.or(lower.ca_file),
+            tls_server_name: self.tls_server_name.or(lower.tls_server_name),
+            client_cert: self.client_cert.or(lower.client_cert),
+            client_key: self.client_key.or(lower.client_key),
+            auth: self.auth.or(lower.auth),
+            username: self.username.or(lower.username),
+            password_file: self.password_file.or(lower.password_file),
+            connect_timeout: self.connect_timeout.or(lower.connect_timeout),
+            log_format: self.log_format.or(lower.log_format),
+            log_level: self.log_level.or(lower.log_level),
+        }
+    }
+}

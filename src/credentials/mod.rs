@@ -1,0 +1,160 @@
+//! Credentials for the upstream: what they are, where they come from, and how
+//! the current one is published.
+//!
+//! A [`Credential`] is a Redis username (optional) and a secret. Sources
+//! (a static password now; Entra ID tokens later) publish the current one on a
+//! `tokio::sync::watch` channel as a [`CredentialState`]; sessions take a
+//! snapshot when they dial. This module does not dial or speak RESP beyond
+//! building the `AUTH` command.
+
+mod secret;
+
+pub use secret::Secret;
+
+use crate::resp::encode;
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// What a connection authenticates with.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// Redis ACL username; `None` sends the one-argument `AUTH <secret>`.
+    pub username: Option<String>,
+    /// The password or token; `None` means the upstream needs no AUTH.
+    pub secret: Option<Secret>,
+    /// When the secret stops being accepted, if it ever does.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Credential {
+    /// A credential that never expires (`--auth password`).
+    pub fn password(username: Option<String>, secret: Secret) -> Credential {
+        Credential {
+            username,
+            secret: Some(secret),
+            expires_at: None,
+        }
+    }
+
+    /// No authentication at all (`--auth none`).
+    pub fn none() -> Credential {
+        Credential {
+            username: None,
+            secret: None,
+            expires_at: None,
+        }
+    }
+
+    /// The `AUTH` command for this credential, or `None` when there is none to send.
+    pub fn auth_command(&self) -> Option<BytesMut> {
+        let secret = self.secret.as_ref()?.expose().as_bytes();
+        Some(match &self.username {
+            Some(user) => encode::command(&[b"AUTH", user.as_bytes(), secret]),
+            None => encode::command(&[&b"AUTH"[..], secret]),
+        })
+    }
+
+    /// Whether the credential is past its expiry at `now`.
+    pub fn expired_at(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+/// What the credential source has to offer right now.
+#[derive(Debug, Clone)]
+pub enum CredentialState {
+    /// The first credential is still being fetched.
+    Pending,
+    /// A credential is available.
+    Ready(Arc<Credential>),
+    /// No valid credential; the reason is safe to show to clients and logs.
+    Failed(String),
+}
+
+/// Why no credential could be had when a connection needed one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no valid credential: {0}")]
+pub struct NoCredential(pub String);
+
+/// The receiving end of the credential channel, shared by all sessions.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    rx: watch::Receiver<CredentialState>,
+}
+
+impl Credentials {
+    /// A fixed credential, published once (`--auth password` and `--auth none`).
+    pub fn fixed(credential: Credential) -> Credentials {
+        let (tx, rx) = watch::channel(CredentialState::Ready(Arc::new(credential)));
+        // The sender is not needed again; receivers keep the last value.
+        drop(tx);
+        Credentials { rx }
+    }
+
+    /// Wraps a channel fed by a refreshing source.
+    pub fn from_channel(rx: watch::Receiver<CredentialState>) -> Credentials {
+        Credentials { rx }
+    }
+
+    /// Waits up to `wait` for a usable credential.
+    pub async fn current(&self, wait: Duration) -> Result<Arc<Credential>, NoCredential> {
+        let mut rx = self.rx.clone();
+        let outcome = tokio::time::timeout(wait, async {
+            loop {
+                let state = rx.borrow_and_update().clone();
+                match state {
+                    CredentialState::Ready(c) if !c.expired_at(SystemTime::now()) => return Ok(c),
+                    CredentialState::Ready(_) => {}
+                    CredentialState::Failed(reason) => return Err(NoCredential(reason)),
+                    CredentialState::Pending => {}
+                }
+                if rx.changed().await.is_err() {
+                    return Err(NoCredential("the credential source stopped".into()));
+                }
+            }
+        })
+        .await;
+        outcome.unwrap_or_else(|_| {
+            Err(NoCredential(match &*self.rx.borrow() {
+                CredentialState::Ready(_) => "the current credential has expired".into(),
+                _ => format!("none obtained within {}", humantime::format_duration(wait)),
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_command_with_and_without_username() {
+        let with = Credential::password(Some("alice".into()), Secret::new("pw".into()));
+        assert_eq!(
+            &with.auth_command().unwrap()[..],
+            b"*3\r\n$4\r\nAUTH\r\n$5\r\nalice\r\n$2\r\npw\r\n"
+        );
+        let without = Credential::password(None, Secret::new("pw".into()));
+        assert_eq!(
+            &without.auth_command().unwrap()[..],
+            b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"
+        );
+        assert!(Credential::none().auth_command().is_none());
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = Credential::password(Some("alice".into()), Secret::new("hunter2".into()));
+        let shown = format!("{c:?} {:?}", CredentialState::Ready(Arc::new(c.clone())));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("alice"));
+    }
+
+    #[tokio::test]
+    async fn fixed_credentials_are_ready_at_once() {
+        let creds = Credentials::fixed(Credential::none());
+        assert!(creds.current(Duration::from_millis(10)).await.is_ok());
+    }
+}

@@ -1,0 +1,22 @@
+//! redauth: a sidecar that lets applications reach a managed Redis without
+//! holding a credential.
+//!
+//! Clients connect in plaintext to a local listener, as they would to a local
+//! `redis-server`; redauth relays their commands over TLS to the upstream and
+//! authenticates every upstream connection itself.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags, `REDAUTH_*` environment and TOML file, merged and validated;
+//! - [`resp`]: RESP framing and command classification, without copying payloads;
+//! - [`credentials`]: credentials, their redacted secrets, and how the current one is published;
+//! - [`upstream`]: TLS configuration, dialing and authenticating upstream connections;
+//! - [`session`]: one task per client relaying both ways, intercepting AUTH/HELLO/RESET/QUIT;
+//! - [`server`]: listeners, accept loops and the drain on shutdown.
+
+pub mod config;
+pub mod credentials;
+pub mod resp;
+pub mod server;
+pub mod session;
+pub mod upstream;

@@ -1,0 +1,33 @@
+//! RESP framing: where frames begin and end, and which commands matter.
+//!
+//! redauth relays bytes; it decodes only what it must. This module owns:
+//! - [`request`]: scanning client requests exactly as redis-server parses them
+//!   (multibulk and inline), with Redis's own protocol-error replies;
+//! - [`reply`]: finding reply-frame boundaries in RESP2/RESP3 server output,
+//!   streaming through large bulk payloads without buffering them;
+//! - [`command`]: classifying a command by name into the few kinds the relay
+//!   treats specially;
+//! - [`pubsub`]: recognising pub/sub pushes and confirmations in server output;
+//! - [`encode`]: building the few commands redauth sends itself.
+//!
+//! Scanners never copy payloads: they return byte counts so callers can
+//! `split_to` and forward the very bytes they read. A scanner returning
+//! "incomplete" is not an error; an error is a real protocol violation.
+
+pub mod command;
+pub mod encode;
+pub mod inline;
+mod number;
+pub mod pubsub;
+pub mod reply;
+pub mod request;
+
+pub use command::CommandKind;
+pub use reply::{ReplyError, ReplyScanner};
+pub use request::{ProtocolError, Request, RequestBody};
+
+/// Redis refuses inline requests and count lines longer than this (`PROTO_INLINE_MAX_SIZE`).
+pub const INLINE_MAX: usize = 64 * 1024;
+
+/// Redis's default `proto-max-bulk-len`: the largest bulk argument a client may send.
+pub const DEFAULT_MAX_BULK: u64 = 512 * 1024 * 1024;

@@ -1,0 +1,125 @@
+//! Pub/sub traffic in server output: telling pushes (messages) from
+//! confirmations (subscribe/unsubscribe) from ordinary replies.
+//!
+//! Only the head of a frame is looked at: the aggregate header and its first
+//! element, which Redis always sends as a short bulk string. Confirmations are
+//! small and parsed whole, to learn the channel they name.
+
+use super::command::SubscribeKind;
+use super::number::parse_i64;
+use memchr::memchr;
+
+/// What a frame starting with `*` or `>` is, judged by its first element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// Not enough bytes yet to tell.
+    NeedMore,
+    /// `message`, `pmessage` or `smessage`: a push, not a reply to anything.
+    Message,
+    /// A subscribe-family confirmation.
+    Confirmation(SubscribeKind),
+    /// Anything else (including RESP2's `pong` in subscribed mode).
+    Other,
+}
+
+/// One CRLF-terminated line starting at `pos`: its text after the type byte,
+/// and the position after it.
+fn line(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
+    let rest = buf.get(pos..)?;
+    let nl = memchr(b'\n', rest)?;
+    let text = rest[1..nl].strip_suffix(b"\r")?;
+    Some((rest[0], text, pos + nl + 1))
+}
+
+/// A bulk string at `pos`: `Some(Some(bytes))`, `Some(None)` for a null, or
+/// `None` when incomplete or not a bulk string.
+fn bulk(buf: &[u8], pos: usize) -> Option<(Option<&[u8]>, usize)> {
+    let (kind, text, start) = line(buf, pos)?;
+    match kind {
+        b'_' => Some((None, start)),
+        b'$' => match parse_i64(text)? {
+            -1 => Some((None, start)),
+            n if n >= 0 => {
+                let end = start + n as usize;
+                buf.get(start..end)?;
+                Some((Some(&buf[start..end]), end + 2))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The longest first element worth reading: `punsubscribe`, `sunsubscribe`.
+const KIND_MAX: i64 = 12;
+
+/// Classifies the aggregate frame at the start of `buf`.
+pub fn peek(buf: &[u8]) -> Peek {
+    let Some((_, count, pos)) = line(buf, 0) else {
+        return Peek::NeedMore;
+    };
+    if !matches!(parse_i64(count), Some(n) if n >= 2) {
+        return Peek::Other;
+    }
+    let Some((kind, len, start)) = line(buf, pos) else {
+        return Peek::NeedMore;
+    };
+    if kind != b'$' {
+        return Peek::Other;
+    }
+    let len = match parse_i64(len) {
+        Some(n) if (0..=KIND_MAX).contains(&n) => n as usize,
+        _ => return Peek::Other,
+    };
+    let Some(name) = buf.get(start..start + len) else {
+        return Peek::NeedMore;
+    };
+    match name {
+        b"message" | b"pmessage" | b"smessage" => Peek::Message,
+        other => SubscribeKind::from_confirmation(other)
+            .map(Peek::Confirmation)
+            .unwrap_or(Peek::Other),
+    }
+}
+
+/// The channel (or pattern) a whole confirmation frame names: `None` if the
+/// frame is not a well-formed confirmation; `Some(None)` for the null channel
+/// Redis sends when unsubscribing from nothing.
+pub fn confirmed_channel(frame: &[u8]) -> Option<Option<Vec<u8>>> {
+    let (_, count, pos) = line(frame, 0)?;
+    if parse_i64(count)? != 3 {
+        return None;
+    }
+    let (_, pos) = bulk(frame, pos)?;
+    let (channel, _) = bulk(frame, pos)?;
+    Some(channel.map(<[u8]>::to_vec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_messages_from_confirmations() {
+        let msg = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n";
+        assert_eq!(peek(msg), Peek::Message);
+        assert_eq!(peek(&msg[..10]), Peek::NeedMore);
+        assert_eq!(peek(b">4\r\n$8\r\npmessage\r\n"), Peek::Message);
+        let sub = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n";
+        assert_eq!(peek(sub), Peek::Confirmation(SubscribeKind::Subscribe));
+        assert_eq!(peek(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"), Peek::Other);
+        assert_eq!(peek(b"*2\r\n:1\r\n:2\r\n"), Peek::Other);
+        assert_eq!(peek(b"*1\r\n$7\r\nmessage\r\n"), Peek::Other);
+        assert_eq!(peek(b"*2\r\n$100\r\n"), Peek::Other);
+    }
+
+    #[test]
+    fn reads_the_confirmed_channel() {
+        let sub = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n";
+        assert_eq!(confirmed_channel(sub), Some(Some(b"ch".to_vec())));
+        let none = b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n";
+        assert_eq!(confirmed_channel(none), Some(None));
+        let resp3 = b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n";
+        assert_eq!(confirmed_channel(resp3), Some(None));
+    }
+}

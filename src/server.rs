@@ -1,0 +1,239 @@
+//! The running proxy: bind every listener, accept clients, hand each to a
+//! session, and stop accepting when told to.
+//!
+//! [`Server::bind`] binds everything first (so a bad address fails before any
+//! client is served); [`Server::run`] accepts until the shutdown signal, then
+//! waits (bounded) for open sessions to finish.
+
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::resp::DEFAULT_MAX_BULK;
+use crate::session::{self, SessionContext};
+use crate::upstream::{tls, Connector};
+use rustls::pki_types::ServerName;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// Failure to start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("binding {addr}: {cause}")]
+    Bind { addr: String, cause: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Listeners bound and ready to accept.
+pub struct Server {
+    tcp: Vec<TcpListener>,
+    unix: Option<(UnixListener, PathBuf)>,
+    ctx: Arc<SessionContext>,
+}
+
+impl Server {
+    /// Builds TLS and binds every listener in `config`.
+    pub async fn bind(config: &Config, credentials: Credentials) -> Result<Server, StartError> {
+        let tls = if config.upstream.tls {
+            let client = tls::client_config(&config.tls)?;
+            let name = ServerName::try_from(config.tls_server_name.clone())
+                .map_err(|e| tls::TlsError::Config(e.to_string()))?;
+            Some((client, name))
+        } else {
+            tracing::warn!(upstream = %config.upstream, "upstream is plaintext: credentials cross the network unencrypted");
+            None
+        };
+        let connector = Connector::new(config.upstream.clone(), tls, config.connect_timeout);
+        let mut tcp = Vec::new();
+        for addr in &config.listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|cause| StartError::Bind {
+                    addr: addr.to_string(),
+                    cause,
+                })?;
+            let local = listener.local_addr().map_err(|cause| StartError::Bind {
+                addr: addr.to_string(),
+                cause,
+            })?;
+            tracing::info!(addr = %local, upstream = %config.upstream, "listening");
+            tcp.push(listener);
+        }
+        let unix = match &config.unix_socket {
+            Some(path) => Some((bind_unix(path, config.unix_socket_mode)?, path.clone())),
+            None => None,
+        };
+        Ok(Server {
+            tcp,
+            unix,
+            ctx: Arc::new(SessionContext {
+                connector,
+                credentials,
+                connect_timeout: config.connect_timeout,
+                max_bulk: DEFAULT_MAX_BULK,
+            }),
+        })
+    }
+
+    /// Addresses the TCP listeners are bound to.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Accepts clients until `shutdown` turns true, then gives open sessions
+    /// up to `grace` to finish. Returns how many were still open at the end.
+    pub async fn run(self, shutdown: watch::Receiver<bool>, grace: Duration) -> usize {
+        // Every session holds a clone of `alive`; when the last one is dropped,
+        // `all_done` yields None and the drain is complete.
+        let (alive, mut all_done) = mpsc::channel::<()>(1);
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut accepts = JoinSet::new();
+        for listener in self.tcp {
+            let guard = SessionGuard::new(alive.clone(), open.clone());
+            accepts.spawn(accept_loop(
+                Listener::Tcp(listener),
+                self.ctx.clone(),
+                shutdown.clone(),
+                guard,
+            ));
+        }
+        let socket_path = self.unix.as_ref().map(|(_, p)| p.clone());
+        if let Some((listener, _)) = self.unix {
+            let guard = SessionGuard::new(alive.clone(), open.clone());
+            accepts.spawn(accept_loop(
+                Listener::Unix(listener),
+                self.ctx.clone(),
+                shutdown.clone(),
+                guard,
+            ));
+        }
+        drop(alive);
+        while accepts.join_next().await.is_some() {}
+        if let Some(path) = socket_path {
+            let _ = std::fs::remove_file(path);
+        }
+        let open_now = open.load(Ordering::Relaxed);
+        if open_now > 0 {
+            tracing::info!(sessions = open_now, grace = %humantime::format_duration(grace), "waiting for open sessions to finish");
+        }
+        match tokio::time::timeout(grace, all_done.recv()).await {
+            Ok(_) => 0,
+            Err(_) => open.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A listening socket of either kind.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Held by each session: keeps the drain waiting and the open count right.
+#[derive(Clone)]
+struct SessionGuard {
+    _alive: mpsc::Sender<()>,
+    open: Arc<AtomicUsize>,
+}
+
+impl SessionGuard {
+    fn new(alive: mpsc::Sender<()>, open: Arc<AtomicUsize>) -> SessionGuard {
+        SessionGuard {
+            _alive: alive,
+            open,
+        }
+    }
+
+    fn enter(&self) -> SessionGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.clone()
+    }
+}
+
+/// Counts one open session for as long as it lives.
+struct Open(SessionGuard);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    ctx: Arc<SessionContext>,
+    mut shutdown: watch::Receiver<bool>,
+    guard: SessionGuard,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            accepted = accept(&listener) => accepted,
+        };
+        match accepted {
+            Ok((client, peer)) => {
+                let ctx = ctx.clone();
+                let open = Open(guard.enter());
+                tokio::spawn(async move {
+                    let _open = open;
+                    match client {
+                        Client::Tcp(stream) => session::serve(stream, ctx, &peer).await,
+                        Client::Unix(stream) => session::serve(stream, ctx, &peer).await,
+                    }
+                });
+            }
+            Err(error) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                tracing::warn!(%error, "accepting a client failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// An accepted client connection of either kind.
+enum Client {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Client, String)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, peer) = l.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Client::Tcp(stream), peer.to_string()))
+        }
+        Listener::Unix(l) => {
+            let (stream, _) = l.accept().await?;
+            Ok((Client::Unix(stream), "unix".to_string()))
+        }
+    }
+}
+
+/// Binds a Unix socket, replacing a stale socket file, with the given mode.
+fn bind_unix(path: &PathBuf, mode: u32) -> Result<UnixListener, StartError> {
+    let bind_err = |cause| StartError::Bind {
+        addr: path.display().to_string(),
+        cause,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path).map_err(bind_err)?;
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+    tracing::info!(path = %path.display(), mode = format!("{mode:o}"), "listening");
+    Ok(listener)
+}

@@ -1,0 +1,33 @@
+//! What the request side tells the reply side, in command order.
+//!
+//! Redis answers commands in the order they were sent, one reply each, with
+//! pushes (pub/sub messages) on the side. The request side records, for every
+//! command it forwards or answers itself, what the reply side must do with the
+//! matching reply; it sends the record *before* writing the command upstream,
+//! so a reply never arrives ahead of its record.
+
+use crate::resp::command::SubscribeKind;
+use bytes::Bytes;
+
+/// One entry of the reply queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// `n` ordinary commands, each answered by one reply frame, relayed as is.
+    Replies(u32),
+    /// A command redauth slipped in (the `AUTH` after `RESET`): its one reply
+    /// is consumed and never reaches the client.
+    Injected,
+    /// A reply redauth makes itself, sent when its turn comes.
+    Local(Bytes),
+    /// Close the client connection once everything before this was delivered.
+    Close,
+    /// `HELLO`: if it succeeds, replies switch to this protocol version.
+    Hello(Option<u8>),
+    /// `RESET`: on `+RESET` the connection is back to RESP2 with no subscriptions.
+    Reset,
+    /// `MONITOR`: on `+OK` the connection becomes a one-way feed.
+    Monitor,
+    /// A SUBSCRIBE-family command with `channels` arguments (0 for "all").
+    /// It is answered by one confirmation per channel, or by one error.
+    Subscribe { kind: SubscribeKind, channels: u32 },
+}

@@ -1,0 +1,153 @@
+//! One client connection: dial an authenticated upstream, then relay both ways.
+//!
+//! The request side ([`requests`]) reads client commands, answers the ones
+//! redauth intercepts (AUTH, QUIT, the AUTH part of HELLO), re-authenticates
+//! after RESET, and forwards the rest verbatim. The reply side ([`replies`])
+//! relays server output, consuming replies to injected commands and putting
+//! local replies in their place. The two run concurrently in one task and
+//! share only an ordered queue of [`Expect`] records.
+//!
+//! A session ends when the client leaves, the upstream drops (the client is
+//! then closed: its server-side state cannot be recreated), a QUIT or protocol
+//! error has been answered, or a write fails.
+
+mod expect;
+mod replies;
+mod requests;
+
+pub use expect::Expect;
+
+use crate::credentials::{Credential, Credentials};
+use crate::resp::encode;
+use crate::upstream::{Connector, Upstream};
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// What every session needs, shared.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    pub connector: Connector,
+    pub credentials: Credentials,
+    /// Bound on dial + TLS + AUTH, and on waiting for a credential.
+    pub connect_timeout: Duration,
+    /// Largest bulk argument accepted from clients (`proto-max-bulk-len`).
+    pub max_bulk: u64,
+}
+
+/// Why a session ended, for the log.
+#[derive(Debug)]
+pub enum Ended {
+    ClientClosed,
+    Closed(&'static str),
+    UpstreamClosed,
+    Failed(String),
+}
+
+/// Serves one client connection to the end.
+pub async fn serve<C>(client: C, ctx: Arc<SessionContext>, peer: &str)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::debug!(%peer, "client connected");
+    let ended = run(client, &ctx).await;
+    match &ended {
+        Ended::Failed(why) => tracing::warn!(%peer, error = %why, "session failed"),
+        other => tracing::debug!(%peer, reason = ?other, "client disconnected"),
+    }
+}
+
+async fn run<C>(mut client: C, ctx: &SessionContext) -> Ended
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut early = BytesMut::new();
+    let (upstream, credential) = match dial(ctx).await {
+        Ok(ok) => ok,
+        Err(first) => {
+            // Say why on the client's first command, as Redis would reply.
+            match client.read_buf(&mut early).await {
+                Ok(0) | Err(_) => return Ended::ClientClosed,
+                Ok(_) => {}
+            }
+            // A failure from a while ago may be over: try once more.
+            let retried = if first.at.elapsed() > Duration::from_secs(1) {
+                dial(ctx).await
+            } else {
+                Err(first)
+            };
+            match retried {
+                Ok(ok) => ok,
+                Err(failure) => {
+                    let reply = encode::error(&format!("ERR redauth: {}", failure.message));
+                    let _ = client.write_all(&reply).await;
+                    let _ = client.shutdown().await;
+                    return Ended::Failed(failure.message);
+                }
+            }
+        }
+    };
+    relay(client, upstream, credential, early, ctx).await
+}
+
+/// A failed dial, and when it failed.
+struct DialFailure {
+    message: String,
+    at: Instant,
+}
+
+async fn dial(ctx: &SessionContext) -> Result<(Upstream, Arc<Credential>), DialFailure> {
+    let failed = |message: String| DialFailure {
+        message,
+        at: Instant::now(),
+    };
+    let credential = ctx
+        .credentials
+        .current(ctx.connect_timeout)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let upstream = ctx
+        .connector
+        .connect(&credential)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    Ok((upstream, credential))
+}
+
+async fn relay<C>(
+    mut client: C,
+    upstream: Upstream,
+    credential: Arc<Credential>,
+    early: BytesMut,
+    ctx: &SessionContext,
+) -> Ended
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let Upstream { stream, pending } = upstream;
+    let (upstream_read, upstream_write) = tokio::io::split(stream);
+    let (client_read, client_write) = tokio::io::split(&mut client);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut requests = requests::RequestPump::new(
+        client_read,
+        upstream_write,
+        tx,
+        early,
+        credential,
+        ctx.max_bulk,
+    );
+    let mut replies = replies::ReplyPump::new(upstream_read, client_write, rx, pending);
+    let request_side = requests.run();
+    let reply_side = replies.run();
+    tokio::pin!(request_side, reply_side);
+    tokio::select! {
+        ended = &mut request_side => match ended {
+            // QUIT or a protocol error: let the reply side deliver what is owed.
+            requests::Stop::Closing => reply_side.await,
+            requests::Stop::Ended(ended) => ended,
+        },
+        ended = &mut reply_side => ended,
+    }
+}

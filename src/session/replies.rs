@@ -1,0 +1,323 @@
+//! The reply side of a session: upstream output in, client output out.
+//!
+//! Every server frame is one of: a reply (matched, in order, to the head of
+//! the [`Expect`] queue), a push (a pub/sub message or RESP3 `>` frame, relayed
+//! as it comes), or a pub/sub confirmation (a reply that may come several to a
+//! command). Replies to injected commands are consumed; local replies are
+//! slotted in at frame boundaries. Frames are relayed as they arrive, so a
+//! large bulk reply streams through in read-sized pieces.
+
+use super::{Ended, Expect};
+use crate::resp::command::SubscribeKind;
+use crate::resp::pubsub::{self, Peek};
+use crate::resp::ReplyScanner;
+use bytes::BytesMut;
+use std::collections::{HashSet, VecDeque};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What to do with the frame being scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A reply to the queue head; `first` is its type byte.
+    Reply { first: u8 },
+    /// A push: relayed, answers nothing.
+    Push,
+    /// Consumed whole and checked: the reply to an injected command.
+    Injected,
+    /// A subscribe-family confirmation, parsed whole.
+    Confirmation(SubscribeKind),
+}
+
+/// The server-side connection state that decides how frames are read.
+#[derive(Debug, Default)]
+struct ServerState {
+    /// Protocol version in use (2 until a HELLO succeeds).
+    resp3: bool,
+    /// Subscribed channels, patterns and shard channels.
+    subscriptions: [HashSet<Vec<u8>>; 3],
+    /// The connection is a MONITOR feed: everything is relayed as is.
+    monitor: bool,
+}
+
+impl ServerState {
+    fn subscribed(&self) -> bool {
+        self.subscriptions.iter().any(|s| !s.is_empty())
+    }
+}
+
+pub(super) struct ReplyPump<R, W> {
+    upstream: R,
+    client: W,
+    expect: UnboundedReceiver<Expect>,
+    queue: VecDeque<Expect>,
+    buf: BytesMut,
+    out: BytesMut,
+    scanner: ReplyScanner,
+    /// Role of the frame being scanned, if one is under way.
+    current: Option<Role>,
+    /// Confirmations still owed to the SUBSCRIBE-family command at the head.
+    confirmations_left: Option<u32>,
+    state: ServerState,
+    /// Whether the request side has gone (its channel closed).
+    requests_done: bool,
+}
+
+/// What the frame loop asks of its caller.
+enum Next {
+    Read,
+    Close,
+}
+
+impl<R, W> ReplyPump<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub(super) fn new(
+        upstream: R,
+        client: W,
+        expect: UnboundedReceiver<Expect>,
+        pending: BytesMut,
+    ) -> Self {
+        let mut buf = pending;
+        buf.reserve(READ_CHUNK);
+        ReplyPump {
+            upstream,
+            client,
+            expect,
+            queue: VecDeque::new(),
+            buf,
+            out: BytesMut::new(),
+            scanner: ReplyScanner::default(),
+            current: None,
+            confirmations_left: None,
+            state: ServerState::default(),
+            requests_done: false,
+        }
+    }
+
+    pub(super) async fn run(&mut self) -> Ended {
+        loop {
+            let next = match self.process() {
+                Ok(next) => next,
+                Err(why) => return Ended::Failed(why),
+            };
+            if let Err(e) = self.write_out().await {
+                return Ended::Failed(format!("writing to client: {e}"));
+            }
+            if let Next::Close = next {
+                let _ = self.client.shutdown().await;
+                return Ended::Closed("closed after the last reply");
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                expect = self.expect.recv(), if !self.requests_done => match expect {
+                    Some(e) => self.queue.push_back(e),
+                    None => self.requests_done = true,
+                },
+                read = self.upstream.read_buf(&mut self.buf) => match read {
+                    Ok(0) => return Ended::UpstreamClosed,
+                    Ok(_) => {}
+                    Err(e) => return Ended::Failed(format!("reading from upstream: {e}")),
+                },
+            }
+        }
+    }
+
+    /// Moves every record the request side has sent into the queue.
+    fn receive(&mut self) {
+        while let Ok(e) = self.expect.try_recv() {
+            self.queue.push_back(e);
+        }
+    }
+
+    /// Works through buffered server bytes, frame by frame.
+    fn process(&mut self) -> Result<Next, String> {
+        loop {
+            if self.current.is_none() {
+                self.receive();
+                if let Next::Close = self.emit_locals() {
+                    return Ok(Next::Close);
+                }
+                if self.buf.is_empty() {
+                    return Ok(Next::Read);
+                }
+                if self.state.monitor {
+                    let all = self.buf.split();
+                    self.out.unsplit(all);
+                    self.queue.clear();
+                    return Ok(Next::Read);
+                }
+                match self.role() {
+                    Some(role) => self.current = Some(role),
+                    None => return Ok(Next::Read),
+                }
+            }
+            let role = self.current.expect("set above");
+            let done = match role {
+                Role::Reply { .. } | Role::Push => self.stream_frame()?,
+                Role::Injected | Role::Confirmation(_) => self.whole_frame(role)?,
+            };
+            if !done {
+                return Ok(Next::Read);
+            }
+            self.current = None;
+            if let Role::Reply { first } = role {
+                self.reply_done(first);
+            }
+        }
+    }
+
+    /// Sends local replies at the head of the queue; says whether to close.
+    fn emit_locals(&mut self) -> Next {
+        loop {
+            match self.queue.front() {
+                Some(Expect::Local(reply)) => {
+                    self.out.extend_from_slice(reply);
+                    self.queue.pop_front();
+                }
+                Some(Expect::Close) => return Next::Close,
+                _ => return Next::Read,
+            }
+        }
+    }
+
+    /// Decides what the frame at the start of the buffer is; `None` when more
+    /// bytes are needed to tell.
+    fn role(&self) -> Option<Role> {
+        let first = self.buf[0];
+        let head_subscribe = match self.queue.front() {
+            Some(Expect::Subscribe { kind, .. }) => Some(*kind),
+            _ => None,
+        };
+        let may_be_pubsub = first == b'>'
+            || (first == b'*'
+                && !self.state.resp3
+                && (self.state.subscribed() || head_subscribe.is_some()));
+        if may_be_pubsub {
+            match pubsub::peek(&self.buf) {
+                Peek::NeedMore => return None,
+                Peek::Message => return Some(Role::Push),
+                Peek::Confirmation(kind) => return Some(Role::Confirmation(kind)),
+                Peek::Other if first == b'>' => return Some(Role::Push),
+                Peek::Other => {}
+            }
+        }
+        Some(match self.queue.front() {
+            Some(Expect::Injected) => Role::Injected,
+            _ => Role::Reply { first },
+        })
+    }
+
+    /// Relays as much of the current frame as is buffered; true when it ended.
+    fn stream_frame(&mut self) -> Result<bool, String> {
+        let progress = self
+            .scanner
+            .advance(&self.buf)
+            .map_err(|e| format!("upstream sent invalid RESP: {e}"))?;
+        let part = self.buf.split_to(progress.consumed);
+        self.out.unsplit(part);
+        Ok(progress.done)
+    }
+
+    /// Handles a frame that must be seen whole; true when it was.
+    fn whole_frame(&mut self, role: Role) -> Result<bool, String> {
+        let mut scanner = ReplyScanner::default();
+        let progress = scanner
+            .advance(&self.buf)
+            .map_err(|e| format!("upstream sent invalid RESP: {e}"))?;
+        if !progress.done {
+            return Ok(false);
+        }
+        let frame = self.buf.split_to(progress.consumed);
+        match role {
+            Role::Injected => {
+                self.queue.pop_front();
+                if frame.first() != Some(&b'+') {
+                    let text = String::from_utf8_lossy(&frame).trim_end().to_string();
+                    return Err(format!("re-authentication after RESET was refused: {text}"));
+                }
+            }
+            Role::Confirmation(kind) => {
+                self.confirmation(kind, &frame);
+                self.out.unsplit(frame);
+            }
+            _ => unreachable!("only whole-frame roles come here"),
+        }
+        Ok(true)
+    }
+
+    /// Tracks subscriptions and counts the confirmation against the command
+    /// at the head of the queue, if it is the one being confirmed.
+    fn confirmation(&mut self, kind: SubscribeKind, frame: &[u8]) {
+        let set = &mut self.state.subscriptions[kind.set()];
+        if let Some(Expect::Subscribe {
+            kind: expected,
+            channels,
+        }) = self.queue.front()
+        {
+            if *expected == kind {
+                // "Unsubscribe from all" is confirmed once per subscription,
+                // or once if there were none.
+                let left = self.confirmations_left.unwrap_or_else(|| {
+                    if *channels == 0 {
+                        set.len().max(1) as u32
+                    } else {
+                        *channels
+                    }
+                });
+                if left <= 1 {
+                    self.queue.pop_front();
+                    self.confirmations_left = None;
+                } else {
+                    self.confirmations_left = Some(left - 1);
+                }
+            }
+        }
+        if let Some(Some(channel)) = pubsub::confirmed_channel(frame) {
+            if kind.adds() {
+                set.insert(channel);
+            } else {
+                set.remove(&channel);
+            }
+        }
+    }
+
+    /// A reply ended: it answered the queue head, whose effect now applies.
+    fn reply_done(&mut self, first: u8) {
+        let ok = first != b'-' && first != b'!';
+        match self.queue.front_mut() {
+            Some(Expect::Replies(n)) if *n > 1 => {
+                *n -= 1;
+                return;
+            }
+            Some(Expect::Hello(Some(version))) if ok => self.state.resp3 = *version == 3,
+            Some(Expect::Reset) if first == b'+' => {
+                self.state = ServerState::default();
+            }
+            Some(Expect::Monitor) if first == b'+' => self.state.monitor = true,
+            Some(Expect::Subscribe { .. }) => self.confirmations_left = None,
+            None => {
+                tracing::debug!("a reply arrived with no command waiting for it; relayed");
+                return;
+            }
+            _ => {}
+        }
+        self.queue.pop_front();
+    }
+
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        self.client.write_all(&out).await?;
+        self.client.flush().await
+    }
+}

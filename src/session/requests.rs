@@ -1,0 +1,427 @@
+//! The request side of a session: client commands in, upstream commands out.
+//!
+//! Commands are forwarded as the very bytes the client sent, a read's worth
+//! at a time; large arguments stream through. Only the commands the relay must
+//! understand are looked at (see [`CommandKind`]); for each forwarded or
+//! locally answered command an [`Expect`] record goes to the reply side first.
+
+use super::{Ended, Expect};
+use crate::credentials::Credential;
+use crate::resp::command::CommandKind;
+use crate::resp::request::{Request, RequestBody};
+use crate::resp::{encode, ProtocolError};
+use bytes::{Buf, Bytes, BytesMut};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Read buffer size; also the chunk in which large arguments stream.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How long a HELLO or CLIENT command may grow while waiting for all of its
+/// arguments; beyond this it is relayed without being looked at.
+const WHOLE_COMMAND_MAX: usize = 1024 * 1024;
+
+/// How the request side stopped.
+pub(super) enum Stop {
+    /// QUIT or a protocol error was answered: the reply side finishes the session.
+    Closing,
+    Ended(Ended),
+}
+
+/// `CLIENT REPLY` state, which decides whether a command gets a reply at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    /// The next `n` commands (SKIP itself, then one more) get no reply.
+    Skip(u8),
+}
+
+/// What happens to the rest of a command that is being streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rest {
+    Forward,
+    Drop,
+}
+
+pub(super) struct RequestPump<R, W> {
+    client: R,
+    upstream: W,
+    expect: UnboundedSender<Expect>,
+    buf: BytesMut,
+    /// Bytes ready for the upstream, accumulated over one read.
+    out: BytesMut,
+    /// Ordinary commands in `out` not yet announced to the reply side.
+    unannounced: u32,
+    /// A command whose arguments are still arriving.
+    streaming: Option<(RequestBody, Rest)>,
+    credential: Arc<Credential>,
+    max_bulk: u64,
+    in_multi: bool,
+    reply_mode: ReplyMode,
+    /// QUIT was seen: nothing after it is read.
+    quitting: bool,
+}
+
+impl<R, W> RequestPump<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub(super) fn new(
+        client: R,
+        upstream: W,
+        expect: UnboundedSender<Expect>,
+        early: BytesMut,
+        credential: Arc<Credential>,
+        max_bulk: u64,
+    ) -> Self {
+        let mut buf = early;
+        buf.reserve(READ_CHUNK);
+        RequestPump {
+            client,
+            upstream,
+            expect,
+            buf,
+            out: BytesMut::new(),
+            unannounced: 0,
+            streaming: None,
+            credential,
+            max_bulk,
+            in_multi: false,
+            reply_mode: ReplyMode::On,
+            quitting: false,
+        }
+    }
+
+    pub(super) async fn run(&mut self) -> Stop {
+        loop {
+            let closing = match self.process() {
+                Ok(()) => false,
+                Err(error) => {
+                    tracing::debug!(%error, "protocol error from client");
+                    self.local(error.reply());
+                    self.announce(Expect::Close);
+                    true
+                }
+            };
+            if let Err(e) = self.flush().await {
+                return Stop::Ended(Ended::Failed(format!("writing to upstream: {e}")));
+            }
+            if closing || self.quitting {
+                return Stop::Closing;
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            match self.client.read_buf(&mut self.buf).await {
+                Ok(0) => return Stop::Ended(Ended::ClientClosed),
+                Ok(_) => {}
+                Err(e) => return Stop::Ended(Ended::Failed(format!("reading from client: {e}"))),
+            }
+        }
+    }
+
+    /// Handles every complete command (and streamable part) in the buffer.
+    /// `Err` is a protocol error: everything before it has been handled.
+    fn process(&mut self) -> Result<(), ProtocolError> {
+        loop {
+            if let Some((mut body, rest)) = self.streaming.take() {
+                let advance = body.advance(&self.buf, self.max_bulk)?;
+                let part = self.buf.split_to(advance.consumed);
+                if rest == Rest::Forward {
+                    self.out.unsplit(part);
+                }
+                if !advance.done {
+                    self.streaming = Some((body, rest));
+                    return Ok(());
+                }
+            }
+            if self.quitting {
+                return Ok(());
+            }
+            let Some(request) = Request::parse(&self.buf, self.max_bulk)? else {
+                return Ok(());
+            };
+            match request {
+                Request::Ignored { len } => self.buf.advance(len),
+                Request::Inline { len, args } => {
+                    self.buf.advance(len);
+                    let kind = CommandKind::of(&args[0]);
+                    self.command(kind, encode::command(&args), Some(&args));
+                }
+                Request::Multibulk {
+                    argc,
+                    head_len,
+                    name,
+                    body,
+                } => {
+                    let kind = name.map_or(CommandKind::Other, |r| CommandKind::of(&self.buf[r]));
+                    if kind.needs_arguments() && self.buf.len() <= WHOLE_COMMAND_MAX {
+                        let mut whole = body;
+                        let advance = whole.advance(&self.buf[head_len..], self.max_bulk)?;
+                        if !advance.done {
+                            return Ok(()); // wait for the whole command
+                        }
+                        let frame = self.buf.split_to(head_len + advance.consumed);
+                        let args = arguments(&frame.clone().freeze(), argc);
+                        self.command(kind, frame, Some(&args));
+                    } else {
+                        let head = self.buf.split_to(head_len);
+                        let rest = self.start_streamed(kind, argc, head);
+                        if !body.is_done() {
+                            self.streaming = Some((body, rest));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a command whose arguments may still be arriving; only its name
+    /// and argument count are known.
+    fn start_streamed(&mut self, kind: CommandKind, argc: u32, head: BytesMut) -> Rest {
+        match kind {
+            CommandKind::Auth => {
+                self.auth();
+                Rest::Drop
+            }
+            _ => {
+                self.command_with_count(kind, argc, head);
+                Rest::Forward
+            }
+        }
+    }
+
+    /// Handles a command held whole, with its arguments when they were needed.
+    fn command(&mut self, kind: CommandKind, frame: BytesMut, args: Option<&[Bytes]>) {
+        let argc = args.map_or(0, |a| a.len() as u32);
+        match (kind, args) {
+            (CommandKind::Auth, _) => self.auth(),
+            (CommandKind::Hello, Some(args)) => self.hello(args),
+            (CommandKind::Client, Some(args)) => {
+                self.client_reply(args);
+                self.forward_counted(frame);
+            }
+            _ => self.command_with_count(kind, argc, frame),
+        }
+    }
+
+    /// Forwards a command known by kind and argument count.
+    fn command_with_count(&mut self, kind: CommandKind, argc: u32, frame: BytesMut) {
+        match kind {
+            CommandKind::Quit => self.quit(),
+            CommandKind::Reset => self.reset(frame),
+            CommandKind::Multi => {
+                self.in_multi = true;
+                self.forward_counted(frame);
+            }
+            CommandKind::Exec | CommandKind::Discard => {
+                self.in_multi = false;
+                self.forward_counted(frame);
+            }
+            CommandKind::Monitor => self.forward_as(frame, Expect::Monitor),
+            CommandKind::Subscribe(kind) if !self.in_multi => self.forward_as(
+                frame,
+                Expect::Subscribe {
+                    kind,
+                    channels: argc.saturating_sub(1),
+                },
+            ),
+            _ => self.forward_counted(frame),
+        }
+    }
+
+    /// Whether the command now being handled gets a reply (`CLIENT REPLY`).
+    fn replied(&mut self) -> bool {
+        match self.reply_mode {
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
+            ReplyMode::Skip(n) => {
+                self.reply_mode = if n > 1 {
+                    ReplyMode::Skip(n - 1)
+                } else {
+                    ReplyMode::On
+                };
+                false
+            }
+        }
+    }
+
+    /// Forwards an ordinary command: one reply, relayed.
+    fn forward_counted(&mut self, frame: BytesMut) {
+        if self.replied() {
+            self.unannounced += 1;
+        }
+        self.out.unsplit(frame);
+    }
+
+    /// Forwards a command whose reply needs the reply side's attention.
+    fn forward_as(&mut self, frame: BytesMut, expect: Expect) {
+        if self.replied() {
+            self.announce(expect);
+        }
+        self.out.unsplit(frame);
+    }
+
+    /// Client AUTH: redauth owns authentication, so the answer is local.
+    /// Inside MULTI, Redis would queue it; answer as it would.
+    fn auth(&mut self) {
+        if self.replied() {
+            self.local(if self.in_multi {
+                encode::queued()
+            } else {
+                encode::ok()
+            });
+        }
+    }
+
+    /// QUIT: `+OK`, then close once earlier replies are out.
+    fn quit(&mut self) {
+        if self.replied() {
+            self.local(encode::ok());
+        }
+        self.announce(Expect::Close);
+        self.quitting = true;
+    }
+
+    /// RESET drops the connection to the default user: follow it with AUTH,
+    /// in the same write, so no client command runs unauthenticated.
+    fn reset(&mut self, frame: BytesMut) {
+        self.in_multi = false;
+        self.reply_mode = ReplyMode::On;
+        self.announce(Expect::Reset);
+        self.out.unsplit(frame);
+        if let Some(auth) = self.credential.auth_command() {
+            self.announce(Expect::Injected);
+            self.out.extend_from_slice(&auth);
+        }
+    }
+
+    /// HELLO: forwarded without its `AUTH user pass` option.
+    fn hello(&mut self, args: &[Bytes]) {
+        let version = args.get(1).and_then(|v| match &v[..] {
+            b"2" => Some(2),
+            b"3" => Some(3),
+            _ => None,
+        });
+        let kept = strip_hello_auth(args);
+        let frame = encode::command(&kept);
+        self.forward_as(frame, Expect::Hello(version));
+    }
+
+    /// Tracks `CLIENT REPLY ON|OFF|SKIP`, which decides which later commands
+    /// get replies. The command itself is forwarded by the caller.
+    fn client_reply(&mut self, args: &[Bytes]) {
+        if args.len() != 3 || !args[1].eq_ignore_ascii_case(b"reply") {
+            return;
+        }
+        let mode = &args[2];
+        if mode.eq_ignore_ascii_case(b"on") {
+            self.reply_mode = ReplyMode::On;
+        } else if mode.eq_ignore_ascii_case(b"off") {
+            self.reply_mode = ReplyMode::Off;
+        } else if mode.eq_ignore_ascii_case(b"skip") && self.reply_mode != ReplyMode::Off {
+            // SKIP itself is not answered, and neither is the next command.
+            self.reply_mode = ReplyMode::Skip(2);
+        }
+    }
+
+    /// Queues a reply made by redauth, in order.
+    fn local(&mut self, reply: Bytes) {
+        self.announce(Expect::Local(reply));
+    }
+
+    /// Sends a record to the reply side, after any pending ordinary ones.
+    fn announce(&mut self, expect: Expect) {
+        if self.unannounced > 0 {
+            let _ = self.expect.send(Expect::Replies(self.unannounced));
+            self.unannounced = 0;
+        }
+        let _ = self.expect.send(expect);
+    }
+
+    /// Announces pending commands, then writes them upstream.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.unannounced > 0 {
+            let _ = self.expect.send(Expect::Replies(self.unannounced));
+            self.unannounced = 0;
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        self.upstream.write_all(&out).await?;
+        self.upstream.flush().await
+    }
+}
+
+/// HELLO's arguments without `AUTH <user> <pass>` (kept whole if malformed,
+/// so Redis reports the syntax error itself).
+fn strip_hello_auth(args: &[Bytes]) -> Vec<Bytes> {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut i = 0;
+    while i < args.len() {
+        if i >= 2 && args[i].eq_ignore_ascii_case(b"auth") && i + 2 < args.len() {
+            i += 3;
+            continue;
+        }
+        kept.push(args[i].clone());
+        i += 1;
+    }
+    kept
+}
+
+/// The arguments of a complete, already validated multibulk command.
+fn arguments(frame: &Bytes, argc: u32) -> Vec<Bytes> {
+    let mut args = Vec::with_capacity(argc as usize);
+    let mut pos = match memchr::memchr(b'\r', frame) {
+        Some(cr) => cr + 2,
+        None => return args,
+    };
+    for _ in 0..argc {
+        let Some(cr) = memchr::memchr(b'\r', &frame[pos..]) else {
+            break;
+        };
+        let digits = &frame[pos + 1..pos + cr];
+        let len: usize = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        let start = pos + cr + 2;
+        let end = (start + len).min(frame.len());
+        args.push(frame.slice(start..end));
+        pos = end + 2;
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn hello_loses_only_its_auth_option() {
+        let args: Vec<Bytes> = ["HELLO", "3", "AUTH", "u", "p", "SETNAME", "n"]
+            .iter()
+            .map(|s| b(s))
+            .collect();
+        assert_eq!(
+            strip_hello_auth(&args),
+            vec![b("HELLO"), b("3"), b("SETNAME"), b("n")]
+        );
+        let short: Vec<Bytes> = ["HELLO", "3", "AUTH", "u"].iter().map(|s| b(s)).collect();
+        assert_eq!(strip_hello_auth(&short), short);
+    }
+
+    #[test]
+    fn arguments_are_sliced_out_of_the_frame() {
+        let frame = Bytes::from_static(b"*3\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$0\r\n\r\n");
+        assert_eq!(arguments(&frame, 3), vec![b("HELLO"), b("3"), b("")]);
+    }
+}

@@ -1,0 +1,171 @@
+//! Dialing one authenticated upstream connection.
+
+use super::{Endpoint, UpstreamStream};
+use crate::credentials::Credential;
+use crate::resp::ReplyScanner;
+use bytes::BytesMut;
+use rustls::pki_types::ServerName;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// The step of connecting that failed; its text leads the client's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Dial,
+    Tls,
+    Auth,
+    Timeout,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Dial => "upstream unreachable",
+            Stage::Tls => "TLS handshake with upstream failed",
+            Stage::Auth => "upstream rejected the credential",
+            Stage::Timeout => "upstream connection timed out",
+        })
+    }
+}
+
+/// A failed connection attempt: which step, to whom, and why. Never holds a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{stage} ({addr}): {cause}")]
+pub struct ConnectError {
+    pub stage: Stage,
+    pub addr: String,
+    pub cause: String,
+}
+
+/// An authenticated upstream connection, with any bytes read past the AUTH reply.
+#[derive(Debug)]
+pub struct Upstream {
+    pub stream: UpstreamStream,
+    pub pending: BytesMut,
+}
+
+/// Everything needed to open upstream connections; cheap to clone.
+#[derive(Clone)]
+pub struct Connector {
+    endpoint: Arc<Endpoint>,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("endpoint", &self.endpoint)
+            .field("tls", &self.tls.as_ref().map(|(_, name)| name))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Connector {
+    /// `tls` is the client configuration and the name to verify (SNI) when the
+    /// endpoint speaks TLS.
+    pub fn new(
+        endpoint: Endpoint,
+        tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+        timeout: Duration,
+    ) -> Connector {
+        Connector {
+            endpoint: Arc::new(endpoint),
+            tls: tls.map(|(config, name)| (TlsConnector::from(config), name)),
+            timeout,
+        }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Dials, handshakes and authenticates, all within the connect timeout.
+    pub async fn connect(&self, credential: &Credential) -> Result<Upstream, ConnectError> {
+        match tokio::time::timeout(self.timeout, self.connect_inner(credential)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.error(
+                Stage::Timeout,
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.timeout)
+                ),
+            )),
+        }
+    }
+
+    fn error(&self, stage: Stage, cause: impl ToString) -> ConnectError {
+        ConnectError {
+            stage,
+            addr: self.endpoint.to_string(),
+            cause: cause.to_string(),
+        }
+    }
+
+    async fn connect_inner(&self, credential: &Credential) -> Result<Upstream, ConnectError> {
+        let tcp = TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
+            .await
+            .map_err(|e| self.error(Stage::Dial, e))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| self.error(Stage::Dial, e))?;
+        let mut stream = match &self.tls {
+            Some((connector, name)) => UpstreamStream::Tls(Box::new(
+                connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| self.error(Stage::Tls, e))?,
+            )),
+            None => UpstreamStream::Plain(tcp),
+        };
+        let mut pending = BytesMut::with_capacity(1024);
+        if let Some(auth) = credential.auth_command() {
+            stream
+                .write_all(&auth)
+                .await
+                .map_err(|e| self.error(Stage::Auth, format!("sending AUTH: {e}")))?;
+            stream
+                .flush()
+                .await
+                .map_err(|e| self.error(Stage::Auth, format!("sending AUTH: {e}")))?;
+            let reply = read_reply(&mut stream, &mut pending)
+                .await
+                .map_err(|e| self.error(Stage::Auth, e))?;
+            if reply.first() != Some(&b'+') {
+                let text = String::from_utf8_lossy(&reply);
+                return Err(self.error(Stage::Auth, text.trim_start_matches('-').trim_end()));
+            }
+        }
+        Ok(Upstream { stream, pending })
+    }
+}
+
+/// Reads one whole reply frame, leaving any later bytes in `buf`.
+pub(crate) async fn read_reply(
+    stream: &mut UpstreamStream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, String> {
+    let mut scanner = ReplyScanner::default();
+    let mut scanned = 0;
+    loop {
+        let progress = scanner
+            .advance(&buf[scanned..])
+            .map_err(|e| format!("bad reply: {e}"))?;
+        scanned += progress.consumed;
+        if progress.done {
+            return Ok(buf.split_to(scanned));
+        }
+        if buf.len() > 64 * 1024 {
+            return Err("reply too long".into());
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) => return Err("connection closed before a reply".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("reading reply: {e}")),
+        }
+    }
+}

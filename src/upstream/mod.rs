@@ -1,0 +1,18 @@
+//! The upstream side: where the managed Redis is, how TLS to it is set up,
+//! and how a connection is dialed and authenticated.
+//!
+//! - [`Endpoint`] parses `rediss://host:port`;
+//! - [`tls::client_config`] builds the rustls configuration once at startup;
+//! - [`Connector::connect`] dials, handshakes and sends `AUTH`, within one
+//!   deadline, and says which of those steps failed.
+//!
+//! Relaying over an established connection is the session's job, not this module's.
+
+mod connect;
+mod endpoint;
+mod stream;
+pub mod tls;
+
+pub use connect::{ConnectError, Connector, Stage, Upstream};
+pub use endpoint::{Endpoint, EndpointError};
+pub use stream::UpstreamStream;
