@@ -25,11 +25,6 @@ pub fn ok() -> Bytes {
     Bytes::from_static(b"+OK\r\n")
 }
 
-/// `+QUEUED\r\n`, what Redis answers to a command inside MULTI.
-pub fn queued() -> Bytes {
-    Bytes::from_static(b"+QUEUED\r\n")
-}
-
 /// An error reply line; CR and LF in `text` become spaces, as Redis does.
 pub fn error(text: &str) -> Bytes {
     let clean: String = text

@@ -21,6 +21,9 @@ pub enum Expect {
     Local(Bytes),
     /// Close the client connection once everything before this was delivered.
     Close,
+    /// The last command announced will get no reply after all (a protocol
+    /// error cut it short after part of it was forwarded).
+    Abandoned,
     /// `HELLO`: if it succeeds, replies switch to this protocol version.
     Hello(Option<u8>),
     /// `RESET`: on `+RESET` the connection is back to RESP2 with no subscriptions.

@@ -118,7 +118,7 @@ where
             tokio::select! {
                 biased;
                 expect = self.expect.recv(), if !self.requests_done => match expect {
-                    Some(e) => self.queue.push_back(e),
+                    Some(e) => self.enqueue(e),
                     None => self.requests_done = true,
                 },
                 read = self.upstream.read_buf(&mut self.buf) => match read {
@@ -133,7 +133,20 @@ where
     /// Moves every record the request side has sent into the queue.
     fn receive(&mut self) {
         while let Ok(e) = self.expect.try_recv() {
-            self.queue.push_back(e);
+            self.enqueue(e);
+        }
+    }
+
+    fn enqueue(&mut self, expect: Expect) {
+        if expect != Expect::Abandoned {
+            return self.queue.push_back(expect);
+        }
+        match self.queue.back_mut() {
+            Some(Expect::Replies(n)) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.queue.pop_back();
+            }
+            None => {}
         }
     }
 

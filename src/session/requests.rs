@@ -99,8 +99,13 @@ where
         loop {
             let closing = match self.process() {
                 Ok(()) => false,
-                Err(error) => {
+                Err((error, mid_command)) => {
                     tracing::debug!(%error, "protocol error from client");
+                    if mid_command {
+                        // The server holds part of a command it will never see
+                        // finished: no reply will come for it.
+                        self.announce(Expect::Abandoned);
+                    }
                     self.local(error.reply());
                     self.announce(Expect::Close);
                     true
@@ -124,11 +129,14 @@ where
     }
 
     /// Handles every complete command (and streamable part) in the buffer.
-    /// `Err` is a protocol error: everything before it has been handled.
-    fn process(&mut self) -> Result<(), ProtocolError> {
+    /// `Err` is a protocol error, with whether it struck inside a command
+    /// that was already partly forwarded; everything before it was handled.
+    fn process(&mut self) -> Result<(), (ProtocolError, bool)> {
         loop {
             if let Some((mut body, rest)) = self.streaming.take() {
-                let advance = body.advance(&self.buf, self.max_bulk)?;
+                let advance = body
+                    .advance(&self.buf, self.max_bulk)
+                    .map_err(|e| (e, true))?;
                 let part = self.buf.split_to(advance.consumed);
                 if rest == Rest::Forward {
                     self.out.unsplit(part);
@@ -141,7 +149,8 @@ where
             if self.quitting {
                 return Ok(());
             }
-            let Some(request) = Request::parse(&self.buf, self.max_bulk)? else {
+            let Some(request) = Request::parse(&self.buf, self.max_bulk).map_err(|e| (e, false))?
+            else {
                 return Ok(());
             };
             match request {
@@ -149,7 +158,8 @@ where
                 Request::Inline { len, args } => {
                     self.buf.advance(len);
                     let kind = CommandKind::of(&args[0]);
-                    self.command(kind, encode::command(&args), Some(&args));
+                    let argc = args.len() as u32;
+                    self.command(kind, encode::command(&args), Some(&args), argc);
                 }
                 Request::Multibulk {
                     argc,
@@ -158,21 +168,25 @@ where
                     body,
                 } => {
                     let kind = name.map_or(CommandKind::Other, |r| CommandKind::of(&self.buf[r]));
-                    if kind.needs_arguments() && self.buf.len() <= WHOLE_COMMAND_MAX {
-                        let mut whole = body;
-                        let advance = whole.advance(&self.buf[head_len..], self.max_bulk)?;
-                        if !advance.done {
-                            return Ok(()); // wait for the whole command
-                        }
+                    // Validate what is buffered before forwarding any of it, so a
+                    // malformed command held whole never reaches the server.
+                    let mut whole = body;
+                    let advance = whole
+                        .advance(&self.buf[head_len..], self.max_bulk)
+                        .map_err(|e| (e, false))?;
+                    if advance.done {
                         let frame = self.buf.split_to(head_len + advance.consumed);
-                        let args = arguments(&frame.clone().freeze(), argc);
-                        self.command(kind, frame, Some(&args));
+                        let args = kind
+                            .needs_arguments()
+                            .then(|| arguments(&frame.clone().freeze(), argc));
+                        self.command(kind, frame, args.as_deref(), argc);
+                    } else if kind.needs_arguments() && self.buf.len() <= WHOLE_COMMAND_MAX {
+                        return Ok(()); // wait for the whole command
                     } else {
+                        // Too large to hold: forward it as it arrives.
                         let head = self.buf.split_to(head_len);
                         let rest = self.start_streamed(kind, argc, head);
-                        if !body.is_done() {
-                            self.streaming = Some((body, rest));
-                        }
+                        self.streaming = Some((body, rest));
                     }
                 }
             }
@@ -195,8 +209,7 @@ where
     }
 
     /// Handles a command held whole, with its arguments when they were needed.
-    fn command(&mut self, kind: CommandKind, frame: BytesMut, args: Option<&[Bytes]>) {
-        let argc = args.map_or(0, |a| a.len() as u32);
+    fn command(&mut self, kind: CommandKind, frame: BytesMut, args: Option<&[Bytes]>, argc: u32) {
         match (kind, args) {
             (CommandKind::Auth, _) => self.auth(),
             (CommandKind::Hello, Some(args)) => self.hello(args),
@@ -265,15 +278,15 @@ where
         self.out.unsplit(frame);
     }
 
-    /// Client AUTH: redauth owns authentication, so the answer is local.
-    /// Inside MULTI, Redis would queue it; answer as it would.
+    /// Client AUTH: redauth owns authentication, so the answer is `+OK`.
+    /// Inside MULTI, Redis would queue it and put `+OK` in the EXEC array; a
+    /// queued `CLIENT REPLY ON` (a no-op answering `+OK`) takes its place so
+    /// the transaction's replies come out exactly as they would.
     fn auth(&mut self) {
-        if self.replied() {
-            self.local(if self.in_multi {
-                encode::queued()
-            } else {
-                encode::ok()
-            });
+        if self.in_multi {
+            self.forward_counted(encode::command(&["CLIENT", "REPLY", "ON"]));
+        } else if self.replied() {
+            self.local(encode::ok());
         }
     }
 
