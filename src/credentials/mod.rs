@@ -7,6 +7,7 @@
 //! snapshot when they dial. This module does not dial or speak RESP beyond
 //! building the `AUTH` command.
 
+pub mod schedule;
 mod secret;
 
 pub use secret::Secret;
