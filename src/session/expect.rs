@@ -15,8 +15,13 @@ pub enum Expect {
     /// `n` ordinary commands, each answered by one reply frame, relayed as is.
     Replies(u32),
     /// A command redauth slipped in (the `AUTH` after `RESET`): its one reply
-    /// is consumed and never reaches the client.
+    /// is consumed, never reaches the client, and must be a success.
     Injected,
+    /// A `PING` sent in place of a command redauth answers itself (client
+    /// `AUTH`, `QUIT`): its reply is replaced by these bytes. Going through the
+    /// server keeps the answer in its true place among pushes the server sent
+    /// before it, and lets `CLIENT REPLY SKIP` apply as it would.
+    StandIn(Bytes),
     /// A reply redauth makes itself, sent when its turn comes.
     Local(Bytes),
     /// Close the client connection once everything before this was delivered.

@@ -25,7 +25,7 @@ enum Role {
     Reply { first: u8 },
     /// A push: relayed, answers nothing.
     Push,
-    /// Consumed whole and checked: the reply to an injected command.
+    /// Consumed whole: the reply to an injected or stand-in command.
     Injected,
     /// A subscribe-family confirmation, parsed whole.
     Confirmation(SubscribeKind),
@@ -223,7 +223,7 @@ where
             }
         }
         Some(match self.queue.front() {
-            Some(Expect::Injected) => Role::Injected,
+            Some(Expect::Injected | Expect::StandIn(_)) => Role::Injected,
             _ => Role::Reply { first },
         })
     }
@@ -250,13 +250,14 @@ where
         }
         let frame = self.buf.split_to(progress.consumed);
         match role {
-            Role::Injected => {
-                self.queue.pop_front();
-                if frame.first() != Some(&b'+') {
+            Role::Injected => match self.queue.pop_front() {
+                Some(Expect::StandIn(reply)) => self.out.extend_from_slice(&reply),
+                _ if frame.first() != Some(&b'+') => {
                     let text = String::from_utf8_lossy(&frame).trim_end().to_string();
                     return Err(format!("re-authentication after RESET was refused: {text}"));
                 }
-            }
+                _ => {}
+            },
             Role::Confirmation(kind) => {
                 self.confirmation(kind, &frame);
                 self.out.unsplit(frame);

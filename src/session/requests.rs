@@ -15,6 +15,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
 
+/// The stand-in command (see [`Expect::StandIn`]).
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
 /// Read buffer size; also the chunk in which large arguments stream.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -285,18 +288,34 @@ where
     fn auth(&mut self) {
         if self.in_multi {
             self.forward_counted(encode::command(&["CLIENT", "REPLY", "ON"]));
-        } else if self.replied() {
-            self.local(encode::ok());
+        } else {
+            self.stand_in(encode::ok());
         }
     }
 
     /// QUIT: `+OK`, then close once earlier replies are out.
     fn quit(&mut self) {
-        if self.replied() {
-            self.local(encode::ok());
-        }
+        self.stand_in(encode::ok());
         self.announce(Expect::Close);
         self.quitting = true;
+    }
+
+    /// Answers the current command with `reply` by way of a `PING` whose own
+    /// reply is replaced (see [`Expect::StandIn`]). With replies off, nothing
+    /// needs to go to the server at all.
+    fn stand_in(&mut self, reply: Bytes) {
+        match self.reply_mode {
+            ReplyMode::Off => {}
+            ReplyMode::Skip(_) => {
+                // The server's pending skip must fall on the stand-in.
+                self.replied();
+                self.out.extend_from_slice(PING);
+            }
+            ReplyMode::On => {
+                self.announce(Expect::StandIn(reply));
+                self.out.extend_from_slice(PING);
+            }
+        }
     }
 
     /// RESET drops the connection to the default user: follow it with AUTH,
