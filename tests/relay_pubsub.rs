@@ -122,3 +122,25 @@ fn a_subscriber_receives_many_messages_in_order() {
         assert_eq!(publisher.read_reply(), b":1\r\n");
     }
 }
+
+/// SUBSCRIBE queued in a transaction subscribes at EXEC, inside the EXEC array.
+/// redauth must notice, or it would take the next message for the reply to a
+/// later command (here QUIT, which redauth answers through a stand-in).
+#[test]
+fn subscribing_inside_multi_is_tracked() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&[]);
+    let transcript = assert_same_as_direct(
+        &redis,
+        &redauth,
+        &[
+            Step::cmd(&["MULTI"]),
+            Step::cmd(&["SUBSCRIBE", "q"]),
+            Step::cmd(&["EXEC"]),
+            Step::side(&["PUBLISH", "q", "first"]),
+            Step::cmd_n(&["QUIT"], 2),
+        ],
+    );
+    let all = transcript.join("\n");
+    assert!(all.contains("$5\\r\\nfirst"), "message lost: {all}");
+}

@@ -7,6 +7,7 @@
 
 use super::command::SubscribeKind;
 use super::number::parse_i64;
+use super::reply::ReplyScanner;
 use memchr::memchr;
 
 /// What a frame starting with `*` or `>` is, judged by its first element.
@@ -95,6 +96,28 @@ pub fn confirmed_channel(frame: &[u8]) -> Option<Option<Vec<u8>>> {
     Some(channel.map(<[u8]>::to_vec))
 }
 
+/// The elements of a whole aggregate frame (empty for anything else).
+pub fn elements(frame: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let Some((kind, count, mut pos)) = line(frame, 0) else {
+        return out;
+    };
+    if !matches!(kind, b'*' | b'>' | b'~') {
+        return out;
+    }
+    for _ in 0..parse_i64(count).unwrap_or(0).max(0) {
+        let mut scanner = ReplyScanner::default();
+        match scanner.advance(&frame[pos..]) {
+            Ok(p) if p.done => {
+                out.push(&frame[pos..pos + p.consumed]);
+                pos += p.consumed;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +134,16 @@ mod tests {
         assert_eq!(peek(b"*2\r\n:1\r\n:2\r\n"), Peek::Other);
         assert_eq!(peek(b"*1\r\n$7\r\nmessage\r\n"), Peek::Other);
         assert_eq!(peek(b"*2\r\n$100\r\n"), Peek::Other);
+    }
+
+    #[test]
+    fn lists_the_elements_of_an_exec_reply() {
+        let exec = b"*2\r\n+OK\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nq\r\n:1\r\n";
+        let parts = elements(exec);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], b"+OK\r\n");
+        assert_eq!(peek(parts[1]), Peek::Confirmation(SubscribeKind::Subscribe));
+        assert!(elements(b"+OK\r\n").is_empty());
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum Expect {
     Hello(Option<u8>),
     /// `RESET`: on `+RESET` the connection is back to RESP2 with no subscriptions.
     Reset,
+    /// `EXEC` of a transaction that queued SUBSCRIBE-family commands: their
+    /// confirmations come inside the EXEC array and change the subscriptions.
+    ExecWithSubscribe,
     /// `MONITOR`: on `+OK` the connection becomes a one-way feed.
     Monitor,
     /// A SUBSCRIBE-family command with `channels` arguments (0 for "all").

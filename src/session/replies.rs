@@ -29,6 +29,8 @@ enum Role {
     Injected,
     /// A subscribe-family confirmation, parsed whole.
     Confirmation(SubscribeKind),
+    /// An EXEC reply that may hold confirmations, parsed whole.
+    Exec,
 }
 
 /// The server-side connection state that decides how frames are read.
@@ -175,7 +177,7 @@ where
             let role = self.current.expect("set above");
             let done = match role {
                 Role::Reply { .. } | Role::Push => self.stream_frame()?,
-                Role::Injected | Role::Confirmation(_) => self.whole_frame(role)?,
+                Role::Injected | Role::Confirmation(_) | Role::Exec => self.whole_frame(role)?,
             };
             if !done {
                 return Ok(Next::Read);
@@ -224,6 +226,7 @@ where
         }
         Some(match self.queue.front() {
             Some(Expect::Injected | Expect::StandIn(_)) => Role::Injected,
+            Some(Expect::ExecWithSubscribe) => Role::Exec,
             _ => Role::Reply { first },
         })
     }
@@ -260,6 +263,15 @@ where
             },
             Role::Confirmation(kind) => {
                 self.confirmation(kind, &frame);
+                self.out.unsplit(frame);
+            }
+            Role::Exec => {
+                self.queue.pop_front();
+                for element in pubsub::elements(&frame) {
+                    if let Peek::Confirmation(kind) = pubsub::peek(element) {
+                        self.confirmation(kind, element);
+                    }
+                }
                 self.out.unsplit(frame);
             }
             _ => unreachable!("only whole-frame roles come here"),

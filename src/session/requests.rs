@@ -62,6 +62,8 @@ pub(super) struct RequestPump<R, W> {
     credential: Arc<Credential>,
     max_bulk: u64,
     in_multi: bool,
+    /// The open transaction queued a SUBSCRIBE-family command.
+    multi_subscribes: bool,
     reply_mode: ReplyMode,
     /// QUIT was seen: nothing after it is read.
     quitting: bool,
@@ -93,6 +95,7 @@ where
             credential,
             max_bulk,
             in_multi: false,
+            multi_subscribes: false,
             reply_mode: ReplyMode::On,
             quitting: false,
         }
@@ -233,8 +236,14 @@ where
                 self.in_multi = true;
                 self.forward_counted(frame);
             }
+            CommandKind::Exec if self.multi_subscribes => {
+                self.in_multi = false;
+                self.multi_subscribes = false;
+                self.forward_as(frame, Expect::ExecWithSubscribe);
+            }
             CommandKind::Exec | CommandKind::Discard => {
                 self.in_multi = false;
+                self.multi_subscribes = false;
                 self.forward_counted(frame);
             }
             CommandKind::Monitor => self.forward_as(frame, Expect::Monitor),
@@ -245,6 +254,10 @@ where
                     channels: argc.saturating_sub(1),
                 },
             ),
+            CommandKind::Subscribe(_) => {
+                self.multi_subscribes = true;
+                self.forward_counted(frame);
+            }
             _ => self.forward_counted(frame),
         }
     }
@@ -322,6 +335,7 @@ where
     /// in the same write, so no client command runs unauthenticated.
     fn reset(&mut self, frame: BytesMut) {
         self.in_multi = false;
+        self.multi_subscribes = false;
         self.reply_mode = ReplyMode::On;
         self.announce(Expect::Reset);
         self.out.unsplit(frame);
