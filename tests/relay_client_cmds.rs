@@ -177,3 +177,37 @@ fn killing_the_upstream_connection_closes_the_client() {
         show(&rest)
     );
 }
+
+/// SYNC turns the connection into a replication stream: an RDB payload with no
+/// trailing CRLF, then the write commands. redauth must relay it raw.
+#[test]
+fn sync_relays_the_replication_stream() {
+    use std::io::{Read, Write};
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&[]);
+    let mut replica = std::net::TcpStream::connect(("127.0.0.1", redauth.port())).unwrap();
+    replica
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    replica.write_all(b"SYNC\r\n").unwrap();
+    let mut writer = RespConn::connect(redauth.port());
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.windows(13).any(|w| w == b"sync-relayed\r") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "write never appeared in the replication stream: {}",
+            show(&seen[seen.len().saturating_sub(300)..])
+        );
+        assert_eq!(writer.request(&["SET", "k", "sync-relayed"]), b"+OK\r\n");
+        let mut chunk = [0u8; 65536];
+        if let Ok(n) = replica.read(&mut chunk) {
+            assert!(n > 0, "redauth closed the replication stream");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    }
+    assert!(
+        seen.starts_with(b"$"),
+        "the stream starts with the RDB bulk header"
+    );
+}

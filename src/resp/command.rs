@@ -12,6 +12,8 @@ pub enum CommandKind {
     Exec,
     Discard,
     Monitor,
+    /// `SYNC` / `PSYNC`: the connection turns into a replication stream.
+    Sync,
     /// `CLIENT …`: only `CLIENT REPLY` changes how replies flow.
     Client,
     /// SUBSCRIBE family; see [`SubscribeKind`].
@@ -83,6 +85,8 @@ impl CommandKind {
             4 if is("auth") => CommandKind::Auth,
             4 if is("quit") => CommandKind::Quit,
             4 if is("exec") => CommandKind::Exec,
+            4 if is("sync") => CommandKind::Sync,
+            5 if is("psync") => CommandKind::Sync,
             5 if is("hello") => CommandKind::Hello,
             5 if is("reset") => CommandKind::Reset,
             5 if is("multi") => CommandKind::Multi,
@@ -118,6 +122,7 @@ mod tests {
             CommandKind::Subscribe(SubscribeKind::PSubscribe)
         );
         assert_eq!(CommandKind::of(b"GET"), CommandKind::Other);
+        assert_eq!(CommandKind::of(b"psync"), CommandKind::Sync);
         assert_eq!(CommandKind::of(b"AUTHX"), CommandKind::Other);
         assert_eq!(CommandKind::of(b""), CommandKind::Other);
     }

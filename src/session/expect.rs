@@ -36,6 +36,9 @@ pub enum Expect {
     /// `EXEC` of a transaction that queued SUBSCRIBE-family commands: their
     /// confirmations come inside the EXEC array and change the subscriptions.
     ExecWithSubscribe,
+    /// `SYNC`/`PSYNC`: from its reply on (an RDB payload without the usual
+    /// trailing CRLF, then a command stream) everything is relayed as is.
+    Passthrough,
     /// `MONITOR`: on `+OK` the connection becomes a one-way feed.
     Monitor,
     /// A SUBSCRIBE-family command with `channels` arguments (0 for "all").

@@ -40,7 +40,8 @@ struct ServerState {
     resp3: bool,
     /// Subscribed channels, patterns and shard channels.
     subscriptions: [HashSet<Vec<u8>>; 3],
-    /// The connection is a MONITOR feed: everything is relayed as is.
+    /// The connection is a MONITOR feed or a replication stream: everything
+    /// is relayed as is.
     monitor: bool,
 }
 
@@ -159,6 +160,10 @@ where
                 self.receive();
                 if let Next::Close = self.emit_locals() {
                     return Ok(Next::Close);
+                }
+                if self.queue.front() == Some(&Expect::Passthrough) {
+                    self.queue.pop_front();
+                    self.state.monitor = true;
                 }
                 if self.buf.is_empty() {
                     return Ok(Next::Read);

@@ -247,6 +247,7 @@ where
                 self.forward_counted(frame);
             }
             CommandKind::Monitor => self.forward_as(frame, Expect::Monitor),
+            CommandKind::Sync if !self.in_multi => self.forward_as(frame, Expect::Passthrough),
             CommandKind::Subscribe(kind) if !self.in_multi => self.forward_as(
                 frame,
                 Expect::Subscribe {
