@@ -49,7 +49,7 @@ _stop_packaged_redis_service() {
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
     log "stopping the redis-server service the package started (it binds 127.0.0.1:6379)"
     as_root systemctl stop redis-server || true
-  elif [ -x /etc/init.d/redis-server ] && pgrep -x redis-server >/dev/null 2>&1; then
+  elif [ -x /etc/init.d/redis-server ] && [ -s /run/redis/redis-server.pid ]; then
     log "stopping the redis-server service the package started (it binds 127.0.0.1:6379)"
     as_root /etc/init.d/redis-server stop >/dev/null 2>&1 || true
   fi
