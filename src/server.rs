@@ -26,7 +26,8 @@ use tokio::task::JoinSet;
 pub enum StartError {
     #[error("binding {addr}: {cause}")]
     Bind { addr: String, cause: std::io::Error },
-    #[error("TLS: {0}")]
+    /// The cause is the source, not repeated here: `{:#}` chains print both.
+    #[error("building the TLS configuration")]
     Tls(#[from] tls::TlsError),
 }
 

@@ -379,12 +379,16 @@ fn a_local_auth_reply_never_overtakes_a_push_already_sent() {
     let redis = TlsRedis::start();
     let redauth = redis.redauth(&[]);
     let auth = cmd(&["AUTH", USERNAME, PASSWORD]);
-    let pubsub = vec![
-        Step::cmd(&["HELLO", "3"]),
-        Step::cmd(&["SUBSCRIBE", "a"]),
-        Step::side(&["PUBLISH", "a", "m"]),
-        Step::raw(&auth, 2),
-    ];
+    // Each run gets its own channel: a subscriber left by the previous run's
+    // connection (still closing) must not change PUBLISH's receiver count.
+    let pubsub = |channel: &str| {
+        vec![
+            Step::cmd(&["HELLO", "3"]),
+            Step::cmd(&["SUBSCRIBE", channel]),
+            Step::side(&["PUBLISH", channel, "m"]),
+            Step::raw(&auth, 2),
+        ]
+    };
     let tracking = vec![
         Step::cmd(&["HELLO", "3"]),
         Step::cmd(&["CLIENT", "TRACKING", "ON"]),
@@ -392,12 +396,13 @@ fn a_local_auth_reply_never_overtakes_a_push_already_sent() {
         Step::side(&["SET", "cached", "new"]),
         Step::raw(&auth, 2),
     ];
-    for (name, script) in [
-        ("pub/sub message", &pubsub),
-        ("tracking invalidation", &tracking),
-    ] {
+    for name in ["pub/sub message", "tracking invalidation"] {
         for run in 1..=20 {
-            let (direct, relayed) = run_both(&redis, &redauth, script);
+            let script = match name {
+                "pub/sub message" => pubsub(&format!("chan-{run}")),
+                _ => tracking.clone(),
+            };
+            let (direct, relayed) = run_both(&redis, &redauth, &script);
             if direct != relayed {
                 eprintln!("{name}: run {run} diverged");
                 assert_same(&direct, &relayed);

@@ -42,7 +42,7 @@ struct ServerState {
     subscriptions: [HashSet<Vec<u8>>; 3],
     /// The connection is a MONITOR feed or a replication stream: everything
     /// is relayed as is.
-    monitor: bool,
+    passthrough: bool,
 }
 
 impl ServerState {
@@ -163,12 +163,12 @@ where
                 }
                 if self.queue.front() == Some(&Expect::Passthrough) {
                     self.queue.pop_front();
-                    self.state.monitor = true;
+                    self.state.passthrough = true;
                 }
                 if self.buf.is_empty() {
                     return Ok(Next::Read);
                 }
-                if self.state.monitor {
+                if self.state.passthrough {
                     let all = self.buf.split();
                     self.out.unsplit(all);
                     self.queue.clear();
@@ -332,7 +332,7 @@ where
             Some(Expect::Reset) if first == b'+' => {
                 self.state = ServerState::default();
             }
-            Some(Expect::Monitor) if first == b'+' => self.state.monitor = true,
+            Some(Expect::Monitor) if first == b'+' => self.state.passthrough = true,
             Some(Expect::Subscribe { .. }) => self.confirmations_left = None,
             None => {
                 tracing::debug!("a reply arrived with no command waiting for it; relayed");

@@ -9,7 +9,7 @@ use super::{Ended, Expect};
 use crate::credentials::Credential;
 use crate::resp::command::CommandKind;
 use crate::resp::request::{Request, RequestBody};
-use crate::resp::{encode, ProtocolError};
+use crate::resp::{encode, parse_i64, ProtocolError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -432,10 +432,7 @@ fn arguments(frame: &Bytes, argc: u32) -> Vec<Bytes> {
             break;
         };
         let digits = &frame[pos + 1..pos + cr];
-        let len: usize = std::str::from_utf8(digits)
-            .ok()
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0);
+        let len = parse_i64(digits).map_or(0, |n| n.max(0) as usize);
         let start = pos + cr + 2;
         let end = (start + len).min(frame.len());
         args.push(frame.slice(start..end));
