@@ -12,10 +12,13 @@
 //! - [`credentials`]: credentials, their redacted secrets, and how the current one is published;
 //! - [`upstream`]: TLS configuration, dialing and authenticating upstream connections;
 //! - [`session`]: one task per client relaying both ways, intercepting AUTH/HELLO/RESET/QUIT;
-//! - [`server`]: listeners, accept loops and the drain on shutdown.
+//! - [`server`]: listeners, accept loops and the drain on shutdown;
+//! - [`emulator`]: the emulated Azure cloud (token endpoint, token-checking TLS
+//!   front) for tests and the demo — never used in production.
 
 pub mod config;
 pub mod credentials;
+pub mod emulator;
 pub mod resp;
 pub mod server;
 pub mod session;

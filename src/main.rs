@@ -2,21 +2,29 @@
 //! signal, drain, exit.
 //!
 //! Exit codes: 0 after a clean shutdown, 1 when startup fails (e.g. a port
-//! cannot be bound), 2 for configuration errors (all of them are printed).
+//! cannot be bound), 2 for configuration errors (all of them are printed),
+//! including a first Entra token that names no user.
 
-use anyhow::Context;
 use clap::Parser;
-use redauth::config::{self, Config, Environment, LogFormat, ProcessEnv, Settings};
-use redauth::credentials::Credentials;
+use redauth::config::{self, Auth, Config, Environment, LogFormat, ProcessEnv, Settings};
+use redauth::credentials::schedule::RefreshPolicy;
+use redauth::credentials::{entra, refresher, Credentials};
 use redauth::server::Server;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// A credential-free local endpoint for a managed Redis.
 #[derive(Debug, Parser)]
-#[command(name = "redauth", version, about)]
+#[command(
+    name = "redauth",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     /// TOML configuration file (keys are the flag names in snake_case)
     #[arg(long, value_name = "FILE")]
@@ -24,13 +32,27 @@ struct Cli {
 
     #[command(flatten)]
     settings: Settings,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the emulated Azure cloud: a managed-identity token endpoint and a
+    /// token-checking TLS front before a local redis-server. For the demo and
+    /// tests; never for production.
+    EmulateCloud(redauth::emulator::cli::EmulatorArgs),
 }
 
 /// How long open sessions get to finish after a shutdown signal.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::EmulateCloud(args)) = cli.command.take() {
+        return emulate_cloud(args);
+    }
     let env = ProcessEnv;
     let config = match load(cli, &env) {
         Ok(config) => config,
@@ -56,10 +78,25 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(config)) {
+    runtime.block_on(serve(config))
+}
+
+fn emulate_cloud(args: redauth::emulator::cli::EmulatorArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("redauth: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(redauth::emulator::cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "redauth stopped");
+            tracing::error!(error = format!("{e:#}"), "the emulated cloud stopped");
             ExitCode::from(1)
         }
     }
@@ -89,15 +126,46 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let credentials = Credentials::fixed(config.credential.clone());
-    let server = Server::bind(&config, credentials)
-        .await
-        .context("starting the listeners")?;
+/// Runs until a signal (exit 0), a startup failure (1) or a credential
+/// problem no retry can fix (2).
+async fn serve(config: Config) -> ExitCode {
+    let (credentials, fatal) = match &config.auth {
+        Auth::Static(credential) => (Credentials::fixed(credential.clone()), None),
+        Auth::Entra { entra, username } => {
+            let source = match entra::build(entra, &ProcessEnv) {
+                Ok(source) => source,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the Entra ID credential");
+                    return ExitCode::from(2);
+                }
+            };
+            tracing::info!(credential = %source.kind(), scope = %entra.scope, "fetching Entra ID tokens");
+            let (credentials, task) =
+                refresher::start(source, username.clone(), RefreshPolicy::default());
+            (credentials, Some(task))
+        }
+    };
+    let server = match Server::bind(&config, credentials).await {
+        Ok(server) => server,
+        Err(e) => {
+            let e = anyhow::Error::from(e).context("starting the listeners");
+            tracing::error!(error = format!("{e:#}"), "redauth stopped");
+            return ExitCode::from(1);
+        }
+    };
     let (stop, shutdown) = watch::channel(false);
+    let failed = Arc::new(AtomicBool::new(false));
+    let failed_flag = failed.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested: no longer accepting clients");
+        tokio::select! {
+            _ = wait_for_signal() => {
+                tracing::info!("shutdown requested: no longer accepting clients");
+            }
+            Some(fatal) = watch_refresher(fatal) => {
+                tracing::error!(error = %fatal, "redauth cannot authenticate; stopping");
+                failed_flag.store(true, Ordering::SeqCst);
+            }
+        }
         let _ = stop.send(true);
     });
     let left = server.run(shutdown, DRAIN_GRACE).await;
@@ -107,7 +175,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "closing sessions still open after the drain period"
         );
     }
-    Ok(())
+    if failed.load(Ordering::SeqCst) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Resolves with the refresher's fatal error, if it ever has one.
+async fn watch_refresher(
+    task: Option<tokio::task::JoinHandle<Option<refresher::Fatal>>>,
+) -> Option<refresher::Fatal> {
+    let outcome = match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    };
+    match outcome {
+        Ok(fatal) => fatal,
+        Err(e) => Some(refresher::Fatal(format!("the token refresher failed: {e}"))),
+    }
 }
 
 async fn wait_for_signal() {

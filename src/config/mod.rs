@@ -3,7 +3,8 @@
 //! binds a port. [`resolve`] reports every problem at once.
 //!
 //! Secrets have no flag: the password comes from `--password-file` or the
-//! `REDAUTH_PASSWORD` variable.
+//! `REDAUTH_PASSWORD` variable; an Entra client secret from
+//! `--entra-client-secret-file` or `AZURE_CLIENT_SECRET`.
 
 mod env;
 mod settings;
@@ -11,6 +12,7 @@ mod settings;
 pub use env::{settings_from_env, var_name, Environment, ProcessEnv, CONFIG_VAR, PASSWORD_VAR};
 pub use settings::Settings;
 
+use crate::credentials::entra::{EntraConfig, EntraKind, DEFAULT_SCOPE};
 use crate::credentials::{Credential, Secret};
 use crate::upstream::tls::TlsSettings;
 use crate::upstream::Endpoint;
@@ -34,10 +36,22 @@ pub struct Config {
     pub upstream: Endpoint,
     pub tls: TlsSettings,
     pub tls_server_name: String,
-    pub credential: Credential,
+    pub auth: Auth,
     pub connect_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+}
+
+/// How upstream connections authenticate.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// `--auth password` or `--auth none`: one credential for the life of the process.
+    Static(Credential),
+    /// `--auth entra`: Entra ID tokens, refreshed; `username` overrides the token's oid.
+    Entra {
+        entra: EntraConfig,
+        username: Option<String>,
+    },
 }
 
 /// One problem with the configuration, phrased for the person fixing it.
@@ -55,6 +69,7 @@ pub fn load_file(path: &Path) -> Result<Settings, ConfigError> {
 /// Turns merged settings into a [`Config`], or every reason it cannot.
 pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<ConfigError>> {
     let mut errors = Vec::new();
+    let auth_result = auth(&settings, env);
     let mut fail = |msg: String| errors.push(ConfigError(msg));
 
     let listen: Vec<SocketAddr> = settings
@@ -122,15 +137,9 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
         ));
     }
 
-    let credential = credential(
-        settings.auth.as_deref().unwrap_or("password"),
-        settings.username,
-        settings.password_file.as_deref(),
-        env,
-    )
-    .unwrap_or_else(|e| {
+    let auth = auth_result.unwrap_or_else(|e| {
         fail(e);
-        Credential::none()
+        Auth::Static(Credential::none())
     });
 
     let timeout_text = settings.connect_timeout.unwrap_or_else(|| "10s".into());
@@ -167,7 +176,7 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
             upstream,
             tls,
             tls_server_name,
-            credential,
+            auth,
             connect_timeout,
             log_format,
             log_level,
@@ -176,14 +185,27 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
     }
 }
 
-/// The upstream credential for `--auth`.
-fn credential(
-    mode: &str,
-    username: Option<String>,
-    password_file: Option<&Path>,
-    env: &dyn Environment,
-) -> Result<Credential, String> {
+/// How upstream connections authenticate, from `--auth` and its companions.
+fn auth(settings: &Settings, env: &dyn Environment) -> Result<Auth, String> {
+    let mode = settings.auth.as_deref().unwrap_or("password");
     let from_env = env.var(PASSWORD_VAR);
+    let entra_flags = [
+        ("--entra-credential", settings.entra_credential.is_some()),
+        ("--entra-client-id", settings.entra_client_id.is_some()),
+        ("--entra-tenant-id", settings.entra_tenant_id.is_some()),
+        ("--entra-scope", settings.entra_scope.is_some()),
+        (
+            "--entra-client-secret-file",
+            settings.entra_client_secret_file.is_some(),
+        ),
+    ];
+    if mode != "entra" {
+        if let Some((flag, _)) = entra_flags.iter().find(|(_, given)| *given) {
+            return Err(format!("{flag} needs --auth entra (auth is {mode:?})"));
+        }
+    }
+    let username = settings.username.clone();
+    let password_file = settings.password_file.as_deref();
     match mode {
         "none" => {
             if username.is_some() || password_file.is_some() || from_env.is_some() {
@@ -191,7 +213,7 @@ fn credential(
                     "--auth none takes no --username, --password-file or REDAUTH_PASSWORD".into(),
                 );
             }
-            Ok(Credential::none())
+            Ok(Auth::Static(Credential::none()))
         }
         "password" => {
             let password = match (password_file, from_env) {
@@ -207,9 +229,43 @@ fn credential(
             if password.is_empty() {
                 return Err("the upstream password is empty".into());
             }
-            Ok(Credential::password(username, Secret::new(password)))
+            Ok(Auth::Static(Credential::password(
+                username,
+                Secret::new(password),
+            )))
         }
-        other => Err(format!("auth: {other:?} is not one of password, none")),
+        "entra" => {
+            if password_file.is_some() || from_env.is_some() {
+                return Err(
+                    "--auth entra uses tokens: drop --password-file and REDAUTH_PASSWORD".into(),
+                );
+            }
+            let kind: EntraKind = settings
+                .entra_credential
+                .as_deref()
+                .unwrap_or("default")
+                .parse()?;
+            let client_secret = match &settings.entra_client_secret_file {
+                Some(path) => Some(Secret::new(read_password(path)?)),
+                None => None,
+            };
+            Ok(Auth::Entra {
+                entra: EntraConfig {
+                    kind,
+                    client_id: settings.entra_client_id.clone(),
+                    tenant_id: settings.entra_tenant_id.clone(),
+                    scope: settings
+                        .entra_scope
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_SCOPE.into()),
+                    client_secret,
+                },
+                username,
+            })
+        }
+        other => Err(format!(
+            "auth: {other:?} is not one of password, entra, none"
+        )),
     }
 }
 
@@ -254,7 +310,10 @@ mod tests {
         assert_eq!(c.unix_socket_mode, 0o660);
         assert_eq!(c.tls_server_name, "cache");
         assert_eq!(c.connect_timeout, Duration::from_secs(10));
-        assert_eq!(c.credential.secret.as_ref().unwrap().expose(), "pw");
+        let Auth::Static(credential) = c.auth else {
+            panic!("password mode")
+        };
+        assert_eq!(credential.secret.unwrap().expose(), "pw");
     }
 
     #[test]
@@ -301,7 +360,40 @@ mod tests {
         let mut s = upstream("rediss://x:1");
         s.password_file = Some(path);
         let c = resolve(s, &env(&[])).unwrap();
-        assert_eq!(c.credential.secret.unwrap().expose(), "s3cret");
+        let Auth::Static(credential) = c.auth else {
+            panic!("password mode")
+        };
+        assert_eq!(credential.secret.unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn entra_mode_defaults_and_refusals() {
+        let mut s = upstream("rediss://cache:10000");
+        s.auth = Some("entra".into());
+        let c = resolve(s.clone(), &env(&[])).unwrap();
+        let Auth::Entra { entra, username } = c.auth else {
+            panic!("entra mode")
+        };
+        assert_eq!(entra.kind, EntraKind::Default);
+        assert_eq!(entra.scope, "https://redis.azure.com/.default");
+        assert!(username.is_none());
+
+        let errors = resolve(s.clone(), &env(&[(PASSWORD_VAR, "pw")])).unwrap_err();
+        assert!(errors[0].0.contains("uses tokens"), "{errors:?}");
+
+        s.entra_credential = Some("msi".into());
+        let errors = resolve(s.clone(), &env(&[])).unwrap_err();
+        assert!(errors[0].0.contains("managed-identity"), "{errors:?}");
+
+        s.auth = Some("password".into());
+        s.entra_credential = Some("managed-identity".into());
+        let errors = resolve(s, &env(&[(PASSWORD_VAR, "pw")])).unwrap_err();
+        assert!(
+            errors[0]
+                .0
+                .contains("--entra-credential needs --auth entra"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -319,6 +411,30 @@ mod tests {
         assert_eq!(merged.upstream.as_deref(), Some("rediss://env:2"));
         assert_eq!(merged.username.as_deref(), Some("from-file"));
         assert_eq!(merged.listen.unwrap(), vec!["127.0.0.1:3"]);
+    }
+
+    #[test]
+    fn the_example_config_shows_every_setting_and_parses() {
+        let text = include_str!("../../config/redauth.example.toml");
+        let mut keys = std::collections::HashSet::new();
+        let uncommented: String = text
+            .lines()
+            .filter_map(|line| {
+                let body = line.strip_prefix('#')?;
+                let (key, _) = body.split_once(" = ")?;
+                let is_key =
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                (is_key && keys.insert(key.to_string())).then(|| format!("{body}\n"))
+            })
+            .collect();
+        let parsed: Settings = toml::from_str(&uncommented).expect("the example parses");
+        for (key, _) in settings::KEYS {
+            assert!(
+                keys.contains(*key),
+                "config/redauth.example.toml lacks {key}"
+            );
+        }
+        assert!(parsed.upstream.is_some());
     }
 
     #[test]

@@ -46,17 +46,40 @@ pub struct Settings {
     #[arg(long, value_name = "PEM")]
     pub client_key: Option<PathBuf>,
 
-    /// How redauth authenticates upstream: password | none [default: password]
+    /// How redauth authenticates upstream: password | entra | none [default: password]
     #[arg(long, value_name = "MODE")]
     pub auth: Option<String>,
 
-    /// Redis ACL username; without it, AUTH sends the password alone
+    /// Redis ACL username. Password mode: without it, AUTH sends the password
+    /// alone. Entra mode: overrides the token's oid claim
     #[arg(long, value_name = "NAME")]
     pub username: Option<String>,
 
     /// File holding the upstream password (or set REDAUTH_PASSWORD)
     #[arg(long, value_name = "PATH")]
     pub password_file: Option<PathBuf>,
+
+    /// Entra ID credential: default | managed-identity | workload-identity |
+    /// client-secret | azure-cli | developer-tools [default: default]
+    #[arg(long, value_name = "KIND")]
+    pub entra_credential: Option<String>,
+
+    /// Client id of a user-assigned managed identity or app registration
+    /// [default: AZURE_CLIENT_ID]
+    #[arg(long, value_name = "ID")]
+    pub entra_client_id: Option<String>,
+
+    /// Entra tenant id [default: AZURE_TENANT_ID]
+    #[arg(long, value_name = "ID")]
+    pub entra_tenant_id: Option<String>,
+
+    /// Token scope [default: https://redis.azure.com/.default]
+    #[arg(long, value_name = "SCOPE")]
+    pub entra_scope: Option<String>,
+
+    /// File holding the client secret for client-secret (or set AZURE_CLIENT_SECRET)
+    #[arg(long, value_name = "PATH")]
+    pub entra_client_secret_file: Option<PathBuf>,
 
     /// Bound on dial + TLS + AUTH for one upstream connection [default: 10s]
     #[arg(long, value_name = "DURATION")]
@@ -93,6 +116,11 @@ pub(crate) const KEYS: &[(&str, Shape)] = &[
     ("auth", Shape::Text),
     ("username", Shape::Text),
     ("password_file", Shape::Text),
+    ("entra_credential", Shape::Text),
+    ("entra_client_id", Shape::Text),
+    ("entra_tenant_id", Shape::Text),
+    ("entra_scope", Shape::Text),
+    ("entra_client_secret_file", Shape::Text),
     ("connect_timeout", Shape::Text),
     ("log_format", Shape::Text),
     ("log_level", Shape::Text),
@@ -116,6 +144,13 @@ impl Settings {
             auth: self.auth.or(lower.auth),
             username: self.username.or(lower.username),
             password_file: self.password_file.or(lower.password_file),
+            entra_credential: self.entra_credential.or(lower.entra_credential),
+            entra_client_id: self.entra_client_id.or(lower.entra_client_id),
+            entra_tenant_id: self.entra_tenant_id.or(lower.entra_tenant_id),
+            entra_scope: self.entra_scope.or(lower.entra_scope),
+            entra_client_secret_file: self
+                .entra_client_secret_file
+                .or(lower.entra_client_secret_file),
             connect_timeout: self.connect_timeout.or(lower.connect_timeout),
             log_format: self.log_format.or(lower.log_format),
             log_level: self.log_level.or(lower.log_level),

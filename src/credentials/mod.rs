@@ -1,16 +1,22 @@
 //! Credentials for the upstream: what they are, where they come from, and how
 //! the current one is published.
 //!
-//! A [`Credential`] is a Redis username (optional) and a secret. Sources
-//! (a static password now; Entra ID tokens later) publish the current one on a
-//! `tokio::sync::watch` channel as a [`CredentialState`]; sessions take a
-//! snapshot when they dial. This module does not dial or speak RESP beyond
-//! building the `AUTH` command.
+//! A [`Credential`] is a Redis username (optional) and a secret. A static
+//! password is published once ([`Credentials::fixed`]); a [`TokenSource`]
+//! (Entra ID: [`entra`]) is driven by the [`refresher`], which publishes each
+//! new token on a `tokio::sync::watch` channel as a [`CredentialState`].
+//! Sessions take a snapshot when they dial. This module does not dial or speak
+//! RESP beyond building the `AUTH` command.
 
+pub mod entra;
+pub mod jwt;
+pub mod refresher;
 pub mod schedule;
 mod secret;
+mod source;
 
 pub use secret::Secret;
+pub use source::{FetchError, Token, TokenSource};
 
 use crate::resp::encode;
 use bytes::BytesMut;

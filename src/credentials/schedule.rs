@@ -8,6 +8,13 @@
 //! shrunk to a quarter of the lifetime for very short tokens, and never in
 //! the past. This holds for 5-second test tokens and 24-hour managed-identity
 //! tokens alike.
+//!
+//! Two more decisions live here. When a fetch hands back the token already
+//! held (identity stacks cache tokens until about 5 minutes before expiry),
+//! [`retry_same_at`] halves the time left to the latest refresh point, so the
+//! retries land inside the cache's renewal window before that point passes.
+//! When a fetch fails, [`backoff`] waits exponentially longer, with jitter,
+//! up to a cap.
 
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +27,10 @@ pub struct RefreshPolicy {
     pub jitter_fraction: f64,
     /// Refresh no later than this before expiry (shrunk for short tokens).
     pub margin: Duration,
+    /// First delay after a failed fetch; doubled per further failure.
+    pub backoff_base: Duration,
+    /// Longest delay between failed fetches.
+    pub backoff_cap: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -28,6 +39,8 @@ impl Default for RefreshPolicy {
             at_fraction: 0.7,
             jitter_fraction: 0.1,
             margin: Duration::from_secs(180),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
         }
     }
 }
@@ -44,9 +57,46 @@ pub fn refresh_at(
     let lifetime = expires.duration_since(issued).unwrap_or_default();
     let fraction = (policy.at_fraction - policy.jitter_fraction * jitter.clamp(0.0, 1.0)).max(0.0);
     let planned = issued + lifetime.mul_f64(fraction);
+    planned
+        .min(latest_refresh(issued, expires, policy))
+        .max(now)
+}
+
+/// The last moment a refresh is still on time: `margin` before expiry,
+/// the margin shrunk to a quarter of the lifetime for short tokens.
+fn latest_refresh(issued: SystemTime, expires: SystemTime, policy: &RefreshPolicy) -> SystemTime {
+    let lifetime = expires.duration_since(issued).unwrap_or_default();
     let margin = policy.margin.min(lifetime / 4);
-    let latest = expires.checked_sub(margin).unwrap_or(expires);
-    planned.min(latest).max(now)
+    expires.checked_sub(margin).unwrap_or(expires)
+}
+
+/// When to ask again after a fetch returned the token already held (issued at
+/// `issued`, expiring at `expires`): halfway to the latest refresh point, but
+/// not sooner than a twentieth of the lifetime (between 100 ms and 5 s), and
+/// never after expiry.
+pub fn retry_same_at(
+    issued: SystemTime,
+    expires: SystemTime,
+    now: SystemTime,
+    policy: &RefreshPolicy,
+) -> SystemTime {
+    let lifetime = expires.duration_since(issued).unwrap_or_default();
+    let floor = (lifetime / 20).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let to_latest = latest_refresh(issued, expires, policy)
+        .duration_since(now)
+        .unwrap_or_default();
+    (now + (to_latest / 2).max(floor)).min(expires.max(now))
+}
+
+/// How long to wait after the `failures`-th failed fetch in a row (1-based).
+/// `jitter` in `[0, 1)` spreads the delay over its upper half.
+pub fn backoff(failures: u32, policy: &RefreshPolicy, jitter: f64) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    let full = policy
+        .backoff_base
+        .saturating_mul(1 << doublings)
+        .min(policy.backoff_cap);
+    full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -105,6 +155,57 @@ mod tests {
         let (after, before_expiry) = at(Duration::ZERO, Duration::from_secs(5), 0.0);
         assert_eq!(after, Duration::from_millis(3500));
         assert!(before_expiry >= Duration::from_millis(1250));
+    }
+
+    #[test]
+    fn the_same_token_is_asked_for_again_until_the_cache_lets_go() {
+        // A 75-minute token; the identity stack caches it until 5 minutes
+        // before expiry. The retries must reach that window before the
+        // latest refresh point (3 minutes before expiry).
+        let policy = RefreshPolicy::default();
+        let issued = SystemTime::UNIX_EPOCH;
+        let expires = issued + 75 * MIN;
+        let cache_lets_go = expires - 5 * MIN;
+        let mut now = refresh_at(issued, expires, issued, &policy, 0.0);
+        let mut asks = 0;
+        while now < cache_lets_go {
+            now = retry_same_at(issued, expires, now, &policy);
+            asks += 1;
+            assert!(asks < 20, "never reached the renewal window");
+        }
+        assert!(
+            now <= expires - 3 * MIN,
+            "{:?}",
+            expires.duration_since(now)
+        );
+    }
+
+    #[test]
+    fn same_token_retries_have_a_floor_and_stop_at_expiry() {
+        let policy = RefreshPolicy::default();
+        let issued = SystemTime::UNIX_EPOCH;
+        let expires = issued + Duration::from_secs(10);
+        // Past the latest refresh point: wait the floor (10 s / 20 = 500 ms).
+        let now = issued + Duration::from_secs(9);
+        let next = retry_same_at(issued, expires, now, &policy);
+        assert_eq!(
+            next.duration_since(now).unwrap(),
+            Duration::from_millis(500)
+        );
+        // Almost expired: never later than expiry.
+        let now = expires - Duration::from_millis(200);
+        assert_eq!(retry_same_at(issued, expires, now, &policy), expires);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let policy = RefreshPolicy::default();
+        let secs = |failures, jitter| backoff(failures, &policy, jitter).as_secs_f64();
+        assert_eq!(secs(1, 0.999_999).round(), 1.0);
+        assert_eq!(secs(1, 0.0), 0.5);
+        assert_eq!(secs(3, 0.999_999).round(), 4.0);
+        assert_eq!(secs(30, 0.999_999).round(), 60.0);
+        assert_eq!(secs(u32::MAX, 0.0), 30.0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`certs`] — an in-process test PKI (CA, server and client certificates, an unrelated CA);
+//! - [`cloud`] — the emulated Azure cloud (token endpoint, token-checking front) and a fake `az`;
 //! - [`redis_server`] — [`TlsRedis`], one redis-server per test with a TLS and a plaintext port;
 //! - [`redauth`] — [`Redauth`]/[`RedauthCmd`], the binary as a child process, logs captured;
 //! - [`resp`] — [`RespConn`], send bytes / read exactly one reply, and RESP helpers;
@@ -12,6 +13,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod certs;
+pub mod cloud;
 pub mod redauth;
 pub mod redis_server;
 pub mod resp;

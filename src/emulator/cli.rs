@@ -1,0 +1,192 @@
+//! `redauth emulate-cloud`: the emulated cloud as a long-running process, for
+//! the demo. It starts a [`Cloud`], logs what it started (addresses, oid,
+//! lifetime; never a token or a password), optionally writes the
+//! `IDENTITY_*` variables to a file, and runs until SIGINT or SIGTERM.
+//! Logging is set up by the caller.
+
+use super::{Cloud, CloudConfig};
+use anyhow::Context;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default object id of the emulated identity.
+pub const DEFAULT_OID: &str = "00000000-0000-4000-8000-00000000d3e0";
+
+/// Flags of `redauth emulate-cloud`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmulatorArgs {
+    /// Object id of the emulated managed identity (the Redis username)
+    #[arg(long, value_name = "OID", default_value = DEFAULT_OID)]
+    pub oid: String,
+
+    /// Lifetime of each token handed out, e.g. 30s or 2m
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lifetime)]
+    pub token_lifetime: Duration,
+
+    /// Address of the TLS endpoint that stands in for the cache
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:16380")]
+    pub front_listen: SocketAddr,
+
+    /// Address of the managed-identity (IDENTITY_ENDPOINT) HTTP endpoint
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:16381")]
+    pub identity_listen: SocketAddr,
+
+    /// Certificate chain (PEM) the TLS endpoint presents
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: PathBuf,
+
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: PathBuf,
+
+    /// The redis-server binary to run behind the TLS endpoint
+    #[arg(long, value_name = "PATH", default_value = "redis-server")]
+    pub redis_server: PathBuf,
+
+    /// Write IDENTITY_ENDPOINT=… and IDENTITY_HEADER=… lines here (mode 0600)
+    /// once everything is up
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+}
+
+fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+        Ok(_) => Err("the token lifetime must be at least 1s".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs the emulated cloud until SIGINT or SIGTERM.
+pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
+    let read = |path: &Path, what: &str| {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the {what} {}", path.display()))
+    };
+    let cloud = Cloud::start(CloudConfig {
+        oid: args.oid.clone(),
+        token_lifetime: args.token_lifetime,
+        front_listen: args.front_listen,
+        identity_listen: args.identity_listen,
+        cert_pem: read(&args.tls_cert, "TLS certificate")?,
+        key_pem: read(&args.tls_key, "TLS key")?,
+        redis_server: args.redis_server.clone(),
+    })
+    .await?;
+    tracing::info!(
+        front = %cloud.front().addr(),
+        identity_endpoint = %cloud.identity().url(),
+        backend = %cloud.backend().addr(),
+        oid = %args.oid,
+        token_lifetime = %humantime::format_duration(args.token_lifetime),
+        "emulated cloud running (for tests and demos only)"
+    );
+    if let Some(path) = &args.env_file {
+        write_env_file(path, &cloud.env_vars())
+            .with_context(|| format!("writing the env file {}", path.display()))?;
+        tracing::info!(path = %path.display(), "wrote IDENTITY_ENDPOINT and IDENTITY_HEADER");
+    }
+    wait_for_signal().await;
+    tracing::info!(stats = ?cloud.front().stats(), "emulated cloud stopping");
+    Ok(())
+}
+
+/// Writes `NAME=value` lines to a new file only its owner can read.
+fn write_env_file(path: &Path, vars: &[(String, String)]) -> std::io::Result<()> {
+    // Replace any older file rather than inherit its permissions.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    file.write_all(text.as_bytes())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EmulatorArgs,
+    }
+
+    #[test]
+    fn defaults_and_parsing() {
+        let cli = Cli::try_parse_from(["x", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert_eq!(cli.args.oid, DEFAULT_OID);
+        assert_eq!(cli.args.token_lifetime, Duration::from_secs(30));
+        assert_eq!(cli.args.front_listen, "127.0.0.1:16380".parse().unwrap());
+        assert_eq!(cli.args.identity_listen, "127.0.0.1:16381".parse().unwrap());
+        assert_eq!(cli.args.redis_server, PathBuf::from("redis-server"));
+        let cli = Cli::try_parse_from([
+            "x",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--token-lifetime",
+            "2m",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.token_lifetime, Duration::from_secs(120));
+        assert!(Cli::try_parse_from([
+            "x",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--token-lifetime",
+            "10ms"
+        ])
+        .is_err());
+        assert!(
+            Cli::try_parse_from(["x"]).is_err(),
+            "the certificate is required"
+        );
+    }
+
+    #[test]
+    fn the_env_file_is_private_and_replaced() {
+        let path =
+            std::env::temp_dir().join(format!("redauth-env-{}", super::super::random::secret()));
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let vars = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "x y".to_string()),
+        ];
+        write_env_file(&path, &vars).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "A=1\nB=x y\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_file(&path).unwrap();
+    }
+}

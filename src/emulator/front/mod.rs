@@ -1,0 +1,247 @@
+//! The emulated cache endpoint: what Azure puts in front of Redis.
+//!
+//! [`Front`] is a TLS listener (TLS 1.2+, rustls with ring) before the plain
+//! [`Backend`](super::backend::Backend). Each accepted connection gets its own
+//! backend connection and one task relaying both ways; bytes pass untouched
+//! except the tokens in `AUTH <user> <token>` and `HELLO <ver> AUTH <user>
+//! <token>`: a token that verifies, has not expired and whose `oid` is
+//! `<user>` becomes the backend user's password; any other token (and the
+//! one-argument `AUTH <token>`) becomes a password that cannot work, so the
+//! backend answers `WRONGPASS` itself, in order. Tokens are never forwarded
+//! or logged.
+//!
+//! # Expiry
+//!
+//! Like Azure, the front closes a connection when the token of its last
+//! *successful* AUTH expires with no newer successful AUTH ("front: closing
+//! connection …: its token expired at … with no fresh AUTH"). Before the first
+//! successful AUTH there is no deadline. Success means the backend answered
+//! the AUTH with `+OK` (a HELLO with a map or array), not merely that the
+//! token verified: RESP2 subscribed mode refuses AUTH, and MULTI queues it
+//! (`+QUEUED`), and neither moves the deadline — not even when EXEC later
+//! runs the queued AUTH. To know which reply answers which AUTH, the request
+//! side ([`requests`]) records what each forwarded command expects and the
+//! reply side ([`replies`]) matches backend frames to those records: pushes
+//! and pub/sub messages are out of band, SUBSCRIBE-family commands are
+//! answered by confirmations (or one error), every other command by one reply.
+//!
+//! # Limits
+//!
+//! Where replies cannot be counted — after `CLIENT REPLY …`, `MONITOR`,
+//! `SYNC`/`PSYNC`, a SUBSCRIBE-family command inside MULTI, or a client
+//! protocol error — the connection turns *untracked* for good: from then on
+//! an AUTH whose token verifies moves the deadline at once (lenient; logged at
+//! debug). RESET keeps the deadline (Azure's behaviour there is not known;
+//! redauth re-authenticates after RESET anyway). An AUTH or HELLO over 1 MiB
+//! ends the connection. This is a test double, not a proxy to put in front of
+//! anything real.
+
+mod relay;
+mod replies;
+mod requests;
+
+use super::issuer::Issuer;
+use super::random;
+use crate::resp::command::SubscribeKind;
+use requests::Gate;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+/// What the reply to one forwarded command means, in command order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expect {
+    /// One in-band reply; nothing to learn from it.
+    Reply,
+    /// `AUTH` with a good token: `+OK` moves the deadline to `expires_at`.
+    Auth { expires_at: SystemTime },
+    /// `HELLO`: a map (RESP3) or array (RESP2) reply is success, sets the
+    /// protocol, and moves the deadline if it carried a good token.
+    Hello { auth: Option<SystemTime> },
+    /// `RESET`: `+RESET` means RESP2 and no subscriptions.
+    Reset,
+    /// A SUBSCRIBE-family command naming `channels` channels (0: "all").
+    Subscribe { kind: SubscribeKind, channels: u32 },
+    /// Replies can no longer be matched from here on.
+    Untracked,
+}
+
+/// What [`Front::start`] needs.
+#[derive(Clone)]
+pub struct FrontConfig {
+    /// Where to listen (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Server certificate chain, PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM.
+    pub key_pem: String,
+    /// The plain backend's address.
+    pub backend: SocketAddr,
+    /// The backend password of the user named after the identity's oid.
+    pub backend_password: String,
+    /// Verifies the tokens clients present.
+    pub issuer: Arc<Issuer>,
+}
+
+impl std::fmt::Debug for FrontConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontConfig")
+            .field("listen", &self.listen)
+            .field("backend", &self.backend)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counts kept by the front, all connections together.
+#[derive(Debug, Default)]
+struct Counters {
+    connections: AtomicU64,
+    auth_ok: AtomicU64,
+    auth_rejected: AtomicU64,
+    expired_closes: AtomicU64,
+}
+
+/// A snapshot of the front's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrontStats {
+    /// Connections that completed the TLS handshake.
+    pub connections: u64,
+    /// AUTHs (or HELLO … AUTH) that succeeded and moved a deadline.
+    pub auth_ok: u64,
+    /// Tokens the front refused (invalid, expired, wrong user, no user).
+    pub auth_rejected: u64,
+    /// Connections closed because their token expired without a fresh AUTH.
+    pub expired_closes: u64,
+}
+
+/// Everything a connection task needs.
+struct Shared {
+    acceptor: TlsAcceptor,
+    backend: SocketAddr,
+    gate: Gate,
+    counters: Counters,
+}
+
+/// A running TLS front.
+pub struct Front {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Front")
+            .field("addr", &self.addr)
+            .field("backend", &self.shared.backend)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Front {
+    /// Builds the TLS configuration, binds the listener and starts accepting.
+    pub async fn start(config: FrontConfig) -> io::Result<Front> {
+        let tls = server_config(&config.cert_pem, &config.key_pem)?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("binding the front to {}: {e}", config.listen),
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            acceptor: TlsAcceptor::from(tls),
+            backend: config.backend,
+            gate: Gate {
+                issuer: config.issuer,
+                backend_password: config.backend_password,
+                invalid_password: format!("invalid-{}", random::secret()),
+            },
+            counters: Counters::default(),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(Front { addr, shared, task })
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The counters as they are now.
+    pub fn stats(&self) -> FrontStats {
+        let c = &self.shared.counters;
+        FrontStats {
+            connections: c.connections.load(Ordering::Relaxed),
+            auth_ok: c.auth_ok.load(Ordering::Relaxed),
+            auth_rejected: c.auth_rejected.load(Ordering::Relaxed),
+            expired_closes: c.expired_closes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops accepting and closes every open connection.
+    pub fn shutdown(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The rustls server configuration: TLS 1.3 and 1.2, ring, no client auth.
+fn server_config(cert_pem: &str, key_pem: &str) -> io::Result<Arc<ServerConfig>> {
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the front's {what}: {e}"),
+        )
+    };
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("certificate", &e))?;
+    if certs.is_empty() {
+        return Err(invalid("certificate", &"no PEM certificate found"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| invalid("key", &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| invalid("TLS configuration", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid("certificate and key", &e))?;
+    Ok(Arc::new(config))
+}
+
+/// Accepts connections and relays each on its own task; aborting this task
+/// drops the [`JoinSet`] and with it every connection.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(relay::serve(stream, peer, shared.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "front: accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! The front's request side: client commands in, backend commands out.
+//!
+//! Commands pass as the very bytes the client sent, large arguments streaming
+//! through, except `AUTH` and `HELLO … AUTH`, whose token is checked by the
+//! [`Gate`] and replaced: by the backend user's password when it is good, by
+//! a password that cannot work when it is not, so the backend itself answers
+//! `WRONGPASS` in its proper place. For every command an [`Expect`] record
+//! tells the reply side what its reply means.
+
+use super::Expect;
+use crate::emulator::issuer::{Issuer, Rejection};
+use crate::resp::command::CommandKind;
+use crate::resp::request::{Request, RequestBody};
+use crate::resp::{encode, parse_i64, DEFAULT_MAX_BULK};
+use bytes::{Bytes, BytesMut};
+use memchr::memchr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The longest `AUTH`, `HELLO` or `CLIENT` command held whole; longer ones
+/// are streamed (`CLIENT`) or end the connection (`AUTH`, `HELLO`).
+const WHOLE_COMMAND_MAX: usize = 1024 * 1024;
+
+/// Decides whether a token may stand for the backend user's password.
+pub(crate) struct Gate {
+    pub(crate) issuer: Arc<Issuer>,
+    /// The backend password of the user named after the identity's oid.
+    pub(crate) backend_password: String,
+    /// A password no backend user has.
+    pub(crate) invalid_password: String,
+}
+
+/// Why a token was not let through. Never holds the token, nor the user
+/// name (a client that swapped its arguments would have put a token there).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("{0}")]
+    Token(#[from] Rejection),
+    #[error("the token's oid is not the user name given")]
+    WrongUser,
+    #[error("AUTH with a token needs the user name (the identity's object id)")]
+    NoUser,
+    #[error("malformed token: not UTF-8")]
+    NotUtf8,
+}
+
+impl Gate {
+    /// The token's expiry if `token` is valid at `now` and names `user`.
+    pub(crate) fn check(
+        &self,
+        user: &[u8],
+        token: &[u8],
+        now: SystemTime,
+    ) -> Result<SystemTime, Refusal> {
+        let token = std::str::from_utf8(token).map_err(|_| Refusal::NotUtf8)?;
+        let claims = self.issuer.verify(token, now)?;
+        if claims.oid.as_bytes() != user {
+            return Err(Refusal::WrongUser);
+        }
+        Ok(claims.expires_at())
+    }
+}
+
+/// What the relay must do about an AUTH, besides forwarding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AuthEvent {
+    /// A token was refused (and replaced by an invalid password).
+    Refused(Refusal),
+    /// Untracked connection: a good token counts at once.
+    AcceptedUntracked(SystemTime),
+}
+
+/// The result of one pass over the buffer.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    /// Bytes for the backend.
+    pub(crate) bytes: BytesMut,
+    /// Records for the reply side, to be sent before `bytes` are written.
+    pub(crate) records: Vec<Expect>,
+    pub(crate) events: Vec<AuthEvent>,
+}
+
+/// An AUTH or HELLO too large to hold: its token can be neither checked nor
+/// kept from the backend, so the connection ends.
+#[derive(Debug, thiserror::Error)]
+#[error("an AUTH or HELLO command over {WHOLE_COMMAND_MAX} bytes")]
+pub(crate) struct Oversized;
+
+/// The request side's state between reads.
+#[derive(Debug, Default)]
+pub(crate) struct RequestScanner {
+    /// A command whose arguments are still arriving (forwarded as they come).
+    streaming: Option<RequestBody>,
+    /// Replies can no longer be matched to commands (see the module docs of
+    /// [`super`]); no more records are sent.
+    untracked: bool,
+    /// Between MULTI and EXEC/DISCARD/RESET, as far as the client asked.
+    in_multi: bool,
+    /// A protocol error was seen: everything is passed on raw, and the backend
+    /// answers the error and closes.
+    broken: bool,
+}
+
+impl RequestScanner {
+    /// Handles every complete command (and streamable part) in `buf`.
+    pub(crate) fn process(
+        &mut self,
+        buf: &mut BytesMut,
+        gate: &Gate,
+        now: SystemTime,
+    ) -> Result<Output, Oversized> {
+        let mut out = Output::default();
+        loop {
+            if self.broken {
+                out.bytes.unsplit(buf.split());
+                return Ok(out);
+            }
+            if let Some(mut body) = self.streaming.take() {
+                let Ok(advance) = body.advance(buf, DEFAULT_MAX_BULK) else {
+                    self.protocol_error(&mut out);
+                    continue;
+                };
+                out.bytes.unsplit(buf.split_to(advance.consumed));
+                if !advance.done {
+                    self.streaming = Some(body);
+                    return Ok(out);
+                }
+            }
+            let request = match Request::parse(buf, DEFAULT_MAX_BULK) {
+                Ok(Some(request)) => request,
+                Ok(None) => return Ok(out),
+                Err(_) => {
+                    self.protocol_error(&mut out);
+                    continue;
+                }
+            };
+            match request {
+                Request::Ignored { len } => out.bytes.unsplit(buf.split_to(len)),
+                Request::Inline { len, args } => {
+                    let frame = buf.split_to(len);
+                    let args: Vec<&[u8]> = args.iter().map(Bytes::as_ref).collect();
+                    let kind = CommandKind::of(args[0]);
+                    let argc = args.len() as u32;
+                    let rewritten = self.command(kind, argc, Some(&args), gate, now, &mut out);
+                    out.bytes.unsplit(rewritten.unwrap_or(frame));
+                }
+                Request::Multibulk {
+                    argc,
+                    head_len,
+                    name,
+                    body,
+                } => {
+                    let kind = name.map_or(CommandKind::Other, |r| CommandKind::of(&buf[r]));
+                    let needs_arguments = matches!(
+                        kind,
+                        CommandKind::Auth | CommandKind::Hello | CommandKind::Client
+                    );
+                    let mut whole = body;
+                    let Ok(advance) = whole.advance(&buf[head_len..], DEFAULT_MAX_BULK) else {
+                        self.protocol_error(&mut out);
+                        continue;
+                    };
+                    if advance.done {
+                        let frame = buf.split_to(head_len + advance.consumed);
+                        let rewritten = if needs_arguments {
+                            // Cannot fail on a frame the scanner accepted; if it
+                            // did, the bare name keeps any token from passing.
+                            let args = arguments(&frame, argc).unwrap_or_else(|| vec![&frame[..0]]);
+                            self.command(kind, argc, Some(&args), gate, now, &mut out)
+                        } else {
+                            self.command(kind, argc, None, gate, now, &mut out)
+                        };
+                        out.bytes.unsplit(rewritten.unwrap_or(frame));
+                    } else if needs_arguments && buf.len() <= WHOLE_COMMAND_MAX {
+                        return Ok(out);
+                    } else if matches!(kind, CommandKind::Auth | CommandKind::Hello) {
+                        return Err(Oversized);
+                    } else {
+                        let head = buf.split_to(head_len);
+                        self.record(kind, argc, None, None, &mut out);
+                        out.bytes.unsplit(head);
+                        self.streaming = Some(body);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops scanning: the rest goes to the backend as is, which answers the
+    /// protocol error itself and closes the connection.
+    fn protocol_error(&mut self, out: &mut Output) {
+        tracing::debug!("front: protocol error from a client; passing the rest through");
+        self.broken = true;
+        self.go_untracked(out);
+    }
+
+    fn go_untracked(&mut self, out: &mut Output) {
+        if !self.untracked {
+            self.untracked = true;
+            out.records.push(Expect::Untracked);
+        }
+    }
+
+    /// Handles one whole command: returns its replacement if it carries a
+    /// token, and records what its reply means.
+    fn command(
+        &mut self,
+        kind: CommandKind,
+        argc: u32,
+        args: Option<&[&[u8]]>,
+        gate: &Gate,
+        now: SystemTime,
+        out: &mut Output,
+    ) -> Option<BytesMut> {
+        let (rewritten, auth) = match (kind, args) {
+            (CommandKind::Auth, Some(args)) => auth(args, gate, now, &mut out.events),
+            (CommandKind::Hello, Some(args)) => hello(args, gate, now, &mut out.events),
+            _ => {
+                self.record(kind, argc, args, None, out);
+                return None;
+            }
+        };
+        if self.untracked {
+            if let Some(Ok(expires_at)) = auth {
+                out.events.push(AuthEvent::AcceptedUntracked(expires_at));
+            }
+        }
+        self.record(kind, argc, args, auth, out);
+        Some(rewritten)
+    }
+
+    /// Pushes the record for a command: `args` when it was held whole, and
+    /// the outcome of its token check (`Err(())`: refused) if it had one.
+    fn record(
+        &mut self,
+        kind: CommandKind,
+        argc: u32,
+        args: Option<&[&[u8]]>,
+        auth: Option<Result<SystemTime, ()>>,
+        out: &mut Output,
+    ) {
+        if self.untracked {
+            return;
+        }
+        let verified = auth.and_then(Result::ok);
+        let record = match kind {
+            CommandKind::Auth => match verified {
+                Some(expires_at) => Expect::Auth { expires_at },
+                None => Expect::Reply,
+            },
+            CommandKind::Hello => Expect::Hello { auth: verified },
+            CommandKind::Client
+                if args
+                    .and_then(|a| a.get(1))
+                    .is_some_and(|a| a.eq_ignore_ascii_case(b"reply")) =>
+            {
+                return self.go_untracked(out);
+            }
+            CommandKind::Monitor | CommandKind::Sync => return self.go_untracked(out),
+            CommandKind::Subscribe(_) if self.in_multi => return self.go_untracked(out),
+            CommandKind::Subscribe(kind) => Expect::Subscribe {
+                kind,
+                channels: argc.saturating_sub(1),
+            },
+            CommandKind::Multi => {
+                self.in_multi = true;
+                Expect::Reply
+            }
+            CommandKind::Exec | CommandKind::Discard => {
+                self.in_multi = false;
+                Expect::Reply
+            }
+            CommandKind::Reset => {
+                self.in_multi = false;
+                Expect::Reset
+            }
+            _ => Expect::Reply,
+        };
+        out.records.push(record);
+    }
+}
+
+/// Checks one user/token pair: the replacement password, and the expiry if
+/// the token is good (`Err(())` if it was refused).
+fn swap(
+    user: &[u8],
+    token: &[u8],
+    gate: &Gate,
+    now: SystemTime,
+    events: &mut Vec<AuthEvent>,
+) -> (Vec<u8>, Result<SystemTime, ()>) {
+    match gate.check(user, token, now) {
+        Ok(expires_at) => (gate.backend_password.as_bytes().to_vec(), Ok(expires_at)),
+        Err(refusal) => {
+            events.push(AuthEvent::Refused(refusal));
+            (gate.invalid_password.as_bytes().to_vec(), Err(()))
+        }
+    }
+}
+
+/// Rewrites `AUTH [user] token`.
+fn auth(
+    args: &[&[u8]],
+    gate: &Gate,
+    now: SystemTime,
+    events: &mut Vec<AuthEvent>,
+) -> (BytesMut, Option<Result<SystemTime, ()>>) {
+    match args {
+        [name, user, token] => {
+            let (password, outcome) = swap(user, token, gate, now, events);
+            (encode::command(&[name, user, &password[..]]), Some(outcome))
+        }
+        [name, _token] => {
+            events.push(AuthEvent::Refused(Refusal::NoUser));
+            let password = gate.invalid_password.as_bytes();
+            (encode::command(&[name, &password]), Some(Err(())))
+        }
+        // Wrong arity: the backend answers an error; the arguments (which may
+        // hold a token) are replaced, keeping their number.
+        _ => {
+            let mut redacted: Vec<&[u8]> = vec![b"-"; args.len().max(1)];
+            redacted[0] = b"AUTH";
+            (encode::command(&redacted), None)
+        }
+    }
+}
+
+/// Rewrites every `AUTH user token` option of a `HELLO`; the last one is
+/// the one Redis uses.
+fn hello(
+    args: &[&[u8]],
+    gate: &Gate,
+    now: SystemTime,
+    events: &mut Vec<AuthEvent>,
+) -> (BytesMut, Option<Result<SystemTime, ()>>) {
+    let mut rewritten: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
+    let mut outcome = None;
+    let mut i = 2;
+    while i < args.len() {
+        if args[i].eq_ignore_ascii_case(b"auth") && i + 2 < args.len() {
+            let (password, result) = swap(args[i + 1], args[i + 2], gate, now, events);
+            rewritten[i + 2] = password;
+            outcome = Some(result);
+            i += 3;
+        } else if args[i].eq_ignore_ascii_case(b"setname") {
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    (encode::command(&rewritten), outcome)
+}
+
+/// The arguments of a whole multibulk command that [`Request::parse`] and
+/// [`RequestBody::advance`] accepted (so its lengths are known good).
+fn arguments(frame: &[u8], argc: u32) -> Option<Vec<&[u8]>> {
+    // Count lines end at the first CR plus one more byte, as in Redis.
+    let line_end = |pos: usize| memchr(b'\r', frame.get(pos..)?).map(|cr| (pos + cr, pos + cr + 2));
+    let (_, mut pos) = line_end(0)?;
+    let mut args = Vec::with_capacity(argc as usize);
+    for _ in 0..argc {
+        let (cr, start) = line_end(pos)?;
+        let len = usize::try_from(parse_i64(frame.get(pos + 1..cr)?)?).ok()?;
+        args.push(frame.get(start..start + len)?);
+        pos = start + len + 2;
+    }
+    Some(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::command::SubscribeKind;
+    use std::time::Duration;
+
+    const OID: &str = "00000000-0000-4000-8000-00000000d3e0";
+
+    fn gate() -> Gate {
+        Gate {
+            issuer: Arc::new(Issuer::new(OID.into(), Duration::from_secs(60))),
+            backend_password: "backendpw".into(),
+            invalid_password: "invalidpw".into(),
+        }
+    }
+
+    fn run(scanner: &mut RequestScanner, gate: &Gate, input: &[u8]) -> Output {
+        let mut buf = BytesMut::from(input);
+        let out = scanner.process(&mut buf, gate, SystemTime::now()).unwrap();
+        assert!(buf.is_empty(), "left over: {buf:?}");
+        out
+    }
+
+    fn cmd(args: &[&str]) -> Vec<u8> {
+        encode::command(args).to_vec()
+    }
+
+    #[test]
+    fn a_good_token_becomes_the_backend_password() {
+        let gate = gate();
+        let minted = gate.issuer.mint();
+        let mut input = cmd(&["GET", "k"]);
+        input.extend(cmd(&["AUTH", OID, &minted.token]));
+        let out = run(&mut RequestScanner::default(), &gate, &input);
+        let mut expected = cmd(&["GET", "k"]);
+        expected.extend(cmd(&["AUTH", OID, "backendpw"]));
+        assert_eq!(&out.bytes[..], &expected[..]);
+        assert_eq!(
+            out.records,
+            vec![
+                Expect::Reply,
+                Expect::Auth {
+                    expires_at: minted.expires_at
+                }
+            ]
+        );
+        assert!(out.events.is_empty());
+    }
+
+    #[test]
+    fn bad_tokens_become_an_invalid_password_and_never_pass() {
+        let gate = gate();
+        let minted = gate.issuer.mint();
+        let other = Issuer::new(OID.into(), Duration::from_secs(60)).mint();
+        let cases: &[(&[&str], Refusal)] = &[
+            (&["AUTH", "someone", &minted.token], Refusal::WrongUser),
+            (
+                &["AUTH", OID, &other.token],
+                Refusal::Token(Rejection::BadSignature),
+            ),
+            (&["AUTH", &minted.token], Refusal::NoUser),
+        ];
+        for (args, refusal) in cases {
+            let out = run(&mut RequestScanner::default(), &gate, &cmd(args));
+            let mut expected = args.to_vec();
+            *expected.last_mut().unwrap() = "invalidpw";
+            assert_eq!(&out.bytes[..], &cmd(&expected)[..]);
+            assert_eq!(out.records, vec![Expect::Reply]);
+            assert_eq!(out.events, vec![AuthEvent::Refused(refusal.clone())]);
+        }
+        let out = run(
+            &mut RequestScanner::default(),
+            &gate,
+            &cmd(&["AUTH", "a", "b", &minted.token]),
+        );
+        assert_eq!(&out.bytes[..], &cmd(&["AUTH", "-", "-", "-"])[..]);
+    }
+
+    #[test]
+    fn inline_auth_is_rewritten_other_inline_commands_pass_untouched() {
+        let gate = gate();
+        let minted = gate.issuer.mint();
+        let input = format!("PING\r\nauth {OID} {}\r\n", minted.token);
+        let out = run(&mut RequestScanner::default(), &gate, input.as_bytes());
+        let mut expected = b"PING\r\n".to_vec();
+        expected.extend(cmd(&["auth", OID, "backendpw"]));
+        assert_eq!(&out.bytes[..], &expected[..]);
+        assert_eq!(out.records.len(), 2);
+    }
+
+    #[test]
+    fn hello_auth_pairs_are_rewritten_and_the_rest_kept() {
+        let gate = gate();
+        let minted = gate.issuer.mint();
+        let args = ["HELLO", "3", "SETNAME", "auth", "AUTH", OID, &minted.token];
+        let out = run(&mut RequestScanner::default(), &gate, &cmd(&args));
+        assert_eq!(
+            &out.bytes[..],
+            &cmd(&["HELLO", "3", "SETNAME", "auth", "AUTH", OID, "backendpw"])[..]
+        );
+        assert_eq!(
+            out.records,
+            vec![Expect::Hello {
+                auth: Some(minted.expires_at)
+            }]
+        );
+        let out = run(&mut RequestScanner::default(), &gate, &cmd(&["HELLO", "3"]));
+        assert_eq!(out.records, vec![Expect::Hello { auth: None }]);
+    }
+
+    #[test]
+    fn commands_split_across_reads_and_large_arguments_stream() {
+        let gate = gate();
+        let minted = gate.issuer.mint();
+        let auth = cmd(&["AUTH", OID, &minted.token]);
+        let mut scanner = RequestScanner::default();
+        let mut buf = BytesMut::from(&auth[..10]);
+        let out = scanner.process(&mut buf, &gate, SystemTime::now()).unwrap();
+        assert!(out.bytes.is_empty() && out.records.is_empty());
+        buf.extend_from_slice(&auth[10..]);
+        let out = scanner.process(&mut buf, &gate, SystemTime::now()).unwrap();
+        assert_eq!(&out.bytes[..], &cmd(&["AUTH", OID, "backendpw"])[..]);
+
+        let value = "v".repeat(100_000);
+        let set = cmd(&["SET", "k", &value]);
+        let mut buf = BytesMut::from(&set[..5000]);
+        let first = scanner.process(&mut buf, &gate, SystemTime::now()).unwrap();
+        assert_eq!(first.records, vec![Expect::Reply]);
+        buf.extend_from_slice(&set[5000..]);
+        let rest = scanner.process(&mut buf, &gate, SystemTime::now()).unwrap();
+        assert!(rest.records.is_empty());
+        assert_eq!([&first.bytes[..], &rest.bytes[..]].concat(), set);
+    }
+
+    #[test]
+    fn subscribe_records_its_channel_count() {
+        let gate = gate();
+        let out = run(
+            &mut RequestScanner::default(),
+            &gate,
+            &cmd(&["SUBSCRIBE", "a", "b"]),
+        );
+        assert_eq!(
+            out.records,
+            vec![Expect::Subscribe {
+                kind: SubscribeKind::Subscribe,
+                channels: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn uncountable_commands_make_auth_lenient() {
+        let gate = gate();
+        for switch in [
+            cmd(&["CLIENT", "REPLY", "OFF"]),
+            cmd(&["MONITOR"]),
+            cmd(&["PSYNC", "?", "-1"]),
+            [cmd(&["MULTI"]), cmd(&["SUBSCRIBE", "x"])].concat(),
+        ] {
+            let mut scanner = RequestScanner::default();
+            let out = run(&mut scanner, &gate, &switch);
+            assert_eq!(out.records.last(), Some(&Expect::Untracked));
+            let minted = gate.issuer.mint();
+            let out = run(&mut scanner, &gate, &cmd(&["AUTH", OID, &minted.token]));
+            assert!(out.records.is_empty());
+            assert_eq!(
+                out.events,
+                vec![AuthEvent::AcceptedUntracked(minted.expires_at)]
+            );
+        }
+        let out = run(
+            &mut RequestScanner::default(),
+            &gate,
+            &cmd(&["CLIENT", "SETNAME", "x"]),
+        );
+        assert_eq!(out.records, vec![Expect::Reply]);
+    }
+
+    #[test]
+    fn a_protocol_error_passes_the_rest_through() {
+        let gate = gate();
+        let input = b"PING\r\n*1\r\n:5\r\nGET k\r\n";
+        let out = run(&mut RequestScanner::default(), &gate, input);
+        assert_eq!(&out.bytes[..], &input[..]);
+        assert_eq!(out.records, vec![Expect::Reply, Expect::Untracked]);
+    }
+
+    #[test]
+    fn oversized_auth_ends_the_connection() {
+        let gate = gate();
+        let mut buf = BytesMut::from(&b"*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$2000000\r\n"[..]);
+        buf.resize(buf.len() + WHOLE_COMMAND_MAX, b'x');
+        let result = RequestScanner::default().process(&mut buf, &gate, SystemTime::now());
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn arguments_follow_redis_line_rules() {
+        let frame = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        assert_eq!(arguments(frame, 2), Some(vec![&b"GET"[..], b"k"]));
+        assert_eq!(
+            arguments(b"*1\rx$4\r\nPING\r\n", 1),
+            Some(vec![&b"PING"[..]])
+        );
+        assert_eq!(arguments(b"*2\r\n$3\r\nGET\r\n", 2), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! An emulated Azure cloud, for tests and the demo — never for production.
+//!
+//! Only the cloud is faked; redauth's own code, the real `azure_identity`
+//! `ManagedIdentityCredential` and a real `redis-server` all run as they
+//! would against Azure. [`Cloud::start`] brings up four pieces:
+//!
+//! - [`issuer`]: mints HMAC-signed, JWT-shaped tokens carrying the identity's
+//!   `oid` and a short `exp` (seconds, so rotations happen during a test);
+//! - [`identity`]: an HTTP endpoint speaking the App Service managed-identity
+//!   protocol (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`, see
+//!   [`Cloud::env_vars`]), with failure injection and optional token reuse;
+//! - [`backend`]: a plain `redis-server` on loopback with an ACL user named
+//!   after the `oid`;
+//! - [`front`]: the TLS endpoint clients dial, which swaps valid tokens for
+//!   the backend user's password and, like Azure, closes every connection
+//!   whose token expired without a fresh successful AUTH.
+//!
+//! [`cli`] runs the same thing as `redauth emulate-cloud` for the demo.
+//!
+//! Secrets (tokens, passwords, the identity header) are never logged, and the
+//! `Debug` output of every type here redacts them.
+
+pub mod backend;
+pub mod cli;
+pub mod front;
+pub mod identity;
+pub mod issuer;
+mod random;
+
+#[cfg(test)]
+mod tests;
+
+pub use backend::{Backend, BackendError};
+pub use front::{Front, FrontConfig, FrontStats};
+pub use identity::IdentityEndpoint;
+pub use issuer::{Claims, Issuer, Minted, Rejection};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What [`Cloud::start`] needs.
+#[derive(Clone)]
+pub struct CloudConfig {
+    /// Object id of the emulated managed identity: the Redis username.
+    pub oid: String,
+    /// Lifetime of each token the identity endpoint hands out.
+    pub token_lifetime: Duration,
+    /// Where the TLS front listens (port 0 picks a free one).
+    pub front_listen: SocketAddr,
+    /// Where the identity endpoint listens (port 0 picks a free one).
+    pub identity_listen: SocketAddr,
+    /// The front's certificate chain, PEM.
+    pub cert_pem: String,
+    /// The front's private key, PEM.
+    pub key_pem: String,
+    /// The `redis-server` binary: a path, or a name looked up in `PATH`.
+    pub redis_server: PathBuf,
+}
+
+impl std::fmt::Debug for CloudConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudConfig")
+            .field("oid", &self.oid)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("front_listen", &self.front_listen)
+            .field("identity_listen", &self.identity_listen)
+            .field("redis_server", &self.redis_server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the emulated cloud could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    #[error("starting the redis-server backend: {0}")]
+    Backend(#[from] BackendError),
+    #[error("starting the identity endpoint: {0}")]
+    Identity(#[source] std::io::Error),
+    #[error("starting the TLS front: {0}")]
+    Front(#[source] std::io::Error),
+}
+
+/// The whole emulated cloud. Dropping it stops everything (connections
+/// first, the redis-server last).
+#[derive(Debug)]
+pub struct Cloud {
+    front: Front,
+    identity: IdentityEndpoint,
+    backend: Backend,
+    issuer: Arc<Issuer>,
+}
+
+impl Cloud {
+    /// Starts the backend, the issuer, the identity endpoint and the front.
+    pub async fn start(config: CloudConfig) -> Result<Cloud, CloudError> {
+        let backend = Backend::start(&config.redis_server, &config.oid).await?;
+        let issuer = Arc::new(Issuer::new(config.oid, config.token_lifetime));
+        let identity = IdentityEndpoint::start(issuer.clone(), config.identity_listen)
+            .await
+            .map_err(CloudError::Identity)?;
+        let front = Front::start(FrontConfig {
+            listen: config.front_listen,
+            cert_pem: config.cert_pem,
+            key_pem: config.key_pem,
+            backend: backend.addr(),
+            backend_password: backend.user_password().to_string(),
+            issuer: issuer.clone(),
+        })
+        .await
+        .map_err(CloudError::Front)?;
+        Ok(Cloud {
+            front,
+            identity,
+            backend,
+            issuer,
+        })
+    }
+
+    /// The token issuer (mint tokens directly, change the lifetime).
+    pub fn issuer(&self) -> &Arc<Issuer> {
+        &self.issuer
+    }
+
+    /// The managed-identity endpoint (failure injection, request counts).
+    pub fn identity(&self) -> &IdentityEndpoint {
+        &self.identity
+    }
+
+    /// The TLS front (its address, its counters).
+    pub fn front(&self) -> &Front {
+        &self.front
+    }
+
+    /// The plain redis-server behind the front.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, for the process (or child
+    /// process) that runs `ManagedIdentityCredential`.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        vec![
+            ("IDENTITY_ENDPOINT".to_string(), self.identity.url()),
+            (
+                "IDENTITY_HEADER".to_string(),
+                self.identity.header_secret().to_string(),
+            ),
+        ]
+    }
+}
