@@ -132,6 +132,43 @@ impl Credentials {
     }
 }
 
+/// Follows the credential channel from one session: each call to
+/// [`CredentialWatch::next`] yields a credential other than the last one it
+/// knew, starting from the one the connection authenticated with.
+#[derive(Debug)]
+pub struct CredentialWatch {
+    rx: watch::Receiver<CredentialState>,
+    last: Arc<Credential>,
+}
+
+impl CredentialWatch {
+    /// Waits for a credential other than the last one seen. Never resolves
+    /// for a fixed credential, or once the source has stopped.
+    pub async fn next(&mut self) -> Arc<Credential> {
+        loop {
+            if let CredentialState::Ready(c) = &*self.rx.borrow_and_update() {
+                if !Arc::ptr_eq(c, &self.last) {
+                    self.last = c.clone();
+                    return c.clone();
+                }
+            }
+            if self.rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+impl Credentials {
+    /// A watch for a connection authenticated with `used`.
+    pub fn watch_from(&self, used: Arc<Credential>) -> CredentialWatch {
+        CredentialWatch {
+            rx: self.rx.clone(),
+            last: used,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +194,22 @@ mod tests {
         let shown = format!("{c:?} {:?}", CredentialState::Ready(Arc::new(c.clone())));
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("alice"));
+    }
+
+    #[tokio::test]
+    async fn a_watch_yields_only_credentials_other_than_the_one_in_use() {
+        let first = Arc::new(Credential::password(None, Secret::new("1".into())));
+        let (tx, rx) = watch::channel(CredentialState::Ready(first.clone()));
+        let creds = Credentials::from_channel(rx);
+        let mut w = creds.watch_from(first.clone());
+        let quiet = tokio::time::timeout(Duration::from_millis(20), w.next()).await;
+        assert!(quiet.is_err(), "the credential in use is not news");
+        let second = Arc::new(Credential::password(None, Secret::new("2".into())));
+        tx.send_replace(CredentialState::Ready(second.clone()));
+        assert!(Arc::ptr_eq(&w.next().await, &second));
+        // Published before the watch was made: still news to a connection on `first`.
+        let mut late = creds.watch_from(first);
+        assert!(Arc::ptr_eq(&late.next().await, &second));
     }
 
     #[tokio::test]

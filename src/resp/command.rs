@@ -105,7 +105,10 @@ impl CommandKind {
 
     /// Whether the relay needs every argument in hand before acting on it.
     pub fn needs_arguments(self) -> bool {
-        matches!(self, CommandKind::Hello | CommandKind::Client)
+        matches!(
+            self,
+            CommandKind::Hello | CommandKind::Client | CommandKind::Subscribe(_)
+        )
     }
 }
 

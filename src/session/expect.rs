@@ -17,6 +17,10 @@ pub enum Expect {
     /// A command redauth slipped in (the `AUTH` after `RESET`): its one reply
     /// is consumed, never reaches the client, and must be a success.
     Injected,
+    /// An `AUTH` with a newer credential, injected into a live connection:
+    /// its reply is consumed; a refusal is logged and counted, and the
+    /// connection carries on with the identity it had.
+    Reauth,
     /// A `PING` sent in place of a command redauth answers itself (client
     /// `AUTH`, `QUIT`): its reply is replaced by these bytes. Going through the
     /// server keeps the answer in its true place among pushes the server sent

@@ -12,6 +12,7 @@
 //! error has been answered, or a write fails.
 
 mod expect;
+pub mod reauth;
 mod replies;
 mod requests;
 
@@ -130,12 +131,14 @@ where
     let (upstream_read, upstream_write) = tokio::io::split(stream);
     let (client_read, client_write) = tokio::io::split(&mut client);
     let (tx, rx) = mpsc::unbounded_channel();
+    let watch = ctx.credentials.watch_from(credential.clone());
     let mut requests = requests::RequestPump::new(
         client_read,
         upstream_write,
         tx,
         early,
         credential,
+        watch,
         ctx.max_bulk,
     );
     let mut replies = replies::ReplyPump::new(upstream_read, client_write, rx, pending);

@@ -7,6 +7,7 @@
 //! slotted in at frame boundaries. Frames are relayed as they arrive, so a
 //! large bulk reply streams through in read-sized pieces.
 
+use super::reauth::{self, COUNTERS};
 use super::{Ended, Expect};
 use crate::resp::command::SubscribeKind;
 use crate::resp::pubsub::{self, Peek};
@@ -230,7 +231,7 @@ where
             }
         }
         Some(match self.queue.front() {
-            Some(Expect::Injected | Expect::StandIn(_)) => Role::Injected,
+            Some(Expect::Injected | Expect::StandIn(_) | Expect::Reauth) => Role::Injected,
             Some(Expect::ExecWithSubscribe) => Role::Exec,
             _ => Role::Reply { first },
         })
@@ -260,6 +261,7 @@ where
         match role {
             Role::Injected => match self.queue.pop_front() {
                 Some(Expect::StandIn(reply)) => self.out.extend_from_slice(&reply),
+                Some(Expect::Reauth) => reauthenticated(&frame),
                 _ if frame.first() != Some(&b'+') => {
                     let text = String::from_utf8_lossy(&frame).trim_end().to_string();
                     return Err(format!("re-authentication after RESET was refused: {text}"));
@@ -350,5 +352,20 @@ where
         let out = std::mem::take(&mut self.out);
         self.client.write_all(&out).await?;
         self.client.flush().await
+    }
+}
+
+/// Counts and logs the server's answer to an injected re-authentication.
+fn reauthenticated(reply: &[u8]) {
+    if reply.first() == Some(&b'+') {
+        reauth::count(&COUNTERS.succeeded);
+        tracing::debug!("re-authenticated with the new credential");
+    } else {
+        reauth::count(&COUNTERS.failed);
+        let text = String::from_utf8_lossy(reply).trim_end().to_string();
+        tracing::warn!(
+            reply = %text,
+            "the server refused re-authentication; the connection keeps its current identity"
+        );
     }
 }

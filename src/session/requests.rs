@@ -4,16 +4,22 @@
 //! at a time; large arguments stream through. Only the commands the relay must
 //! understand are looked at (see [`CommandKind`]); for each forwarded or
 //! locally answered command an [`Expect`] record goes to the reply side first.
+//!
+//! When a new credential is published, the request side also injects
+//! `AUTH` between two client commands at a safe point (see [`reauth`]).
 
+use super::reauth::{self, Blocker, StreamState, COUNTERS};
 use super::{Ended, Expect};
-use crate::credentials::Credential;
+use crate::credentials::{Credential, CredentialWatch};
 use crate::resp::command::CommandKind;
 use crate::resp::request::{Request, RequestBody};
 use crate::resp::{encode, parse_i64, ProtocolError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
 
 /// The stand-in command (see [`Expect::StandIn`]).
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
@@ -67,6 +73,22 @@ pub(super) struct RequestPump<R, W> {
     reply_mode: ReplyMode,
     /// QUIT was seen: nothing after it is read.
     quitting: bool,
+    /// New credentials, as they are published.
+    watch: CredentialWatch,
+    /// A newer credential to re-authenticate with, once due and safe.
+    reauth: Option<PendingReauth>,
+    /// The server-side state the commands so far leave the connection in.
+    stream: StreamState,
+    /// MONITOR or SYNC was forwarded: the connection takes no more commands.
+    raw: bool,
+}
+
+/// A re-authentication waiting for its time or for a safe point.
+struct PendingReauth {
+    credential: Arc<Credential>,
+    due: Instant,
+    /// Already counted as deferred.
+    deferred: bool,
 }
 
 impl<R, W> RequestPump<R, W>
@@ -80,6 +102,7 @@ where
         expect: UnboundedSender<Expect>,
         early: BytesMut,
         credential: Arc<Credential>,
+        watch: CredentialWatch,
         max_bulk: u64,
     ) -> Self {
         let mut buf = early;
@@ -98,6 +121,10 @@ where
             multi_subscribes: false,
             reply_mode: ReplyMode::On,
             quitting: false,
+            watch,
+            reauth: None,
+            stream: StreamState::default(),
+            raw: false,
         }
     }
 
@@ -117,6 +144,9 @@ where
                     true
                 }
             };
+            if !closing {
+                self.maybe_reauth();
+            }
             if let Err(e) = self.flush().await {
                 return Stop::Ended(Ended::Failed(format!("writing to upstream: {e}")));
             }
@@ -126,12 +156,98 @@ where
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
                 self.buf.reserve(READ_CHUNK);
             }
-            match self.client.read_buf(&mut self.buf).await {
-                Ok(0) => return Stop::Ended(Ended::ClientClosed),
-                Ok(_) => {}
-                Err(e) => return Stop::Ended(Ended::Failed(format!("reading from client: {e}"))),
+            // Wake for a due re-authentication only while it is still ahead;
+            // one that is due but blocked waits for the client's next bytes.
+            let wake = self
+                .reauth
+                .as_ref()
+                .map(|r| r.due)
+                .filter(|&due| due > Instant::now());
+            tokio::select! {
+                read = self.client.read_buf(&mut self.buf) => match read {
+                    Ok(0) => return Stop::Ended(Ended::ClientClosed),
+                    Ok(_) => {}
+                    Err(e) => return Stop::Ended(Ended::Failed(format!("reading from client: {e}"))),
+                },
+                credential = self.watch.next() => self.schedule_reauth(credential),
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }
         }
+    }
+
+    /// A new credential was published: re-authenticate within a window
+    /// before the current one expires (a newer one replaces a pending one).
+    fn schedule_reauth(&mut self, credential: Arc<Credential>) {
+        let due = match &self.reauth {
+            Some(pending) => pending.due,
+            None => {
+                let delay = reauth::delay(
+                    SystemTime::now(),
+                    self.credential.expires_at,
+                    rand::random(),
+                );
+                Instant::now() + delay
+            }
+        };
+        self.reauth = Some(PendingReauth {
+            credential,
+            due,
+            deferred: false,
+        });
+    }
+
+    /// Why AUTH cannot be injected at this point of the command stream.
+    fn reauth_blocker(&self) -> Option<Blocker> {
+        if self.streaming.is_some() {
+            Some(Blocker::MidCommand)
+        } else if self.in_multi {
+            Some(Blocker::Multi)
+        } else if matches!(self.reply_mode, ReplyMode::Skip(_)) {
+            Some(Blocker::ReplySkip)
+        } else if self.raw || self.quitting {
+            Some(Blocker::Raw)
+        } else if self.stream.subscribed() && !self.stream.resp3 {
+            Some(Blocker::SubscribedResp2)
+        } else {
+            None
+        }
+    }
+
+    /// Injects a due re-authentication if this is a safe point.
+    fn maybe_reauth(&mut self) {
+        if self.reauth.as_ref().is_none_or(|p| Instant::now() < p.due) {
+            return;
+        }
+        if let Some(blocker) = self.reauth_blocker() {
+            let pending = self.reauth.as_mut().expect("checked above");
+            if !pending.deferred {
+                pending.deferred = true;
+                reauth::count(&COUNTERS.deferred);
+                tracing::debug!(?blocker, "re-authentication deferred");
+            }
+            return;
+        }
+        let Some(pending) = self.reauth.take() else {
+            return;
+        };
+        let Some(auth) = pending.credential.auth_command() else {
+            return;
+        };
+        reauth::count(&COUNTERS.injected);
+        if self.reply_mode == ReplyMode::Off {
+            // The AUTH must be answered for its reply to be consumed.
+            self.announce(Expect::Injected);
+            self.out
+                .unsplit(encode::command(&["CLIENT", "REPLY", "ON"]));
+            self.announce(Expect::Reauth);
+            self.out.unsplit(auth);
+            self.out
+                .unsplit(encode::command(&["CLIENT", "REPLY", "OFF"]));
+        } else {
+            self.announce(Expect::Reauth);
+            self.out.unsplit(auth);
+        }
+        self.credential = pending.credential;
     }
 
     /// Handles every complete command (and streamable part) in the buffer.
@@ -207,6 +323,11 @@ where
                 self.auth();
                 Rest::Drop
             }
+            CommandKind::Subscribe(sub) => {
+                self.stream.subscribe(sub, None, self.in_multi);
+                self.command_with_count(kind, argc, head);
+                Rest::Forward
+            }
             _ => {
                 self.command_with_count(kind, argc, head);
                 Rest::Forward
@@ -222,6 +343,10 @@ where
             (CommandKind::Client, Some(args)) => {
                 self.client_reply(args);
                 self.forward_counted(frame);
+            }
+            (CommandKind::Subscribe(sub), args) => {
+                self.stream.subscribe(sub, args, self.in_multi);
+                self.command_with_count(kind, argc, frame);
             }
             _ => self.command_with_count(kind, argc, frame),
         }
@@ -239,15 +364,28 @@ where
             CommandKind::Exec if self.multi_subscribes => {
                 self.in_multi = false;
                 self.multi_subscribes = false;
+                self.stream.exec();
                 self.forward_as(frame, Expect::ExecWithSubscribe);
             }
             CommandKind::Exec | CommandKind::Discard => {
                 self.in_multi = false;
                 self.multi_subscribes = false;
+                if kind == CommandKind::Exec {
+                    self.stream.exec();
+                } else {
+                    self.stream.discard();
+                }
                 self.forward_counted(frame);
             }
+            CommandKind::Monitor if !self.in_multi => {
+                self.raw = true;
+                self.forward_as(frame, Expect::Monitor);
+            }
             CommandKind::Monitor => self.forward_as(frame, Expect::Monitor),
-            CommandKind::Sync if !self.in_multi => self.forward_as(frame, Expect::Passthrough),
+            CommandKind::Sync if !self.in_multi => {
+                self.raw = true;
+                self.forward_as(frame, Expect::Passthrough);
+            }
             CommandKind::Subscribe(kind) if !self.in_multi => self.forward_as(
                 frame,
                 Expect::Subscribe {
@@ -338,6 +476,11 @@ where
         self.in_multi = false;
         self.multi_subscribes = false;
         self.reply_mode = ReplyMode::On;
+        self.stream.reset();
+        // Authenticate with the newest credential; that settles a pending re-auth.
+        if let Some(pending) = self.reauth.take() {
+            self.credential = pending.credential;
+        }
         self.announce(Expect::Reset);
         self.out.unsplit(frame);
         if let Some(auth) = self.credential.auth_command() {
@@ -353,6 +496,9 @@ where
             b"3" => Some(3),
             _ => None,
         });
+        if let Some(v) = version {
+            self.stream.resp3 = v == 3;
+        }
         let kept = strip_hello_auth(args);
         let frame = encode::command(&kept);
         self.forward_as(frame, Expect::Hello(version));

@@ -1,0 +1,220 @@
+//! Live re-authentication against the token-checking front: 3-second tokens, and the front closes
+//! every connection whose token expired without a fresh successful AUTH. Connections of every
+//! kind run side by side through at least five rotations; none may see an error, a stray reply
+//! or a close, and the front must close none for expiry.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+use support::cloud::{whoami, TestCloud, OID};
+use support::*;
+
+const ROTATIONS: usize = 5;
+
+/// The JSON log events with this message.
+fn count_events(logs: &str, message: &str) -> usize {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["fields"]["message"] == message)
+        .count()
+}
+
+/// Runs `body` on its own thread with a fresh connection until `stop` is set.
+fn scenario(
+    name: &'static str,
+    redauth: &Redauth,
+    stop: &Arc<AtomicBool>,
+    body: impl FnOnce(RespConn, &AtomicBool) -> String + Send + 'static,
+) -> thread::JoinHandle<(String, String)> {
+    let mut conn = redauth.connect();
+    conn.label = name.to_string();
+    let stop = stop.clone();
+    thread::spawn(move || (name.to_string(), body(conn, &stop)))
+}
+
+fn until_stopped(stop: &AtomicBool, pause: Duration, mut step: impl FnMut()) {
+    while !stop.load(Ordering::SeqCst) {
+        step();
+        thread::sleep(pause);
+    }
+}
+
+#[test]
+fn every_kind_of_connection_survives_five_rotations() {
+    let cloud = TestCloud::start(Duration::from_secs(3));
+    let redauth = cloud
+        .redauth_cmd("managed-identity")
+        .args(["--log-level", "info,redauth::session=debug"])
+        .start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut running = Vec::new();
+
+    running.push(scenario("idle", &redauth, &stop, |mut c, stop| {
+        assert_eq!(whoami(&mut c), bulk(OID));
+        until_stopped(stop, Duration::from_millis(100), || {});
+        assert_eq!(c.request(&["PING"]), b"+PONG\r\n");
+        assert_eq!(whoami(&mut c), bulk(OID));
+        "idle through every rotation".into()
+    }));
+
+    running.push(scenario("pipeline", &redauth, &stop, |mut c, stop| {
+        let mut expected = 0u64;
+        let mut batches = 0;
+        until_stopped(stop, Duration::from_millis(5), || {
+            let batch: Vec<u8> = (0..32)
+                .flat_map(|_| cmd(&["INCR", "reauth:pipe"]))
+                .collect();
+            c.send(&batch);
+            for _ in 0..32 {
+                expected += 1;
+                assert_eq!(c.read_reply(), format!(":{expected}\r\n").into_bytes());
+            }
+            batches += 1;
+        });
+        format!("{batches} batches of 32, {expected} replies in order")
+    }));
+
+    running.push(scenario("transactions", &redauth, &stop, |mut c, stop| {
+        let (mut committed, mut discarded) = (0u64, 0u64);
+        until_stopped(stop, Duration::ZERO, || {
+            // WATCH/MULTI held open for most of a rotation window.
+            assert_eq!(c.request(&["WATCH", "reauth:tx"]), b"+OK\r\n");
+            assert_eq!(c.request(&["MULTI"]), b"+OK\r\n");
+            assert_eq!(c.request(&["INCR", "reauth:tx"]), b"+QUEUED\r\n");
+            thread::sleep(Duration::from_millis(700));
+            assert_eq!(c.request(&["INCR", "reauth:tx"]), b"+QUEUED\r\n");
+            if committed <= discarded {
+                let n = 2 * committed;
+                let want = format!("*2\r\n:{}\r\n:{}\r\n", n + 1, n + 2);
+                assert_eq!(c.request(&["EXEC"]), want.into_bytes());
+                committed += 1;
+            } else {
+                assert_eq!(c.request(&["DISCARD"]), b"+OK\r\n");
+                assert_eq!(c.request(&["UNWATCH"]), b"+OK\r\n");
+                discarded += 1;
+            }
+        });
+        let total = c.request(&["GET", "reauth:tx"]);
+        assert_eq!(total, bulk(&(2 * committed).to_string()));
+        format!("{committed} committed, {discarded} discarded")
+    }));
+
+    running.push(scenario("after RESET", &redauth, &stop, |mut c, stop| {
+        assert_eq!(c.request(&["SELECT", "3"]), b"+OK\r\n");
+        assert_eq!(c.request(&["RESET"]), b"+RESET\r\n");
+        let mut n = 0;
+        until_stopped(stop, Duration::from_millis(200), || {
+            assert_eq!(whoami(&mut c), bulk(OID));
+            n += 1;
+        });
+        format!("{n} WHOAMIs after RESET")
+    }));
+
+    running.push(scenario("HELLO 3", &redauth, &stop, |mut c, stop| {
+        let hello = c.request(&["HELLO", "3", "SETNAME", "reauth-resp3"]);
+        assert!(hello.starts_with(b"%"), "{}", show(&hello));
+        assert_eq!(c.request(&["HSET", "reauth:h", "f", "v"]).len(), 4);
+        let mut n = 0;
+        until_stopped(stop, Duration::from_millis(200), || {
+            assert_eq!(
+                c.request(&["HGETALL", "reauth:h"]),
+                b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+            );
+            n += 1;
+        });
+        assert_eq!(c.request(&["CLIENT", "GETNAME"]), bulk("reauth-resp3"));
+        format!("{n} RESP3 map replies")
+    }));
+
+    // A RESP3 subscriber (AUTH is allowed in RESP3 subscribed mode) and its publisher.
+    let mut sub = redauth.connect();
+    sub.label = "RESP3 subscriber".into();
+    let hello = sub.request(&["HELLO", "3"]);
+    assert!(hello.starts_with(b"%"), "{}", show(&hello));
+    assert_eq!(
+        sub.request(&["SUBSCRIBE", "reauth:ch"]),
+        b">3\r\n$9\r\nsubscribe\r\n$9\r\nreauth:ch\r\n:1\r\n"
+    );
+    running.push(scenario("publisher", &redauth, &stop, |mut c, stop| {
+        let mut sent = 0u64;
+        until_stopped(stop, Duration::from_millis(10), || {
+            sent += 1;
+            assert_eq!(
+                c.request(&["PUBLISH", "reauth:ch", &sent.to_string()]),
+                b":1\r\n"
+            );
+        });
+        assert_eq!(c.request(&["PUBLISH", "reauth:ch", "end"]), b":1\r\n");
+        format!("{sent} published")
+    }));
+    let subscriber = thread::spawn(move || {
+        let mut received = 0u64;
+        loop {
+            let push = sub.read_reply();
+            let expected_end = b">3\r\n$7\r\nmessage\r\n$9\r\nreauth:ch\r\n$3\r\nend\r\n";
+            if push == expected_end {
+                break;
+            }
+            received += 1;
+            let n = received.to_string();
+            let want = format!(
+                ">3\r\n$7\r\nmessage\r\n$9\r\nreauth:ch\r\n${}\r\n{n}\r\n",
+                n.len()
+            );
+            assert_eq!(show(&push), show(want.as_bytes()), "message {received}");
+        }
+        assert_eq!(sub.request(&["PING"]), b"+PONG\r\n");
+        (
+            "RESP3 subscriber".to_string(),
+            format!("{received} received in order"),
+        )
+    });
+
+    // Let the tokens rotate: the first token, then ROTATIONS new ones each injected into every
+    // connection, and one more so the last of those injections is surely done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_events(&redauth.logs(), "token refreshed") < ROTATIONS + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "tokens did not rotate:\n{}",
+            redauth.output()
+        );
+        assert!(
+            running.iter().all(|t| !t.is_finished()),
+            "a scenario ended early:\n{}",
+            redauth.output()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut outcomes = Vec::new();
+    for t in running.into_iter().chain([subscriber]) {
+        match t.join() {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(_) => panic!("a scenario failed; redauth's logs:\n{}", redauth.output()),
+        }
+    }
+    let logs = redauth.stop();
+    eprintln!("{outcomes:#?}");
+    let reauths = count_events(&logs, "re-authenticated with the new credential");
+    assert!(
+        reauths >= 7 * ROTATIONS,
+        "{reauths} re-authentications:\n{logs}"
+    );
+    assert_eq!(
+        count_events(
+            &logs,
+            "the server refused re-authentication; the connection keeps its current identity"
+        ),
+        0
+    );
+    assert_eq!(
+        cloud.expired_closes(),
+        0,
+        "the front closed connections for expiry"
+    );
+    assert!(!logs.contains("eyJ"), "a token in the logs");
+}
