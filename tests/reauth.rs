@@ -14,6 +14,21 @@ use support::*;
 
 const ROTATIONS: usize = 5;
 
+/// PING's reply on a RESP2 subscribed connection.
+const SUBSCRIBED_PONG: &[u8] = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n";
+
+/// The next frame that is not the reply to a PING sent meanwhile.
+fn next_frame(conn: &mut RespConn, pongs_owed: &mut u32) -> Vec<u8> {
+    loop {
+        let frame = conn.read_reply();
+        if frame == SUBSCRIBED_PONG && *pongs_owed > 0 {
+            *pongs_owed -= 1;
+            continue;
+        }
+        return frame;
+    }
+}
+
 /// The JSON log events with this message.
 fn count_events(logs: &str, message: &str) -> usize {
     logs.lines()
@@ -173,6 +188,85 @@ fn every_kind_of_connection_survives_five_rotations() {
         )
     });
 
+    // A RESP2 subscriber on a channel and a matching pattern (Redis refuses AUTH to a RESP2
+    // subscribed connection; redauth runs it in RESP3 upstream and translates back), pinging
+    // now and then, and its publisher.
+    let mut sub2 = redauth.connect();
+    sub2.label = "RESP2 subscriber".into();
+    assert_eq!(
+        sub2.request(&["SUBSCRIBE", "reauth:r2"]),
+        b"*3\r\n$9\r\nsubscribe\r\n$9\r\nreauth:r2\r\n:1\r\n"
+    );
+    assert_eq!(
+        sub2.request(&["PSUBSCRIBE", "reauth:r2*"]),
+        b"*3\r\n$10\r\npsubscribe\r\n$10\r\nreauth:r2*\r\n:2\r\n"
+    );
+    running.push(scenario(
+        "RESP2 publisher",
+        &redauth,
+        &stop,
+        |mut c, stop| {
+            let mut sent = 0u64;
+            until_stopped(stop, Duration::from_millis(10), || {
+                sent += 1;
+                let receivers = c.request(&["PUBLISH", "reauth:r2", &sent.to_string()]);
+                assert_eq!(receivers, b":2\r\n");
+            });
+            assert_eq!(c.request(&["PUBLISH", "reauth:r2", "end"]), b":2\r\n");
+            format!("{sent} published")
+        },
+    ));
+    let resp2_subscriber = thread::spawn(move || {
+        let mut received = 0u64;
+        let mut pongs_owed = 0u32;
+        let message = |n: &str| {
+            format!(
+                "*3\r\n$7\r\nmessage\r\n$9\r\nreauth:r2\r\n${}\r\n{n}\r\n",
+                n.len()
+            )
+        };
+        let pmessage = |n: &str| {
+            format!(
+                "*4\r\n$8\r\npmessage\r\n$10\r\nreauth:r2*\r\n$9\r\nreauth:r2\r\n${}\r\n{n}\r\n",
+                n.len()
+            )
+        };
+        loop {
+            let frame = next_frame(&mut sub2, &mut pongs_owed);
+            if frame == message("end").into_bytes() {
+                let p = next_frame(&mut sub2, &mut pongs_owed);
+                assert_eq!(show(&p), show(pmessage("end").as_bytes()));
+                break;
+            }
+            received += 1;
+            let n = received.to_string();
+            assert_eq!(show(&frame), show(message(&n).as_bytes()), "message {n}");
+            let p = next_frame(&mut sub2, &mut pongs_owed);
+            assert_eq!(show(&p), show(pmessage(&n).as_bytes()), "pmessage {n}");
+            if received % 50 == 0 {
+                sub2.send(&cmd(&["PING"]));
+                pongs_owed += 1;
+            }
+        }
+        while pongs_owed > 0 {
+            assert_eq!(sub2.read_reply(), SUBSCRIBED_PONG);
+            pongs_owed -= 1;
+        }
+        assert_eq!(
+            sub2.request(&["UNSUBSCRIBE"]),
+            b"*3\r\n$11\r\nunsubscribe\r\n$9\r\nreauth:r2\r\n:1\r\n"
+        );
+        assert_eq!(
+            sub2.request(&["PUNSUBSCRIBE"]),
+            b"*3\r\n$12\r\npunsubscribe\r\n$10\r\nreauth:r2*\r\n:0\r\n"
+        );
+        assert_eq!(sub2.request(&["PING"]), b"+PONG\r\n");
+        (
+            "RESP2 subscriber".to_string(),
+            format!("{received} messages and pmessages received in order"),
+        )
+    });
+
     // Let the tokens rotate: the first token, then ROTATIONS new ones each injected into every
     // connection, and one more so the last of those injections is surely done.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -191,7 +285,7 @@ fn every_kind_of_connection_survives_five_rotations() {
     }
     stop.store(true, Ordering::SeqCst);
     let mut outcomes = Vec::new();
-    for t in running.into_iter().chain([subscriber]) {
+    for t in running.into_iter().chain([subscriber, resp2_subscriber]) {
         match t.join() {
             Ok(outcome) => outcomes.push(outcome),
             Err(_) => panic!("a scenario failed; redauth's logs:\n{}", redauth.output()),
@@ -201,7 +295,7 @@ fn every_kind_of_connection_survives_five_rotations() {
     eprintln!("{outcomes:#?}");
     let reauths = count_events(&logs, "re-authenticated with the new credential");
     assert!(
-        reauths >= 7 * ROTATIONS,
+        reauths >= 9 * ROTATIONS,
         "{reauths} re-authentications:\n{logs}"
     );
     assert_eq!(

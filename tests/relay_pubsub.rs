@@ -51,6 +51,44 @@ fn resp2_pubsub_is_byte_identical() {
     assert!(all.contains("C< -ERR Can't execute 'get'"), "{all}");
 }
 
+/// redauth runs a RESP2 client's subscribed connection in RESP3 upstream (so it can
+/// re-authenticate it) and translates back: the corners of that translation.
+#[test]
+fn resp2_subscribed_mode_corners_are_byte_identical() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&[]);
+    let transcript = assert_same_as_direct(
+        &redis,
+        &redauth,
+        &[
+            Step::cmd(&["PSUBSCRIBE", "p*"]),
+            // No channel subscribed: the confirmation's channel is a null.
+            Step::cmd(&["UNSUBSCRIBE"]),
+            Step::cmd(&["CLIENT", "INFO"]),
+            Step::cmd(&["HELLO", "3"]),
+            Step::cmd(&["AUTH", "someone", "pw"]),
+            Step::cmd(&["PING", "a", "b"]),
+            Step::cmd(&["SSUBSCRIBE", "s"]),
+            Step::side(&["SPUBLISH", "s", "shard"]),
+            Step::read(1),
+            Step::cmd(&["SUNSUBSCRIBE"]),
+            Step::cmd(&["PUNSUBSCRIBE"]),
+            // Back to RESP2 proper: HELLO works, and so does everything else.
+            Step::cmd(&["HGETALL", "nothing"]),
+            Step::cmd(&["SUBSCRIBE", "again"]),
+            Step::cmd(&["UNSUBSCRIBE", "again"]),
+            Step::cmd(&["PING"]),
+        ],
+    );
+    let all = transcript.join("\n");
+    assert!(
+        all.contains("$11\\r\\nunsubscribe\\r\\n$-1\\r\\n:1"),
+        "{all}"
+    );
+    assert!(all.contains("C< -ERR Can't execute 'client|info'"), "{all}");
+    assert!(all.contains("C< -ERR Can't execute 'hello'"), "{all}");
+}
+
 #[test]
 fn resp3_pubsub_is_byte_identical() {
     let redis = TlsRedis::start();

@@ -5,6 +5,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandKind {
     Auth,
+    Ping,
     Hello,
     Reset,
     Quit,
@@ -83,6 +84,7 @@ impl CommandKind {
         let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
         match name.len() {
             4 if is("auth") => CommandKind::Auth,
+            4 if is("ping") => CommandKind::Ping,
             4 if is("quit") => CommandKind::Quit,
             4 if is("exec") => CommandKind::Exec,
             4 if is("sync") => CommandKind::Sync,
@@ -107,7 +109,10 @@ impl CommandKind {
     pub fn needs_arguments(self) -> bool {
         matches!(
             self,
-            CommandKind::Hello | CommandKind::Client | CommandKind::Subscribe(_)
+            CommandKind::Hello
+                | CommandKind::Client
+                | CommandKind::Ping
+                | CommandKind::Subscribe(_)
         )
     }
 }

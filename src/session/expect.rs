@@ -33,6 +33,11 @@ pub enum Expect {
     /// The last command announced will get no reply after all (a protocol
     /// error cut it short after part of it was forwarded).
     Abandoned,
+    /// A `HELLO 3` or `HELLO 2` redauth injected to run a RESP2 client's
+    /// subscribed connection in RESP3 (where AUTH is allowed) and back: its
+    /// reply is consumed, and RESP3 pub/sub pushes are translated to the RESP2
+    /// frames the client expects while the version is 3.
+    Protocol(u8),
     /// `HELLO`: if it succeeds, replies switch to this protocol version.
     Hello(Option<u8>),
     /// `RESET`: on `+RESET` the connection is back to RESP2 with no subscriptions.

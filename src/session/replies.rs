@@ -44,6 +44,9 @@ struct ServerState {
     /// The connection is a MONITOR feed or a replication stream: everything
     /// is relayed as is.
     passthrough: bool,
+    /// The server speaks RESP3 to a RESP2 client (redauth switched it for
+    /// its subscriptions): pub/sub pushes go out as RESP2 arrays.
+    translate: bool,
 }
 
 impl ServerState {
@@ -176,7 +179,13 @@ where
                     return Ok(Next::Read);
                 }
                 match self.role() {
-                    Some(role) => self.current = Some(role),
+                    Some(role) => {
+                        if role == Role::Push && self.state.translate && self.buf[0] == b'>' {
+                            // A RESP3 message push is a RESP2 array but for its type byte.
+                            self.buf[0] = b'*';
+                        }
+                        self.current = Some(role);
+                    }
                     None => return Ok(Next::Read),
                 }
             }
@@ -231,7 +240,9 @@ where
             }
         }
         Some(match self.queue.front() {
-            Some(Expect::Injected | Expect::StandIn(_) | Expect::Reauth) => Role::Injected,
+            Some(Expect::Injected | Expect::StandIn(_) | Expect::Reauth | Expect::Protocol(_)) => {
+                Role::Injected
+            }
             Some(Expect::ExecWithSubscribe) => Role::Exec,
             _ => Role::Reply { first },
         })
@@ -262,6 +273,16 @@ where
             Role::Injected => match self.queue.pop_front() {
                 Some(Expect::StandIn(reply)) => self.out.extend_from_slice(&reply),
                 Some(Expect::Reauth) => reauthenticated(&frame),
+                Some(Expect::Protocol(version)) => {
+                    if frame.first() == Some(&b'-') {
+                        let text = String::from_utf8_lossy(&frame).trim_end().to_string();
+                        return Err(format!(
+                            "switching the upstream to RESP{version} failed: {text}"
+                        ));
+                    }
+                    self.state.resp3 = version == 3;
+                    self.state.translate = version == 3;
+                }
                 _ if frame.first() != Some(&b'+') => {
                     let text = String::from_utf8_lossy(&frame).trim_end().to_string();
                     return Err(format!("re-authentication after RESET was refused: {text}"));
@@ -270,7 +291,11 @@ where
             },
             Role::Confirmation(kind) => {
                 self.confirmation(kind, &frame);
-                self.out.unsplit(frame);
+                if self.state.translate && frame.first() == Some(&b'>') {
+                    self.out.extend_from_slice(&resp2_confirmation(&frame));
+                } else {
+                    self.out.unsplit(frame);
+                }
             }
             Role::Exec => {
                 self.queue.pop_front();
@@ -353,6 +378,21 @@ where
         self.client.write_all(&out).await?;
         self.client.flush().await
     }
+}
+
+/// A RESP3 (un)subscribe confirmation push as the RESP2 array Redis sends a
+/// RESP2 client: `*3`, and a null channel as `$-1`.
+fn resp2_confirmation(frame: &[u8]) -> Vec<u8> {
+    let elements = pubsub::elements(frame);
+    let mut out = format!("*{}\r\n", elements.len()).into_bytes();
+    for element in elements {
+        if element == b"_\r\n" {
+            out.extend_from_slice(b"$-1\r\n");
+        } else {
+            out.extend_from_slice(element);
+        }
+    }
+    out
 }
 
 /// Counts and logs the server's answer to an injected re-authentication.

@@ -11,7 +11,7 @@
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
 use super::{Ended, Expect};
 use crate::credentials::{Credential, CredentialWatch};
-use crate::resp::command::CommandKind;
+use crate::resp::command::{CommandKind, SubscribeKind};
 use crate::resp::request::{Request, RequestBody};
 use crate::resp::{encode, parse_i64, ProtocolError};
 use bytes::{Buf, Bytes, BytesMut};
@@ -81,6 +81,9 @@ pub(super) struct RequestPump<R, W> {
     stream: StreamState,
     /// MONITOR or SYNC was forwarded: the connection takes no more commands.
     raw: bool,
+    /// A RESP2 client's subscribed connection runs in RESP3 upstream, where
+    /// AUTH is allowed; the reply side translates back (see [`Expect::Protocol`]).
+    upgraded: bool,
 }
 
 /// A re-authentication waiting for its time or for a safe point.
@@ -125,6 +128,7 @@ where
             reauth: None,
             stream: StreamState::default(),
             raw: false,
+            upgraded: false,
         }
     }
 
@@ -206,7 +210,7 @@ where
             Some(Blocker::ReplySkip)
         } else if self.raw || self.quitting {
             Some(Blocker::Raw)
-        } else if self.stream.subscribed() && !self.stream.resp3 {
+        } else if self.stream.subscribed() && !self.stream.resp3 && !self.upgraded {
             Some(Blocker::SubscribedResp2)
         } else {
             None
@@ -289,7 +293,9 @@ where
                     name,
                     body,
                 } => {
-                    let kind = name.map_or(CommandKind::Other, |r| CommandKind::of(&self.buf[r]));
+                    let kind = name
+                        .clone()
+                        .map_or(CommandKind::Other, |r| CommandKind::of(&self.buf[r]));
                     // Validate what is buffered before forwarding any of it, so a
                     // malformed command held whole never reaches the server.
                     let mut whole = body;
@@ -306,8 +312,9 @@ where
                         return Ok(()); // wait for the whole command
                     } else {
                         // Too large to hold: forward it as it arrives.
+                        let name = name.map(|r| Bytes::copy_from_slice(&self.buf[r]));
                         let head = self.buf.split_to(head_len);
-                        let rest = self.start_streamed(kind, argc, head);
+                        let rest = self.start_streamed(kind, argc, head, name);
                         self.streaming = Some((body, rest));
                     }
                 }
@@ -317,13 +324,24 @@ where
 
     /// Starts a command whose arguments may still be arriving; only its name
     /// and argument count are known.
-    fn start_streamed(&mut self, kind: CommandKind, argc: u32, head: BytesMut) -> Rest {
+    fn start_streamed(
+        &mut self,
+        kind: CommandKind,
+        argc: u32,
+        head: BytesMut,
+        name: Option<Bytes>,
+    ) -> Rest {
+        let name = name.unwrap_or_default();
+        if self.subscribed_gate(kind, None, &[name]) {
+            return Rest::Drop;
+        }
         match kind {
             CommandKind::Auth => {
                 self.auth();
                 Rest::Drop
             }
             CommandKind::Subscribe(sub) => {
+                self.upgrade_for(sub, argc);
                 self.stream.subscribe(sub, None, self.in_multi);
                 self.command_with_count(kind, argc, head);
                 Rest::Forward
@@ -337,6 +355,16 @@ where
 
     /// Handles a command held whole, with its arguments when they were needed.
     fn command(&mut self, kind: CommandKind, frame: BytesMut, args: Option<&[Bytes]>, argc: u32) {
+        if self.upgraded {
+            // Name and subcommand, for the error Redis gives in this context.
+            let named = match args {
+                Some(args) => args.to_vec(),
+                None => arguments(&frame.clone().freeze(), argc.min(2)),
+            };
+            if self.subscribed_gate(kind, args, &named) {
+                return;
+            }
+        }
         match (kind, args) {
             (CommandKind::Auth, _) => self.auth(),
             (CommandKind::Hello, Some(args)) => self.hello(args),
@@ -345,6 +373,7 @@ where
                 self.forward_counted(frame);
             }
             (CommandKind::Subscribe(sub), args) => {
+                self.upgrade_for(sub, argc);
                 self.stream.subscribe(sub, args, self.in_multi);
                 self.command_with_count(kind, argc, frame);
             }
@@ -398,6 +427,63 @@ where
                 self.forward_counted(frame);
             }
             _ => self.forward_counted(frame),
+        }
+    }
+
+    /// Before a RESP2 client's first subscription: switch the upstream
+    /// connection to RESP3, where AUTH stays allowed while subscribed.
+    fn upgrade_for(&mut self, kind: SubscribeKind, argc: u32) {
+        let subscribes = kind.adds() && argc >= 2 && !self.in_multi;
+        // Under CLIENT REPLY OFF/SKIP the HELLO's reply could not be told apart.
+        if subscribes && !self.stream.resp3 && !self.upgraded && self.reply_mode == ReplyMode::On {
+            self.switch_protocol(3);
+        }
+    }
+
+    /// Injects `HELLO <version>`; its reply is consumed.
+    fn switch_protocol(&mut self, version: u8) {
+        self.announce(Expect::Protocol(version));
+        let v = [b'0' + version];
+        self.out.unsplit(encode::command(&[&b"HELLO"[..], &v]));
+        self.upgraded = version == 3;
+    }
+
+    /// While a RESP2 client's connection runs in RESP3 for its subscriptions,
+    /// does what Redis does with a RESP2 subscribed client: only the
+    /// SUBSCRIBE family, PING, QUIT and RESET run; PING answers in the
+    /// subscribed shape; anything else gets Redis's context error. Once the
+    /// subscriptions are gone the connection returns to RESP2 first. `named`
+    /// holds at least the command's name (and subcommand, if sent). True when
+    /// the command was answered here.
+    fn subscribed_gate(
+        &mut self,
+        kind: CommandKind,
+        args: Option<&[Bytes]>,
+        named: &[Bytes],
+    ) -> bool {
+        if !self.upgraded {
+            return false;
+        }
+        if !self.stream.subscribed() {
+            self.switch_protocol(2);
+            return false;
+        }
+        match kind {
+            CommandKind::Subscribe(_) | CommandKind::Quit | CommandKind::Reset => false,
+            CommandKind::Ping => match args {
+                Some(args) if args.len() <= 2 => {
+                    self.stand_in(subscribed_pong(args.get(1)));
+                    true
+                }
+                _ => false, // an arity error, which the server words itself
+            },
+            _ => {
+                self.local(encode::error(&format!(
+                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                    full_name(named)
+                )));
+                true
+            }
         }
     }
 
@@ -477,6 +563,7 @@ where
         self.multi_subscribes = false;
         self.reply_mode = ReplyMode::On;
         self.stream.reset();
+        self.upgraded = false;
         // Authenticate with the newest credential; that settles a pending re-auth.
         if let Some(pending) = self.reauth.take() {
             self.credential = pending.credential;
@@ -547,6 +634,35 @@ where
         let out = std::mem::take(&mut self.out);
         self.upstream.write_all(&out).await?;
         self.upstream.flush().await
+    }
+}
+
+/// PING's reply to a RESP2 subscribed client: `["pong", <arg or "">]`.
+fn subscribed_pong(arg: Option<&Bytes>) -> Bytes {
+    let arg = arg.map_or(&b""[..], |a| &a[..]);
+    let mut out = BytesMut::with_capacity(24 + arg.len());
+    out.extend_from_slice(b"*2\r\n$4\r\npong\r\n");
+    out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+    out.extend_from_slice(arg);
+    out.extend_from_slice(b"\r\n");
+    out.freeze()
+}
+
+/// Commands with subcommands, named `name|subcommand` in Redis's errors.
+const CONTAINERS: &[&str] = &[
+    "acl", "client", "cluster", "command", "config", "function", "latency", "memory", "module",
+    "object", "pubsub", "script", "slowlog", "xgroup", "xinfo",
+];
+
+/// The command's full name as Redis writes it in errors: lower case, with
+/// the subcommand for container commands (`client|info`).
+fn full_name(named: &[Bytes]) -> String {
+    let name = String::from_utf8_lossy(named.first().map_or(&b""[..], |n| &n[..])).to_lowercase();
+    match named.get(1) {
+        Some(sub) if CONTAINERS.contains(&name.as_str()) => {
+            format!("{name}|{}", String::from_utf8_lossy(sub).to_lowercase())
+        }
+        _ => name,
     }
 }
 
