@@ -158,7 +158,7 @@ async fn serve(config: Config) -> ExitCode {
     let failed_flag = failed.clone();
     tokio::spawn(async move {
         tokio::select! {
-            _ = wait_for_signal() => {
+            _ = redauth::server::shutdown_signal() => {
                 tracing::info!("shutdown requested: no longer accepting clients");
             }
             Some(fatal) = watch_refresher(fatal) => {
@@ -193,21 +193,5 @@ async fn watch_refresher(
     match outcome {
         Ok(fatal) => fatal,
         Err(e) => Some(refresher::Fatal(format!("the token refresher failed: {e}"))),
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops redauth");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

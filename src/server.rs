@@ -238,3 +238,21 @@ fn bind_unix(path: &PathBuf, mode: u32) -> Result<UnixListener, StartError> {
     tracing::info!(path = %path.display(), mode = format!("{mode:o}"), "listening");
     Ok(listener)
 }
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C); only on SIGINT if SIGTERM cannot
+/// be watched.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops redauth");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

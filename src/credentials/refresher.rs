@@ -383,7 +383,9 @@ mod tests {
         let (creds, _task) = start(src.clone(), None, policy);
         let seen = published(&creds, 2).await;
         assert!(ends(&seen, &["good", "later"]), "{seen:?}");
-        assert_eq!(*src.fetches.lock().unwrap(), 5);
+        // Three failures came between the two tokens (the refresher may already
+        // have asked again since, with this policy's immediate refresh point).
+        assert!(*src.fetches.lock().unwrap() >= 5);
     }
 
     #[tokio::test]

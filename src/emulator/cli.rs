@@ -89,7 +89,7 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing the env file {}", path.display()))?;
         tracing::info!(path = %path.display(), "wrote IDENTITY_ENDPOINT and IDENTITY_HEADER");
     }
-    wait_for_signal().await;
+    crate::server::shutdown_signal().await;
     tracing::info!(stats = ?cloud.front().stats(), "emulated cloud stopping");
     Ok(())
 }
@@ -108,22 +108,6 @@ fn write_env_file(path: &Path, vars: &[(String, String)]) -> std::io::Result<()>
         .open(path)?;
     let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     file.write_all(text.as_bytes())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch for SIGTERM; stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 #[cfg(test)]
