@@ -12,8 +12,6 @@ use redauth::credentials::{entra, refresher, Credentials};
 use redauth::server::Server;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -154,19 +152,20 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let (stop, shutdown) = watch::channel(false);
-    let failed = Arc::new(AtomicBool::new(false));
-    let failed_flag = failed.clone();
-    tokio::spawn(async move {
-        tokio::select! {
+    // Ends with whether redauth stops for a credential it can never get.
+    let stopper = tokio::spawn(async move {
+        let fatal = tokio::select! {
             _ = redauth::server::shutdown_signal() => {
                 tracing::info!("shutdown requested: no longer accepting clients");
+                false
             }
             Some(fatal) = watch_refresher(fatal) => {
                 tracing::error!(error = %fatal, "redauth cannot authenticate; stopping");
-                failed_flag.store(true, Ordering::SeqCst);
+                true
             }
-        }
+        };
         let _ = stop.send(true);
+        fatal
     });
     let left = server.run(shutdown, DRAIN_GRACE).await;
     if left > 0 {
@@ -175,10 +174,11 @@ async fn serve(config: Config) -> ExitCode {
             "closing sessions still open after the drain period"
         );
     }
-    if failed.load(Ordering::SeqCst) {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
+    // The server stops only after the stopper said so, so it has finished.
+    match stopper.await {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::from(2),
+        Err(_) => ExitCode::from(1),
     }
 }
 

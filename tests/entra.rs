@@ -28,14 +28,6 @@ fn eventually<T>(
     }
 }
 
-/// The JSON log events with this message.
-fn events(logs: &str, message: &str) -> Vec<serde_json::Value> {
-    logs.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["fields"]["message"] == message)
-        .collect()
-}
-
 /// JWTs start with base64url of `{"`: any `eyJ` in the output is a token (or part of one).
 fn assert_no_token_text(output: &str, cloud_secrets: &[&str]) {
     assert!(
@@ -68,13 +60,13 @@ fn managed_identity_authenticates_as_the_token_oid_and_never_shows_a_token() {
         &redauth,
         Duration::from_secs(20),
         "three token refreshes",
-        || (events(&redauth.logs(), "token refreshed").len() >= 3).then_some(()),
+        || (log_events(&redauth.logs(), "token refreshed").len() >= 3).then_some(()),
     );
     let mut later = redauth.connect();
     assert_eq!(whoami(&mut later), bulk(OID));
     assert_eq!(later.request(&["GET", "entra:k"]), bulk("v"));
 
-    let refreshes = events(&redauth.logs(), "token refreshed");
+    let refreshes = log_events(&redauth.logs(), "token refreshed");
     let expiries: Vec<&str> = refreshes
         .iter()
         .map(|e| e["fields"]["expires_at"].as_str().unwrap())
@@ -116,10 +108,10 @@ fn a_token_handed_back_again_is_kept_and_the_next_one_is_fetched_in_time() {
         .args(["--log-level", "info,redauth=debug"])
         .start();
     eventually(&redauth, Duration::from_secs(20), "a second token", || {
-        (events(&redauth.logs(), "token refreshed").len() >= 2).then_some(())
+        (log_events(&redauth.logs(), "token refreshed").len() >= 2).then_some(())
     });
     let logs = redauth.logs();
-    let same = events(
+    let same = log_events(
         &logs,
         "the identity returned the token already held; asking again later",
     );
@@ -134,7 +126,7 @@ fn a_token_handed_back_again_is_kept_and_the_next_one_is_fetched_in_time() {
     );
     // The second token came before the first expired: a new connection authenticates.
     assert_eq!(whoami(&mut redauth.connect()), bulk(OID));
-    let refreshes = events(&logs, "token refreshed");
+    let refreshes = log_events(&logs, "token refreshed");
     assert_ne!(
         refreshes[0]["fields"]["expires_at"],
         refreshes[1]["fields"]["expires_at"]
@@ -178,7 +170,7 @@ fn an_identity_endpoint_outage_is_ridden_out_and_reported_clearly() {
         (whoami(&mut redauth.connect()) == bulk(OID)).then_some(())
     });
     let logs = redauth.stop();
-    let failures = events(&logs, "token refresh failed");
+    let failures = log_events(&logs, "token refresh failed");
     assert!(!failures.is_empty(), "{logs}");
     assert!(failures[0]["fields"]["error"]
         .as_str()
@@ -227,7 +219,7 @@ fn azure_cli_credential_through_a_fake_az() {
     assert!(az.calls() >= 1);
     let logs = redauth.stop();
     assert_eq!(
-        events(&logs, "token refreshed")[0]["fields"]["source"],
+        log_events(&logs, "token refreshed")[0]["fields"]["source"],
         "azure-cli"
     );
     assert_no_token_text(&logs, &[]);
@@ -246,7 +238,7 @@ fn the_default_chain_skips_what_is_not_configured_and_settles_on_the_cli() {
         .start();
     assert_eq!(whoami(&mut redauth.connect()), bulk(OID));
     let logs = redauth.stop();
-    let chose = events(&logs, "entra: the default chain chose developer-tools");
+    let chose = log_events(&logs, "entra: the default chain chose developer-tools");
     assert_eq!(chose.len(), 1, "{logs}");
     let passed_over = chose[0]["fields"]["passed_over"].as_str().unwrap();
     for skipped in [

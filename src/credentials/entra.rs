@@ -245,27 +245,30 @@ fn member(kind: EntraKind, inputs: &Inputs, config: &EntraConfig) -> Result<Memb
         EntraKind::Default => unreachable!("the default chain is not a member of itself"),
     };
     let credential = built.map_err(|e| format!("--entra-credential {}: {e}", kind.name()))?;
-    let name = match kind {
+    let (name, chain_timeout) = match kind {
         EntraKind::ManagedIdentity if inputs.identity_endpoint => {
-            "managed-identity (App Service endpoint)"
+            ("managed-identity (App Service endpoint)", FETCH_TIMEOUT)
         }
-        EntraKind::ManagedIdentity => "managed-identity (VM metadata service)",
-        other => other.name(),
+        EntraKind::ManagedIdentity => {
+            ("managed-identity (VM metadata service)", IMDS_PROBE_TIMEOUT)
+        }
+        other => (other.name(), FETCH_TIMEOUT),
     };
     Ok(Member {
-        kind,
         name,
         credential,
         scope: config.scope.clone(),
+        chain_timeout,
     })
 }
 
 /// One `azure_identity` credential, asking for one scope.
 struct Member {
-    kind: EntraKind,
     name: &'static str,
     credential: Arc<dyn TokenCredential>,
     scope: String,
+    /// Bound on a fetch while the default chain is still choosing.
+    chain_timeout: Duration,
 }
 
 impl fmt::Debug for Member {
@@ -332,14 +335,7 @@ impl TokenSource for DefaultChain {
         }
         let mut tried = self.skipped.clone();
         for (i, member) in self.members.iter().enumerate() {
-            let probing_imds = member.kind == EntraKind::ManagedIdentity
-                && member.name.contains("metadata service");
-            let timeout = if probing_imds {
-                IMDS_PROBE_TIMEOUT
-            } else {
-                FETCH_TIMEOUT
-            };
-            match member.fetch_within(timeout).await {
+            match member.fetch_within(member.chain_timeout).await {
                 Ok(token) => {
                     let _ = self.chosen.set(i);
                     tracing::info!(

@@ -135,25 +135,34 @@ impl Credentials {
 /// Follows the credential channel from one session: each call to
 /// [`CredentialWatch::next`] yields a credential other than the last one it
 /// knew, starting from the one the connection authenticated with.
+///
+/// Sessions poll it on every read, so after the first look it only waits on
+/// the channel's version (no lock) until something is published.
 #[derive(Debug)]
 pub struct CredentialWatch {
     rx: watch::Receiver<CredentialState>,
     last: Arc<Credential>,
+    /// A credential published before the watch was made, not yet handed out.
+    early: Option<Arc<Credential>>,
 }
 
 impl CredentialWatch {
     /// Waits for a credential other than the last one seen. Never resolves
     /// for a fixed credential, or once the source has stopped.
     pub async fn next(&mut self) -> Arc<Credential> {
+        if let Some(early) = self.early.take() {
+            self.last = early.clone();
+            return early;
+        }
         loop {
+            if self.rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
             if let CredentialState::Ready(c) = &*self.rx.borrow_and_update() {
                 if !Arc::ptr_eq(c, &self.last) {
                     self.last = c.clone();
                     return c.clone();
                 }
-            }
-            if self.rx.changed().await.is_err() {
-                return std::future::pending().await;
             }
         }
     }
@@ -162,9 +171,15 @@ impl CredentialWatch {
 impl Credentials {
     /// A watch for a connection authenticated with `used`.
     pub fn watch_from(&self, used: Arc<Credential>) -> CredentialWatch {
+        let mut rx = self.rx.clone();
+        let early = match &*rx.borrow_and_update() {
+            CredentialState::Ready(c) if !Arc::ptr_eq(c, &used) => Some(c.clone()),
+            _ => None,
+        };
         CredentialWatch {
-            rx: self.rx.clone(),
+            rx,
             last: used,
+            early,
         }
     }
 }

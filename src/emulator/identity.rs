@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// Path of the token endpoint; `IDENTITY_ENDPOINT` points here.
 pub const TOKEN_PATH: &str = "/msi/token";
@@ -112,7 +112,12 @@ impl IdentityEndpoint {
             reuse_ms: AtomicU64::new(0),
             last: Mutex::new(None),
         });
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        let serving = shared.clone();
+        let task = tokio::spawn(super::serve_each(
+            listener,
+            "identity",
+            move |stream, peer| serve_connection(stream, peer, serving.clone()),
+        ));
         Ok(IdentityEndpoint { shared, addr, task })
     }
 
@@ -177,26 +182,6 @@ impl IdentityEndpoint {
 impl Drop for IdentityEndpoint {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// Accepts connections and serves each on its own task; aborting this task
-/// drops the [`JoinSet`] and with it every connection.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, shared.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "identity: accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
     }
 }
 

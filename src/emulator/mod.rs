@@ -150,3 +150,28 @@ impl Cloud {
         ]
     }
 }
+
+/// Accepts connections on `listener` and serves each on its own task.
+/// Aborting the task running this drops the [`tokio::task::JoinSet`] and with
+/// it every connection. `what` names the server in logs.
+async fn serve_each<F, Fut>(listener: tokio::net::TcpListener, what: &'static str, serve: F)
+where
+    F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve(stream, peer));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "{what}: accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}

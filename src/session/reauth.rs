@@ -82,8 +82,9 @@ pub(super) struct StreamState {
     pub resp3: bool,
     /// Channels, patterns and shard channels subscribed to.
     subscriptions: [HashSet<Bytes>; 3],
-    /// SUBSCRIBE-family commands queued in the open MULTI.
-    queued: Vec<(SubscribeKind, Vec<Bytes>)>,
+    /// SUBSCRIBE-family commands queued in the open MULTI (`None`: channels
+    /// too large to read).
+    queued: Vec<(SubscribeKind, Option<Vec<Bytes>>)>,
     /// A subscribe command too large to read: assume subscribed.
     unknown: bool,
 }
@@ -96,11 +97,7 @@ impl StreamState {
     /// A SUBSCRIBE-family command with its arguments (`None` if too large to
     /// hold), outside MULTI; inside MULTI it is queued until EXEC.
     pub fn subscribe(&mut self, kind: SubscribeKind, args: Option<&[Bytes]>, in_multi: bool) {
-        let Some(args) = args else {
-            self.unknown = kind.adds() || self.unknown;
-            return;
-        };
-        let channels = args.get(1..).unwrap_or_default().to_vec();
+        let channels = args.map(|args| args.get(1..).unwrap_or_default().to_vec());
         if in_multi {
             self.queued.push((kind, channels));
         } else {
@@ -108,7 +105,16 @@ impl StreamState {
         }
     }
 
-    fn apply(&mut self, kind: SubscribeKind, channels: Vec<Bytes>) {
+    /// Whether the open MULTI queued a SUBSCRIBE-family command.
+    pub fn queued_any(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
+    fn apply(&mut self, kind: SubscribeKind, channels: Option<Vec<Bytes>>) {
+        let Some(channels) = channels else {
+            self.unknown = kind.adds() || self.unknown;
+            return;
+        };
         let set = &mut self.subscriptions[kind.set()];
         match (kind.adds(), channels.is_empty()) {
             // SUBSCRIBE with no channel is an arity error: no change.

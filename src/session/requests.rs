@@ -68,8 +68,6 @@ pub(super) struct RequestPump<R, W> {
     credential: Arc<Credential>,
     max_bulk: u64,
     in_multi: bool,
-    /// The open transaction queued a SUBSCRIBE-family command.
-    multi_subscribes: bool,
     reply_mode: ReplyMode,
     /// QUIT was seen: nothing after it is read.
     quitting: bool,
@@ -121,7 +119,6 @@ where
             credential,
             max_bulk,
             in_multi: false,
-            multi_subscribes: false,
             reply_mode: ReplyMode::On,
             quitting: false,
             watch,
@@ -390,20 +387,19 @@ where
                 self.in_multi = true;
                 self.forward_counted(frame);
             }
-            CommandKind::Exec if self.multi_subscribes => {
+            CommandKind::Exec => {
                 self.in_multi = false;
-                self.multi_subscribes = false;
+                let subscribes = self.stream.queued_any();
                 self.stream.exec();
-                self.forward_as(frame, Expect::ExecWithSubscribe);
-            }
-            CommandKind::Exec | CommandKind::Discard => {
-                self.in_multi = false;
-                self.multi_subscribes = false;
-                if kind == CommandKind::Exec {
-                    self.stream.exec();
+                if subscribes {
+                    self.forward_as(frame, Expect::ExecWithSubscribe);
                 } else {
-                    self.stream.discard();
+                    self.forward_counted(frame);
                 }
+            }
+            CommandKind::Discard => {
+                self.in_multi = false;
+                self.stream.discard();
                 self.forward_counted(frame);
             }
             CommandKind::Monitor if !self.in_multi => {
@@ -422,10 +418,8 @@ where
                     channels: argc.saturating_sub(1),
                 },
             ),
-            CommandKind::Subscribe(_) => {
-                self.multi_subscribes = true;
-                self.forward_counted(frame);
-            }
+            // Queued in MULTI (and recorded in `stream` by the caller).
+            CommandKind::Subscribe(_) => self.forward_counted(frame),
             _ => self.forward_counted(frame),
         }
     }
@@ -560,7 +554,6 @@ where
     /// in the same write, so no client command runs unauthenticated.
     fn reset(&mut self, frame: BytesMut) {
         self.in_multi = false;
-        self.multi_subscribes = false;
         self.reply_mode = ReplyMode::On;
         self.stream.reset();
         self.upgraded = false;

@@ -19,7 +19,7 @@ pub mod redis_server;
 pub mod resp;
 pub mod script;
 
-pub use redauth::{Exited, Listener, Redauth, RedauthCmd};
+pub use redauth::{log_events, Exited, Listener, Redauth, RedauthCmd};
 pub use redis_server::{free_port, ClientCerts, TlsRedis, PASSWORD, USERNAME};
 pub use resp::{bulk, checksum, cmd, escape, show, RespConn};
 pub use script::{assert_same, assert_same_as_direct, run_both, Step, Transcript};

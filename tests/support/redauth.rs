@@ -265,11 +265,18 @@ impl Drop for Redauth {
     }
 }
 
-/// Parses `listening` events out of JSON log lines (other lines are ignored).
-pub fn listening_events(logs: &str) -> Vec<Listener> {
+/// The JSON log events (one per line; other lines are ignored) whose message is `message`.
+pub fn log_events(logs: &str, message: &str) -> Vec<serde_json::Value> {
     logs.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["fields"]["message"] == "listening")
+        .filter(|event| event["fields"]["message"] == message)
+        .collect()
+}
+
+/// Parses `listening` events out of JSON log lines (other lines are ignored).
+pub fn listening_events(logs: &str) -> Vec<Listener> {
+    log_events(logs, "listening")
+        .into_iter()
         .filter_map(|event| {
             let fields = &event["fields"];
             if let Some(addr) = fields["addr"].as_str() {

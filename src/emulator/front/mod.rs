@@ -51,9 +51,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 /// What the reply to one forwarded command means, in command order.
@@ -169,7 +169,10 @@ impl Front {
             },
             counters: Counters::default(),
         });
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        let serving = shared.clone();
+        let task = tokio::spawn(super::serve_each(listener, "front", move |stream, peer| {
+            relay::serve(stream, peer, serving.clone())
+        }));
         Ok(Front { addr, shared, task })
     }
 
@@ -224,24 +227,4 @@ fn server_config(cert_pem: &str, key_pem: &str) -> io::Result<Arc<ServerConfig>>
         .with_single_cert(certs, key)
         .map_err(|e| invalid("certificate and key", &e))?;
     Ok(Arc::new(config))
-}
-
-/// Accepts connections and relays each on its own task; aborting this task
-/// drops the [`JoinSet`] and with it every connection.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(relay::serve(stream, peer, shared.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "front: accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
 }
