@@ -1,7 +1,8 @@
 //! Live re-authentication against the token-checking front: 3-second tokens, and the front closes
 //! every connection whose token expired without a fresh successful AUTH. Connections of every
 //! kind run side by side through at least five rotations; none may see an error, a stray reply
-//! or a close, and the front must close none for expiry.
+//! or a close, and the front must close none for expiry. Blocked clients too: every blocking
+//! command stays blocked across rotations (redauth runs it in slices) and is then served.
 
 mod support;
 
@@ -40,6 +41,16 @@ fn scenario(
     conn.label = name.to_string();
     let stop = stop.clone();
     thread::spawn(move || (name.to_string(), body(conn, &stop)))
+}
+
+/// An XREAD reply holding one entry `id` of `stream` with field `f` = `value` (RESP2).
+fn xread_reply(stream: &str, id: &str, value: &str) -> String {
+    format!(
+        "*1\r\n*2\r\n${}\r\n{stream}\r\n*1\r\n*2\r\n${}\r\n{id}\r\n*2\r\n$1\r\nf\r\n${}\r\n{value}\r\n",
+        stream.len(),
+        id.len(),
+        value.len()
+    )
 }
 
 fn until_stopped(stop: &AtomicBool, pause: Duration, mut step: impl FnMut()) {
@@ -259,6 +270,87 @@ fn every_kind_of_connection_survives_five_rotations() {
         )
     });
 
+    // Blocked from the start to the end: BLPOP with no timeout (a PING pipelined behind it must
+    // wait for it), and XREAD on `$` of a stream that already has an entry.
+    let mut blpop = redauth.connect();
+    blpop.label = "BLPOP 0".into();
+    let mut blocked_pair = cmd(&["BLPOP", "reauth:bl", "0"]);
+    blocked_pair.extend(cmd(&["PING"]));
+    blpop.send(&blocked_pair);
+    let mut xread = redauth.connect();
+    xread.label = "XREAD $".into();
+    assert_eq!(
+        xread.request(&["XADD", "reauth:xs", "5-1", "f", "old"]),
+        bulk("5-1")
+    );
+    xread.send(&cmd(&["XREAD", "BLOCK", "0", "STREAMS", "reauth:xs", "$"]));
+
+    // A stream reader always blocked in XREAD BLOCK 0 (the first call on `$`, with entries
+    // already there it must not see), and a producer adding an entry now and then.
+    let mut reader = redauth.connect();
+    reader.label = "stream reader".into();
+    for id in ["0-1", "0-2"] {
+        assert_eq!(
+            reader.request(&["XADD", "reauth:st", id, "f", "pre"]),
+            bulk(id)
+        );
+    }
+    reader.send(&cmd(&[
+        "XREAD",
+        "COUNT",
+        "1",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        "reauth:st",
+        "$",
+    ]));
+    running.push(scenario("producer", &redauth, &stop, |mut c, stop| {
+        let mut n = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(700));
+            n += 1;
+            let id = format!("{n}-0");
+            assert_eq!(
+                c.request(&["XADD", "reauth:st", &id, "f", &n.to_string()]),
+                bulk(&id)
+            );
+        }
+        let id = format!("{}-0", n + 1);
+        assert_eq!(
+            c.request(&["XADD", "reauth:st", &id, "f", "end"]),
+            bulk(&id)
+        );
+        format!("{n} entries added")
+    }));
+    let stream_reader = thread::spawn(move || {
+        let mut n = 0u64;
+        loop {
+            let reply = reader.read_reply();
+            let id = format!("{}-0", n + 1);
+            if reply == xread_reply("reauth:st", &id, "end").into_bytes() {
+                break;
+            }
+            n += 1;
+            let want = xread_reply("reauth:st", &id, &n.to_string());
+            assert_eq!(show(&reply), show(want.as_bytes()), "entry {n}");
+            reader.send(&cmd(&[
+                "XREAD",
+                "COUNT",
+                "1",
+                "BLOCK",
+                "0",
+                "STREAMS",
+                "reauth:st",
+                &id,
+            ]));
+        }
+        (
+            "stream reader".to_string(),
+            format!("{n} entries read in order, each by one XREAD BLOCK 0"),
+        )
+    });
+
     // Let the tokens rotate: the first token, then ROTATIONS new ones each injected into every
     // connection, and one more so the last of those injections is surely done.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -277,7 +369,29 @@ fn every_kind_of_connection_survives_five_rotations() {
     }
     stop.store(true, Ordering::SeqCst);
     let mut outcomes = Vec::new();
-    for t in running.into_iter().chain([subscriber, resp2_subscriber]) {
+    // Now serve the clients blocked all along.
+    let mut feeder = redauth.connect();
+    assert_eq!(feeder.request(&["RPUSH", "reauth:bl", "served"]), b":1\r\n");
+    assert_eq!(
+        blpop.read_reply(),
+        b"*2\r\n$9\r\nreauth:bl\r\n$6\r\nserved\r\n"
+    );
+    assert_eq!(blpop.read_reply(), b"+PONG\r\n");
+    let id = "9999999999999-1";
+    assert_eq!(
+        feeder.request(&["XADD", "reauth:xs", id, "f", "new"]),
+        bulk(id)
+    );
+    assert_eq!(
+        show(&xread.read_reply()),
+        show(xread_reply("reauth:xs", id, "new").as_bytes())
+    );
+    assert_eq!(whoami(&mut blpop), bulk(OID));
+    assert_eq!(whoami(&mut xread), bulk(OID));
+    for t in running
+        .into_iter()
+        .chain([subscriber, resp2_subscriber, stream_reader])
+    {
         match t.join() {
             Ok(outcome) => outcomes.push(outcome),
             Err(_) => panic!("a scenario failed; redauth's logs:\n{}", redauth.output()),
@@ -288,7 +402,7 @@ fn every_kind_of_connection_survives_five_rotations() {
     let reauths = log_events(&logs, "re-authenticated with the new credential").len();
     eprintln!("re-authentications: {reauths}");
     assert!(
-        reauths >= 9 * ROTATIONS,
+        reauths >= 12 * ROTATIONS,
         "{reauths} re-authentications:\n{logs}"
     );
     assert_eq!(
@@ -305,4 +419,132 @@ fn every_kind_of_connection_survives_five_rotations() {
         "the front closed connections for expiry"
     );
     assert!(!logs.contains("eyJ"), "a token in the logs");
+}
+
+/// Each blocking command, blocked with no timeout across three rotations, then served: the reply
+/// is the one redis-server gives, and the connection is still the token's identity. A finite
+/// timeout that spans rotations ends in the null reply of its protocol, not before it is due.
+#[test]
+fn every_blocking_command_is_served_after_rotations() {
+    let cloud = TestCloud::start(Duration::from_secs(3));
+    let redauth = cloud.redauth_cmd("managed-identity").start();
+    let mut setup = redauth.connect();
+    assert_eq!(
+        setup.request(&["XGROUP", "CREATE", "bk:g", "grp", "$", "MKSTREAM"]),
+        b"+OK\r\n"
+    );
+    // (command, what serves it, the reply redis-server gives)
+    let cases: Vec<(Vec<&str>, Vec<&str>, &[u8])> = vec![
+        (
+            vec!["BLPOP", "bk:1", "0"],
+            vec!["RPUSH", "bk:1", "a"],
+            b"*2\r\n$4\r\nbk:1\r\n$1\r\na\r\n",
+        ),
+        (
+            vec!["BRPOP", "bk:2", "0"],
+            vec!["RPUSH", "bk:2", "a"],
+            b"*2\r\n$4\r\nbk:2\r\n$1\r\na\r\n",
+        ),
+        (
+            vec!["BLMOVE", "bk:3", "bk:3d", "LEFT", "RIGHT", "0"],
+            vec!["RPUSH", "bk:3", "a"],
+            b"$1\r\na\r\n",
+        ),
+        (
+            vec!["BRPOPLPUSH", "bk:4", "bk:4d", "0"],
+            vec!["RPUSH", "bk:4", "a"],
+            b"$1\r\na\r\n",
+        ),
+        (
+            vec!["BLMPOP", "0", "1", "bk:5", "LEFT"],
+            vec!["RPUSH", "bk:5", "a"],
+            b"*2\r\n$4\r\nbk:5\r\n*1\r\n$1\r\na\r\n",
+        ),
+        (
+            vec!["BZPOPMIN", "bk:6", "0"],
+            vec!["ZADD", "bk:6", "1", "m"],
+            b"*3\r\n$4\r\nbk:6\r\n$1\r\nm\r\n$1\r\n1\r\n",
+        ),
+        (
+            vec!["BZPOPMAX", "bk:7", "0"],
+            vec!["ZADD", "bk:7", "2", "m"],
+            b"*3\r\n$4\r\nbk:7\r\n$1\r\nm\r\n$1\r\n2\r\n",
+        ),
+        (
+            vec!["BZMPOP", "0", "1", "bk:8", "MIN"],
+            vec!["ZADD", "bk:8", "3", "m"],
+            b"*2\r\n$4\r\nbk:8\r\n*1\r\n*2\r\n$1\r\nm\r\n$1\r\n3\r\n",
+        ),
+        (
+            vec!["XREAD", "BLOCK", "0", "STREAMS", "bk:9", "$"],
+            vec!["XADD", "bk:9", "1-1", "f", "v"],
+            b"*1\r\n*2\r\n$4\r\nbk:9\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n",
+        ),
+        (
+            vec![
+                "XREADGROUP",
+                "GROUP",
+                "grp",
+                "alice",
+                "BLOCK",
+                "0",
+                "STREAMS",
+                "bk:g",
+                ">",
+            ],
+            vec!["XADD", "bk:g", "1-1", "f", "v"],
+            b"*1\r\n*2\r\n$4\r\nbk:g\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n",
+        ),
+    ];
+    let mut blocked: Vec<RespConn> = cases
+        .iter()
+        .map(|(command, _, _)| {
+            let mut c = redauth.connect();
+            c.label = command[0].to_string();
+            c.send(&cmd(command));
+            c
+        })
+        .collect();
+    // Finite timeouts spanning rotations, in both protocols.
+    let mut finite = redauth.connect();
+    finite.label = "BLPOP 7".into();
+    let mut finite3 = redauth.connect();
+    finite3.label = "RESP3 XREAD BLOCK 7000".into();
+    assert!(finite3.request(&["HELLO", "3"]).starts_with(b"%"));
+    let started = Instant::now();
+    finite.send(&cmd(&["BLPOP", "bk:none", "7"]));
+    finite3.send(&cmd(&[
+        "XREAD", "BLOCK", "7000", "STREAMS", "bk:none3", "$",
+    ]));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log_events(&redauth.logs(), "token refreshed").len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "no rotation:\n{}",
+            redauth.output()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    for (conn, (command, serve, reply)) in blocked.iter_mut().zip(&cases) {
+        conn.expect_silence(Duration::ZERO);
+        let served = setup.request(serve);
+        assert!(matches!(served[0], b':' | b'$'), "{}", show(&served));
+        assert_eq!(show(&conn.read_reply()), show(reply), "{command:?}");
+        assert_eq!(whoami(conn), bulk(OID), "{command:?}");
+    }
+    assert_eq!(finite.read_reply(), b"*-1\r\n");
+    assert_eq!(finite3.read_reply(), b"_\r\n");
+    assert!(
+        started.elapsed() >= Duration::from_secs(7),
+        "the finite timeouts ended early"
+    );
+    assert_eq!(whoami(&mut finite), bulk(OID));
+    let logs = redauth.stop();
+    assert!(!logs.contains("refused re-authentication"), "{logs}");
+    assert_eq!(
+        cloud.expired_closes(),
+        0,
+        "the front closed connections for expiry"
+    );
 }

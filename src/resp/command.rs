@@ -19,7 +19,22 @@ pub enum CommandKind {
     Client,
     /// SUBSCRIBE family; see [`SubscribeKind`].
     Subscribe(SubscribeKind),
+    /// A command that can block; see [`BlockKind`].
+    Blocking(BlockKind),
     Other,
+}
+
+/// Where a blocking command keeps its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// The last argument, in seconds: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE,
+    /// BZPOPMIN, BZPOPMAX.
+    LastSeconds,
+    /// The first argument, in seconds: BLMPOP, BZMPOP.
+    FirstSeconds,
+    /// The `BLOCK` option, in milliseconds (no option, no block).
+    XRead,
+    XReadGroup,
 }
 
 /// The six commands that produce pub/sub confirmations.
@@ -92,6 +107,13 @@ impl CommandKind {
             5 if is("hello") => CommandKind::Hello,
             5 if is("reset") => CommandKind::Reset,
             5 if is("multi") => CommandKind::Multi,
+            5 if is("blpop") || is("brpop") => CommandKind::Blocking(BlockKind::LastSeconds),
+            5 if is("xread") => CommandKind::Blocking(BlockKind::XRead),
+            6 if is("blmove") => CommandKind::Blocking(BlockKind::LastSeconds),
+            6 if is("blmpop") || is("bzmpop") => CommandKind::Blocking(BlockKind::FirstSeconds),
+            8 if is("bzpopmin") || is("bzpopmax") => CommandKind::Blocking(BlockKind::LastSeconds),
+            10 if is("brpoplpush") => CommandKind::Blocking(BlockKind::LastSeconds),
+            10 if is("xreadgroup") => CommandKind::Blocking(BlockKind::XReadGroup),
             6 if is("client") => CommandKind::Client,
             7 if is("discard") => CommandKind::Discard,
             7 if is("monitor") => CommandKind::Monitor,
@@ -113,6 +135,7 @@ impl CommandKind {
                 | CommandKind::Client
                 | CommandKind::Ping
                 | CommandKind::Subscribe(_)
+                | CommandKind::Blocking(_)
         )
     }
 }
@@ -133,6 +156,15 @@ mod tests {
         assert_eq!(CommandKind::of(b"psync"), CommandKind::Sync);
         assert_eq!(CommandKind::of(b"AUTHX"), CommandKind::Other);
         assert_eq!(CommandKind::of(b""), CommandKind::Other);
+        assert_eq!(
+            CommandKind::of(b"bzPopMax"),
+            CommandKind::Blocking(BlockKind::LastSeconds)
+        );
+        assert_eq!(
+            CommandKind::of(b"XREADGROUP"),
+            CommandKind::Blocking(BlockKind::XReadGroup)
+        );
+        assert_eq!(CommandKind::of(b"BLPOPX"), CommandKind::Other);
     }
 
     #[test]

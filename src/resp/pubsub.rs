@@ -34,7 +34,7 @@ fn line(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
 
 /// A bulk string at `pos`: `Some(Some(bytes))`, `Some(None)` for a null, or
 /// `None` when incomplete or not a bulk string.
-fn bulk(buf: &[u8], pos: usize) -> Option<(Option<&[u8]>, usize)> {
+pub fn bulk(buf: &[u8], pos: usize) -> Option<(Option<&[u8]>, usize)> {
     let (kind, text, start) = line(buf, pos)?;
     match kind {
         b'_' => Some((None, start)),
@@ -96,16 +96,19 @@ pub fn confirmed_channel(frame: &[u8]) -> Option<Option<Vec<u8>>> {
     Some(channel.map(<[u8]>::to_vec))
 }
 
-/// The elements of a whole aggregate frame (empty for anything else).
+/// The elements of a whole aggregate frame (empty for anything else); a
+/// RESP3 map's keys and values alternate.
 pub fn elements(frame: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let Some((kind, count, mut pos)) = line(frame, 0) else {
         return out;
     };
-    if !matches!(kind, b'*' | b'>' | b'~') {
-        return out;
-    }
-    for _ in 0..parse_i64(count).unwrap_or(0).max(0) {
+    let per_entry = match kind {
+        b'*' | b'>' | b'~' => 1,
+        b'%' => 2,
+        _ => return out,
+    };
+    for _ in 0..parse_i64(count).unwrap_or(0).max(0) * per_entry {
         let mut scanner = ReplyScanner::default();
         match scanner.advance(&frame[pos..]) {
             Ok(p) if p.done => {

@@ -50,6 +50,13 @@ pub enum Expect {
     Passthrough,
     /// `MONITOR`: on `+OK` the connection becomes a one-way feed.
     Monitor,
+    /// One slice of a blocking command (see [`super::blocking`]): a null
+    /// reply (the slice timed out) is consumed and reported; any other reply
+    /// is relayed and ends the call.
+    Slice,
+    /// An `XINFO STREAM` resolving an XREAD `$`: consumed, the stream's last
+    /// generated id reported.
+    LastId,
     /// A SUBSCRIBE-family command with `channels` arguments (0 for "all").
     /// It is answered by one confirmation per channel, or by one error.
     Subscribe { kind: SubscribeKind, channels: u32 },

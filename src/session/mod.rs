@@ -11,6 +11,7 @@
 //! then closed: its server-side state cannot be recreated), a QUIT or protocol
 //! error has been answered, or a write fails.
 
+mod blocking;
 mod expect;
 pub mod reauth;
 mod replies;
@@ -131,17 +132,18 @@ where
     let (upstream_read, upstream_write) = tokio::io::split(stream);
     let (client_read, client_write) = tokio::io::split(&mut client);
     let (tx, rx) = mpsc::unbounded_channel();
+    let (slice_tx, slice_rx) = mpsc::unbounded_channel();
     let watch = ctx.credentials.watch_from(credential.clone());
     let mut requests = requests::RequestPump::new(
         client_read,
         upstream_write,
-        tx,
+        (tx, slice_rx),
         early,
         credential,
         watch,
         ctx.max_bulk,
     );
-    let mut replies = replies::ReplyPump::new(upstream_read, client_write, rx, pending);
+    let mut replies = replies::ReplyPump::new(upstream_read, client_write, rx, slice_tx, pending);
     let request_side = requests.run();
     let reply_side = replies.run();
     tokio::pin!(request_side, reply_side);

@@ -8,12 +8,15 @@
 //!
 //! - inside `MULTI` Redis would queue the AUTH and answer it inside the EXEC
 //!   array: wait for EXEC or DISCARD;
-//! - a RESP2 connection with subscriptions refuses AUTH: wait until it has
-//!   none (keeping such a connection alive is not done yet);
+//! - a RESP2 connection with subscriptions refuses AUTH: redauth runs such a
+//!   connection in RESP3 (see `requests`), and only one it could not switch
+//!   (subscribed inside MULTI or with replies off) waits until it has none;
 //! - under `CLIENT REPLY SKIP` the AUTH's reply would be the one skipped:
 //!   wait for the skip to pass (under `CLIENT REPLY OFF` the AUTH is wrapped
 //!   in `CLIENT REPLY ON` … `OFF`);
-//! - a MONITOR feed or replication stream takes no more commands.
+//! - a MONITOR feed or replication stream takes no more commands;
+//! - a blocking command running in slices takes the AUTH between two slices
+//!   (see [`super::blocking`]).
 //!
 //! Connections are spread over a window after each publication
 //! ([`delay`]) so thousands of them do not AUTH in the same instant.
@@ -73,6 +76,8 @@ pub(super) enum Blocker {
     ReplySkip,
     MidCommand,
     Raw,
+    /// A blocking command is running in slices; the next slice takes it.
+    Blocked,
 }
 
 /// The server-side connection state as the commands sent so far will leave

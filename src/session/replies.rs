@@ -7,6 +7,7 @@
 //! slotted in at frame boundaries. Frames are relayed as they arrive, so a
 //! large bulk reply streams through in read-sized pieces.
 
+use super::blocking::{self, LastId, SliceEnd};
 use super::reauth::{self, COUNTERS};
 use super::{Ended, Expect};
 use crate::resp::command::SubscribeKind;
@@ -15,7 +16,7 @@ use crate::resp::ReplyScanner;
 use bytes::BytesMut;
 use std::collections::{HashSet, VecDeque};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -59,6 +60,8 @@ pub(super) struct ReplyPump<R, W> {
     upstream: R,
     client: W,
     expect: UnboundedReceiver<Expect>,
+    /// How slices of blocking commands ended, for the request side.
+    slices: UnboundedSender<SliceEnd>,
     queue: VecDeque<Expect>,
     buf: BytesMut,
     out: BytesMut,
@@ -87,6 +90,7 @@ where
         upstream: R,
         client: W,
         expect: UnboundedReceiver<Expect>,
+        slices: UnboundedSender<SliceEnd>,
         pending: BytesMut,
     ) -> Self {
         let mut buf = pending;
@@ -95,6 +99,7 @@ where
             upstream,
             client,
             expect,
+            slices,
             queue: VecDeque::new(),
             buf,
             out: BytesMut::new(),
@@ -244,6 +249,11 @@ where
                 Role::Injected
             }
             Some(Expect::ExecWithSubscribe) => Role::Exec,
+            Some(Expect::LastId) => Role::Injected,
+            Some(Expect::Slice) => match blocking::timed_out(&self.buf)? {
+                true => Role::Injected,
+                false => Role::Reply { first },
+            },
             _ => Role::Reply { first },
         })
     }
@@ -273,6 +283,14 @@ where
             Role::Injected => match self.queue.pop_front() {
                 Some(Expect::StandIn(reply)) => self.out.extend_from_slice(&reply),
                 Some(Expect::Reauth) => reauthenticated(&frame),
+                Some(Expect::Slice) => {
+                    let _ = self.slices.send(SliceEnd::TimedOut(frame.freeze()));
+                }
+                Some(Expect::LastId) => {
+                    let _ = self
+                        .slices
+                        .send(SliceEnd::LastId(LastId::from_reply(&frame)));
+                }
                 Some(Expect::Protocol(version)) => {
                     if frame.first() == Some(&b'-') {
                         let text = String::from_utf8_lossy(&frame).trim_end().to_string();
@@ -361,6 +379,9 @@ where
             }
             Some(Expect::Monitor) if first == b'+' => self.state.passthrough = true,
             Some(Expect::Subscribe { .. }) => self.confirmations_left = None,
+            Some(Expect::Slice) => {
+                let _ = self.slices.send(SliceEnd::Served);
+            }
             None => {
                 tracing::debug!("a reply arrived with no command waiting for it; relayed");
                 return;

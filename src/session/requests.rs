@@ -6,19 +6,22 @@
 //! locally answered command an [`Expect`] record goes to the reply side first.
 //!
 //! When a new credential is published, the request side also injects
-//! `AUTH` between two client commands at a safe point (see [`reauth`]).
+//! `AUTH` between two client commands at a safe point (see [`reauth`]), and
+//! runs blocking commands that would outlive the token in slices (see
+//! [`blocking`]).
 
+use super::blocking::{self, Call, LastId, SliceEnd};
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
 use super::{Ended, Expect};
 use crate::credentials::{Credential, CredentialWatch};
-use crate::resp::command::{CommandKind, SubscribeKind};
+use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
 use crate::resp::request::{Request, RequestBody};
 use crate::resp::{encode, parse_i64, ProtocolError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 /// The stand-in command (see [`Expect::StandIn`]).
@@ -30,6 +33,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How long a HELLO or CLIENT command may grow while waiting for all of its
 /// arguments; beyond this it is relayed without being looked at.
 const WHOLE_COMMAND_MAX: usize = 1024 * 1024;
+
+/// How much a client may send while its blocking command runs in slices;
+/// beyond this redauth stops reading until the call is over.
+const HELD_MAX: usize = 1024 * 1024;
 
 /// How the request side stopped.
 pub(super) enum Stop {
@@ -82,6 +89,17 @@ pub(super) struct RequestPump<R, W> {
     /// A RESP2 client's subscribed connection runs in RESP3 upstream, where
     /// AUTH is allowed; the reply side translates back (see [`Expect::Protocol`]).
     upgraded: bool,
+    /// A blocking command running in slices: later commands wait.
+    held: Option<Held>,
+    /// How the slices of the held command end (from the reply side).
+    slices: UnboundedReceiver<SliceEnd>,
+}
+
+/// A blocking command running in slices (see [`blocking`]).
+struct Held {
+    call: Call,
+    /// When the client's own timeout runs out (`None`: never).
+    deadline: Option<Instant>,
 }
 
 /// A re-authentication waiting for its time or for a safe point.
@@ -100,7 +118,7 @@ where
     pub(super) fn new(
         client: R,
         upstream: W,
-        expect: UnboundedSender<Expect>,
+        (expect, slices): (UnboundedSender<Expect>, UnboundedReceiver<SliceEnd>),
         early: BytesMut,
         credential: Arc<Credential>,
         watch: CredentialWatch,
@@ -126,6 +144,8 @@ where
             stream: StreamState::default(),
             raw: false,
             upgraded: false,
+            held: None,
+            slices,
         }
     }
 
@@ -164,13 +184,18 @@ where
                 .as_ref()
                 .map(|r| r.due)
                 .filter(|&due| due > Instant::now());
+            let held = self.held.is_some();
             tokio::select! {
-                read = self.client.read_buf(&mut self.buf) => match read {
+                read = self.client.read_buf(&mut self.buf), if !held || self.buf.len() < HELD_MAX => match read {
                     Ok(0) => return Stop::Ended(Ended::ClientClosed),
                     Ok(_) => {}
                     Err(e) => return Stop::Ended(Ended::Failed(format!("reading from client: {e}"))),
                 },
                 credential = self.watch.next() => self.schedule_reauth(credential),
+                end = self.slices.recv(), if held => match end {
+                    Some(end) => self.slice_ended(end),
+                    None => return Stop::Ended(Ended::UpstreamClosed),
+                },
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }
         }
@@ -207,6 +232,8 @@ where
             Some(Blocker::ReplySkip)
         } else if self.raw || self.quitting {
             Some(Blocker::Raw)
+        } else if self.held.is_some() {
+            Some(Blocker::Blocked)
         } else if self.stream.subscribed() && !self.stream.resp3 && !self.upgraded {
             Some(Blocker::SubscribedResp2)
         } else {
@@ -228,6 +255,12 @@ where
             }
             return;
         }
+        self.inject_reauth();
+    }
+
+    /// Injects `AUTH` with the pending credential now (the caller made sure
+    /// this is a safe point).
+    fn inject_reauth(&mut self) {
         let Some(pending) = self.reauth.take() else {
             return;
         };
@@ -269,7 +302,7 @@ where
                     return Ok(());
                 }
             }
-            if self.quitting {
+            if self.quitting || self.held.is_some() {
                 return Ok(());
             }
             let Some(request) = Request::parse(&self.buf, self.max_bulk).map_err(|e| (e, false))?
@@ -365,6 +398,7 @@ where
         match (kind, args) {
             (CommandKind::Auth, _) => self.auth(),
             (CommandKind::Hello, Some(args)) => self.hello(args),
+            (CommandKind::Blocking(block), Some(args)) => self.blocking(block, frame, args),
             (CommandKind::Client, Some(args)) => {
                 self.client_reply(args);
                 self.forward_counted(frame);
@@ -421,6 +455,110 @@ where
             // Queued in MULTI (and recorded in `stream` by the caller).
             CommandKind::Subscribe(_) => self.forward_counted(frame),
             _ => self.forward_counted(frame),
+        }
+    }
+
+    /// A blocking command: forwarded as is when it ends before the
+    /// connection must re-authenticate, else run in slices.
+    fn blocking(&mut self, kind: BlockKind, frame: BytesMut, args: &[Bytes]) {
+        // Replies must be seen to be held back, and a transaction never blocks.
+        let sliceable = !self.in_multi
+            && self.reply_mode == ReplyMode::On
+            && self.credential.expires_at.is_some();
+        let Some(call) = sliceable.then(|| Call::parse(kind, args)).flatten() else {
+            return self.forward_counted(frame);
+        };
+        // Blocked, the connection could not take an AUTH: take a pending one now.
+        if self.reauth.is_some() && self.reauth_blocker().is_none() {
+            self.inject_reauth();
+        }
+        let deadline = call.timeout.map(|t| Instant::now() + t);
+        if deadline.is_some_and(|d| d <= Instant::now() + self.budget()) {
+            return self.forward_counted(frame);
+        }
+        let keys = call.unresolved_keys();
+        self.held = Some(Held { call, deadline });
+        if keys.is_empty() {
+            return self.next_slice();
+        }
+        for key in keys {
+            self.announce(Expect::LastId);
+            self.out
+                .unsplit(encode::command(&[&b"XINFO"[..], b"STREAM", &key]));
+        }
+    }
+
+    /// How long a slice may block before this connection must re-authenticate.
+    fn budget(&self) -> std::time::Duration {
+        let left = self
+            .credential
+            .expires_at
+            .and_then(|e| e.duration_since(SystemTime::now()).ok())
+            .unwrap_or_default();
+        blocking::budget(left, rand::random())
+    }
+
+    /// Sends the held command again, for the time it has left or the
+    /// budget, whichever is shorter; the last slice ends the hold.
+    fn next_slice(&mut self) {
+        let Some(held) = &self.held else {
+            return;
+        };
+        let budget = self.budget();
+        let now = Instant::now();
+        match held.deadline {
+            Some(deadline) if deadline <= now + budget => {
+                // Whatever this one answers is the client's reply.
+                let frame = held.call.with_timeout(deadline - now);
+                self.held = None;
+                self.forward_counted(frame);
+            }
+            _ => {
+                let frame = held.call.with_timeout(budget);
+                self.announce(Expect::Slice);
+                self.out.unsplit(frame);
+            }
+        }
+    }
+
+    /// The reply side reports on the held command.
+    fn slice_ended(&mut self, end: SliceEnd) {
+        let Some(held) = &mut self.held else {
+            return;
+        };
+        match end {
+            SliceEnd::Served => self.held = None,
+            SliceEnd::LastId(LastId::Id(id)) => {
+                if held.call.resolve(Some(id)) {
+                    self.next_slice();
+                }
+            }
+            SliceEnd::LastId(LastId::NoStream) => {
+                if held.call.resolve(None) {
+                    self.next_slice();
+                }
+            }
+            SliceEnd::LastId(LastId::Failed(why)) => {
+                // `$` cannot be pinned down: block in one piece, as sent.
+                tracing::warn!(reply = %why, "cannot resolve XREAD's $; the command blocks unsliced and may not outlive the token");
+                let frame = held.call.original();
+                self.held = None;
+                self.forward_counted(frame);
+            }
+            SliceEnd::TimedOut(null) => {
+                if held.deadline.is_some_and(|d| d <= Instant::now()) {
+                    self.held = None;
+                    self.local(null);
+                    return;
+                }
+                // Between two slices the connection takes an AUTH.
+                let held = self.held.take();
+                if self.reauth.is_some() && self.reauth_blocker().is_none() {
+                    self.inject_reauth();
+                }
+                self.held = held;
+                self.next_slice();
+            }
         }
     }
 
