@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::resp::DEFAULT_MAX_BULK;
 use crate::session::{self, SessionContext};
-use crate::upstream::{tls, Connector};
+use crate::upstream::{tls, Connector, Pool};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -74,6 +74,7 @@ impl Server {
             tcp,
             unix,
             ctx: Arc::new(SessionContext {
+                pool: Pool::start(connector.clone(), credentials.clone(), config.pool_size),
                 connector,
                 credentials,
                 connect_timeout: config.connect_timeout,

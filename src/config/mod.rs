@@ -27,6 +27,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// Warm pool size when none is configured.
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
 /// Everything redauth runs with, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -38,6 +41,8 @@ pub struct Config {
     pub tls_server_name: String,
     pub auth: Auth,
     pub connect_timeout: Duration,
+    /// Warm pool size (0: none).
+    pub pool_size: usize,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -178,6 +183,7 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
             tls_server_name,
             auth,
             connect_timeout,
+            pool_size: settings.pool_size.unwrap_or(DEFAULT_POOL_SIZE),
             log_format,
             log_level,
         }),

@@ -85,6 +85,11 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
 
+    /// Upstream connections kept dialed and authenticated ahead of new
+    /// clients; 0 turns the warm pool off [default: 4]
+    #[arg(long, value_name = "N")]
+    pub pool_size: Option<usize>,
+
     /// Log format: text | json [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -122,6 +127,7 @@ pub(crate) const KEYS: &[(&str, Shape)] = &[
     ("entra_scope", Shape::Text),
     ("entra_client_secret_file", Shape::Text),
     ("connect_timeout", Shape::Text),
+    ("pool_size", Shape::Text),
     ("log_format", Shape::Text),
     ("log_level", Shape::Text),
 ];
@@ -152,6 +158,7 @@ impl Settings {
                 .entra_client_secret_file
                 .or(lower.entra_client_secret_file),
             connect_timeout: self.connect_timeout.or(lower.connect_timeout),
+            pool_size: self.pool_size.or(lower.pool_size),
             log_format: self.log_format.or(lower.log_format),
             log_level: self.log_level.or(lower.log_level),
         }

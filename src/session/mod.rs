@@ -21,7 +21,7 @@ pub use expect::Expect;
 
 use crate::credentials::{Credential, Credentials};
 use crate::resp::encode;
-use crate::upstream::{Connector, Upstream};
+use crate::upstream::{Connector, Pool, Upstream};
 use bytes::BytesMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub struct SessionContext {
     pub connector: Connector,
+    /// Connections dialed ahead; a session takes one if it can.
+    pub pool: Pool,
     pub credentials: Credentials,
     /// Bound on dial + TLS + AUTH, and on waiting for a credential.
     pub connect_timeout: Duration,
@@ -101,6 +103,9 @@ struct DialFailure {
 }
 
 async fn dial(ctx: &SessionContext) -> Result<(Upstream, Arc<Credential>), DialFailure> {
+    if let Some(ready) = ctx.pool.take() {
+        return Ok(ready);
+    }
     let failed = |message: String| DialFailure {
         message,
         at: Instant::now(),

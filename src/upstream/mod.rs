@@ -4,15 +4,18 @@
 //! - [`Endpoint`] parses `rediss://host:port`;
 //! - [`tls::client_config`] builds the rustls configuration once at startup;
 //! - [`Connector::connect`] dials, handshakes and sends `AUTH`, within one
-//!   deadline, and says which of those steps failed.
+//!   deadline, and says which of those steps failed;
+//! - [`Pool`] keeps connections dialed ahead of new clients.
 //!
 //! Relaying over an established connection is the session's job, not this module's.
 
 mod connect;
 mod endpoint;
+mod pool;
 mod stream;
 pub mod tls;
 
 pub use connect::{ConnectError, Connector, Stage, Upstream};
 pub use endpoint::{Endpoint, EndpointError};
+pub use pool::Pool;
 pub use stream::UpstreamStream;

@@ -1,0 +1,124 @@
+//! The warm pool: new clients get connections dialed ahead of them, each as fresh as a new dial.
+//! A pooled connection the server closed is never handed out, and pooled connections follow token
+//! rotation (the front would close one still on an expired token).
+
+mod support;
+
+use std::thread;
+use std::time::{Duration, Instant};
+use support::cloud::{whoami, TestCloud, OID};
+use support::*;
+
+/// Connections from redauth's user that the server sees, from a direct plaintext connection.
+fn upstream_connections(direct: &mut RespConn) -> usize {
+    let list = direct.request(&["CLIENT", "LIST", "TYPE", "normal"]);
+    String::from_utf8_lossy(&list)
+        .lines()
+        .filter(|l| l.contains(&format!("user={USERNAME}")))
+        .count()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A direct plaintext connection to the test server as its superuser.
+fn direct(redis: &TlsRedis) -> RespConn {
+    let mut c = RespConn::connect(redis.plain_port());
+    assert_eq!(c.request(&["AUTH", USERNAME, PASSWORD]), b"+OK\r\n");
+    c
+}
+
+#[test]
+fn the_pool_fills_and_hands_out_fresh_connections() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&["--pool-size", "3"]);
+    let mut admin = direct(&redis);
+    // The admin connection is the superuser too: count it.
+    wait_for("3 pooled connections", || {
+        upstream_connections(&mut admin) == 4
+    });
+
+    // A client that leaves state behind, then a new one: it sees none of it.
+    let mut first = redauth.connect();
+    assert_eq!(first.request(&["SELECT", "5"]), b"+OK\r\n");
+    assert_eq!(first.request(&["CLIENT", "SETNAME", "used"]), b"+OK\r\n");
+    assert_eq!(first.request(&["MULTI"]), b"+OK\r\n");
+    drop(first);
+    let mut second = redauth.connect();
+    let info = String::from_utf8(second.request(&["CLIENT", "INFO"])).unwrap();
+    let user = format!("user={USERNAME}");
+    for field in [
+        "name=", "db=0", "multi=-1", "sub=0", "psub=0", "resp=2", &user,
+    ] {
+        assert!(
+            info.split_whitespace().any(|f| f == field),
+            "{field:?} not in {info}"
+        );
+    }
+    // It was taken from the pool, and the pool is refilled behind it.
+    wait_for("the pool refilled", || {
+        upstream_connections(&mut admin) == 5
+    });
+}
+
+#[test]
+fn connections_the_server_closed_are_not_handed_out() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&["--pool-size", "3"]);
+    let mut admin = direct(&redis);
+    wait_for("3 pooled connections", || {
+        upstream_connections(&mut admin) == 4
+    });
+    // Kill every pooled connection (SKIPME keeps the admin connection).
+    let killed = admin.request(&["CLIENT", "KILL", "USER", USERNAME, "SKIPME", "yes"]);
+    assert_eq!(killed, b":3\r\n");
+    thread::sleep(Duration::from_millis(100));
+    for _ in 0..4 {
+        let mut c = redauth.connect();
+        assert_eq!(c.request(&["PING"]), b"+PONG\r\n");
+        assert_eq!(c.request(&["ACL", "WHOAMI"]), whoami_reply());
+    }
+    assert!(
+        !redauth.logs().contains("session failed"),
+        "{}",
+        redauth.output()
+    );
+}
+
+#[test]
+fn pooled_connections_follow_token_rotation() {
+    let cloud = TestCloud::start(Duration::from_secs(3));
+    let redauth = cloud
+        .redauth_cmd("managed-identity")
+        .args(["--pool-size", "2"])
+        .start();
+    // Let tokens rotate a few times while the pool waits, then use pooled connections for longer
+    // than a token lives.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log_events(&redauth.logs(), "token refreshed").len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "no rotation:\n{}",
+            redauth.output()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let mut clients: Vec<RespConn> = (0..3).map(|_| redauth.connect()).collect();
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        for c in &mut clients {
+            assert_eq!(whoami(c), bulk(OID));
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        cloud.expired_closes(),
+        0,
+        "the front closed connections for expiry"
+    );
+}
