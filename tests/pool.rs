@@ -1,6 +1,7 @@
-//! The warm pool: new clients get connections dialed ahead of them, each as fresh as a new dial.
-//! A pooled connection the server closed is never handed out, and pooled connections follow token
-//! rotation (the front would close one still on an expired token).
+//! Connecting fast. The warm pool: new clients get connections dialed ahead of them, each as
+//! fresh as a new dial; a pooled connection the server closed is never handed out, and pooled
+//! connections follow token rotation (the front would close one still on an expired token). And
+//! TLS session resumption: dials after the first skip the full handshake.
 
 mod support;
 
@@ -120,5 +121,30 @@ fn pooled_connections_follow_token_rotation() {
         cloud.expired_closes(),
         0,
         "the front closed connections for expiry"
+    );
+}
+
+#[test]
+fn later_dials_resume_the_tls_session() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&[
+        "--pool-size",
+        "0",
+        "--log-level",
+        "info,redauth::upstream=trace",
+    ]);
+    for _ in 0..3 {
+        let mut c = redauth.connect();
+        assert_eq!(c.request(&["PING"]), b"+PONG\r\n");
+    }
+    let handshakes: Vec<String> = log_events(&redauth.logs(), "upstream TLS established")
+        .iter()
+        .map(|e| e["fields"]["handshake"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(handshakes.len(), 3, "{}", redauth.output());
+    assert_eq!(handshakes[0], "Some(Full)");
+    assert!(
+        handshakes[1..].iter().all(|h| h == "Some(Resumed)"),
+        "{handshakes:?}"
     );
 }

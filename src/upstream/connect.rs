@@ -114,12 +114,15 @@ impl Connector {
         tcp.set_nodelay(true)
             .map_err(|e| self.error(Stage::Dial, e))?;
         let mut stream = match &self.tls {
-            Some((connector, name)) => UpstreamStream::Tls(Box::new(
-                connector
+            Some((connector, name)) => {
+                let tls = connector
                     .connect(name.clone(), tcp)
                     .await
-                    .map_err(|e| self.error(Stage::Tls, e))?,
-            )),
+                    .map_err(|e| self.error(Stage::Tls, e))?;
+                let kind = tls.get_ref().1.handshake_kind();
+                tracing::trace!(handshake = ?kind, "upstream TLS established");
+                UpstreamStream::Tls(Box::new(tls))
+            }
             None => UpstreamStream::Plain(tcp),
         };
         let mut pending = BytesMut::with_capacity(1024);

@@ -83,6 +83,10 @@ fn root_store(settings: &TlsSettings) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// TLS sessions remembered for resumption (one upstream, so a few suffice;
+/// servers send two TLS 1.3 tickets per connection, each usable once).
+const RESUMPTION_CACHE: usize = 256;
+
 /// Builds the client configuration used for every upstream connection.
 pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -104,5 +108,9 @@ pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsErr
         }
         _ => builder.with_no_client_auth(),
     };
+    // Later dials resume a session from an earlier one (TLS 1.3 tickets, or
+    // TLS 1.2 ids), skipping certificate checks and the server's signature.
+    let mut config = config;
+    config.resumption = rustls::client::Resumption::in_memory_sessions(RESUMPTION_CACHE);
     Ok(Arc::new(config))
 }
