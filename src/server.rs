@@ -79,6 +79,7 @@ impl Server {
                 credentials,
                 connect_timeout: config.connect_timeout,
                 max_bulk: DEFAULT_MAX_BULK,
+                output_timeout: config.output_timeout,
             }),
         })
     }

@@ -43,6 +43,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Warm pool size (0: none).
     pub pool_size: usize,
+    /// How long a client may leave its replies unread.
+    pub output_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -158,6 +160,17 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
         }
     };
 
+    let output_text = settings.output_timeout.unwrap_or_else(|| "60s".into());
+    let output_timeout = match humantime::parse_duration(&output_text) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            fail(format!(
+                "output_timeout: {output_text:?} is not a duration like 60s or 5m"
+            ));
+            Duration::from_secs(60)
+        }
+    };
+
     let log_format = match settings.log_format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -184,6 +197,7 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
             auth,
             connect_timeout,
             pool_size: settings.pool_size.unwrap_or(DEFAULT_POOL_SIZE),
+            output_timeout,
             log_format,
             log_level,
         }),

@@ -90,6 +90,11 @@ pub struct Settings {
     #[arg(long, value_name = "N")]
     pub pool_size: Option<usize>,
 
+    /// Close a client that has read none of its pending replies for this
+    /// long (its replies wait in the server meanwhile) [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub output_timeout: Option<String>,
+
     /// Log format: text | json [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -128,6 +133,7 @@ pub(crate) const KEYS: &[(&str, Shape)] = &[
     ("entra_client_secret_file", Shape::Text),
     ("connect_timeout", Shape::Text),
     ("pool_size", Shape::Text),
+    ("output_timeout", Shape::Text),
     ("log_format", Shape::Text),
     ("log_level", Shape::Text),
 ];
@@ -159,6 +165,7 @@ impl Settings {
                 .or(lower.entra_client_secret_file),
             connect_timeout: self.connect_timeout.or(lower.connect_timeout),
             pool_size: self.pool_size.or(lower.pool_size),
+            output_timeout: self.output_timeout.or(lower.output_timeout),
             log_format: self.log_format.or(lower.log_format),
             log_level: self.log_level.or(lower.log_level),
         }

@@ -8,6 +8,109 @@
 
 use crate::resp::command::SubscribeKind;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
+
+/// The ordered queue of [`Expect`] records from the request side to the reply
+/// side, counting its [`Backlog`].
+pub fn channel() -> (ExpectTx, ExpectRx) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let backlog = Arc::new(Backlog::default());
+    (
+        ExpectTx {
+            tx,
+            backlog: backlog.clone(),
+        },
+        ExpectRx { rx, backlog },
+    )
+}
+
+/// The request side's end of the queue.
+#[derive(Debug)]
+pub struct ExpectTx {
+    tx: UnboundedSender<Expect>,
+    backlog: Arc<Backlog>,
+}
+
+impl ExpectTx {
+    /// Queues a record (a closed queue means the reply side has ended; the
+    /// session is ending too).
+    pub fn send(&self, expect: Expect) {
+        if self.tx.send(expect).is_ok() {
+            self.backlog.sent();
+        }
+    }
+
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
+    }
+}
+
+/// The reply side's end of the queue.
+#[derive(Debug)]
+pub struct ExpectRx {
+    rx: UnboundedReceiver<Expect>,
+    backlog: Arc<Backlog>,
+}
+
+impl ExpectRx {
+    pub async fn recv(&mut self) -> Option<Expect> {
+        let expect = self.rx.recv().await;
+        if expect.is_some() {
+            self.backlog.taken();
+        }
+        expect
+    }
+
+    pub fn try_recv(&mut self) -> Option<Expect> {
+        let expect = self.rx.try_recv().ok();
+        if expect.is_some() {
+            self.backlog.taken();
+        }
+        expect
+    }
+}
+
+/// Records sent to the reply side and not yet taken by it. The reply side
+/// takes them as fast as it can deliver replies, so they pile up only while
+/// the client is not reading: past [`Backlog::HIGH`] the request side stops
+/// reading the client's commands until half of them are gone. That bounds
+/// what a client pipelining without reading can make redauth, and the
+/// server, hold for it.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    records: AtomicUsize,
+    drained: Notify,
+}
+
+impl Backlog {
+    /// Records (each one read's worth of commands, or one special command)
+    /// that may wait before the request side pauses.
+    pub const HIGH: usize = 1024;
+
+    pub fn sent(&self) {
+        self.records.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn taken(&self) {
+        let before = self.records.fetch_sub(1, Ordering::Relaxed);
+        if before == Self::HIGH / 2 {
+            self.drained.notify_one();
+        }
+    }
+
+    /// Whether the request side should stop reading the client.
+    pub fn full(&self) -> bool {
+        self.records.load(Ordering::Relaxed) >= Self::HIGH
+    }
+
+    /// Resolves once the backlog fell to half (or spuriously: check again).
+    pub async fn drained(&self) {
+        self.drained.notified().await
+    }
+}
 
 /// One entry of the reply queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@ mod replies;
 mod requests;
 
 pub use expect::Expect;
+use expect::{ExpectRx, ExpectTx};
 
 use crate::credentials::{Credential, Credentials};
 use crate::resp::encode;
@@ -39,6 +40,8 @@ pub struct SessionContext {
     pub connect_timeout: Duration,
     /// Largest bulk argument accepted from clients (`proto-max-bulk-len`).
     pub max_bulk: u64,
+    /// How long a client may leave its replies unread before it is closed.
+    pub output_timeout: Duration,
 }
 
 /// Why a session ended, for the log.
@@ -136,7 +139,7 @@ where
     let Upstream { stream, pending } = upstream;
     let (upstream_read, upstream_write) = tokio::io::split(stream);
     let (client_read, client_write) = tokio::io::split(&mut client);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = expect::channel();
     let (slice_tx, slice_rx) = mpsc::unbounded_channel();
     let watch = ctx.credentials.watch_from(credential.clone());
     let mut requests = requests::RequestPump::new(
@@ -148,7 +151,14 @@ where
         watch,
         ctx.max_bulk,
     );
-    let mut replies = replies::ReplyPump::new(upstream_read, client_write, rx, slice_tx, pending);
+    let mut replies = replies::ReplyPump::new(
+        upstream_read,
+        client_write,
+        rx,
+        slice_tx,
+        pending,
+        ctx.output_timeout,
+    );
     let request_side = requests.run();
     let reply_side = replies.run();
     tokio::pin!(request_side, reply_side);

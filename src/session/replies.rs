@@ -9,14 +9,15 @@
 
 use super::blocking::{self, LastId, SliceEnd};
 use super::reauth::{self, COUNTERS};
-use super::{Ended, Expect};
+use super::{Ended, Expect, ExpectRx};
 use crate::resp::command::SubscribeKind;
 use crate::resp::pubsub::{self, Peek};
 use crate::resp::ReplyScanner;
 use bytes::BytesMut;
 use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedSender;
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -59,7 +60,7 @@ impl ServerState {
 pub(super) struct ReplyPump<R, W> {
     upstream: R,
     client: W,
-    expect: UnboundedReceiver<Expect>,
+    expect: ExpectRx,
     /// How slices of blocking commands ended, for the request side.
     slices: UnboundedSender<SliceEnd>,
     queue: VecDeque<Expect>,
@@ -73,6 +74,8 @@ pub(super) struct ReplyPump<R, W> {
     state: ServerState,
     /// Whether the request side has gone (its channel closed).
     requests_done: bool,
+    /// How long a client may leave its replies unread.
+    output_timeout: Duration,
 }
 
 /// What the frame loop asks of its caller.
@@ -89,9 +92,10 @@ where
     pub(super) fn new(
         upstream: R,
         client: W,
-        expect: UnboundedReceiver<Expect>,
+        expect: ExpectRx,
         slices: UnboundedSender<SliceEnd>,
         pending: BytesMut,
+        output_timeout: Duration,
     ) -> Self {
         let mut buf = pending;
         buf.reserve(READ_CHUNK);
@@ -108,6 +112,7 @@ where
             confirmations_left: None,
             state: ServerState::default(),
             requests_done: false,
+            output_timeout,
         }
     }
 
@@ -144,7 +149,7 @@ where
 
     /// Moves every record the request side has sent into the queue.
     fn receive(&mut self) {
-        while let Ok(e) = self.expect.try_recv() {
+        while let Some(e) = self.expect.try_recv() {
             self.enqueue(e);
         }
     }
@@ -391,12 +396,33 @@ where
         self.queue.pop_front();
     }
 
+    /// Delivers what is ready. A client that takes none of it for the
+    /// output timeout is given up on (as Redis drops a client past its output
+    /// buffer limit): while it does not read, nothing more is read upstream for
+    /// it, so its replies wait in the server, not in redauth.
     async fn write_out(&mut self) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        self.client.write_all(&out).await?;
+        let mut written = 0;
+        while written < out.len() {
+            let write = self.client.write(&out[written..]);
+            match tokio::time::timeout(self.output_timeout, write).await {
+                Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(Ok(n)) => written += n,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "the client read none of its pending replies for {}; closing it (output limit)",
+                            humantime::format_duration(self.output_timeout)
+                        ),
+                    ))
+                }
+            }
+        }
         self.client.flush().await
     }
 }

@@ -12,7 +12,7 @@
 
 use super::blocking::{self, Call, LastId, SliceEnd};
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
-use super::{Ended, Expect};
+use super::{Ended, Expect, ExpectTx};
 use crate::credentials::{Credential, CredentialWatch};
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
 use crate::resp::request::{Request, RequestBody};
@@ -21,7 +21,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 /// The stand-in command (see [`Expect::StandIn`]).
@@ -64,7 +64,7 @@ enum Rest {
 pub(super) struct RequestPump<R, W> {
     client: R,
     upstream: W,
-    expect: UnboundedSender<Expect>,
+    expect: ExpectTx,
     buf: BytesMut,
     /// Bytes ready for the upstream, accumulated over one read.
     out: BytesMut,
@@ -118,7 +118,7 @@ where
     pub(super) fn new(
         client: R,
         upstream: W,
-        (expect, slices): (UnboundedSender<Expect>, UnboundedReceiver<SliceEnd>),
+        (expect, slices): (ExpectTx, UnboundedReceiver<SliceEnd>),
         early: BytesMut,
         credential: Arc<Credential>,
         watch: CredentialWatch,
@@ -185,13 +185,18 @@ where
                 .map(|r| r.due)
                 .filter(|&due| due > Instant::now());
             let held = self.held.is_some();
+            // Backpressure: while the client is not reading its replies, stop
+            // reading its commands.
+            let backlogged = self.expect.backlog().full();
+            let readable = !backlogged && (!held || self.buf.len() < HELD_MAX);
             tokio::select! {
-                read = self.client.read_buf(&mut self.buf), if !held || self.buf.len() < HELD_MAX => match read {
+                read = self.client.read_buf(&mut self.buf), if readable => match read {
                     Ok(0) => return Stop::Ended(Ended::ClientClosed),
                     Ok(_) => {}
                     Err(e) => return Stop::Ended(Ended::Failed(format!("reading from client: {e}"))),
                 },
                 credential = self.watch.next() => self.schedule_reauth(credential),
+                _ = self.expect.backlog().drained(), if backlogged => {}
                 end = self.slices.recv(), if held => match end {
                     Some(end) => self.slice_ended(end),
                     None => return Stop::Ended(Ended::UpstreamClosed),
@@ -747,16 +752,16 @@ where
     /// Sends a record to the reply side, after any pending ordinary ones.
     fn announce(&mut self, expect: Expect) {
         if self.unannounced > 0 {
-            let _ = self.expect.send(Expect::Replies(self.unannounced));
+            self.expect.send(Expect::Replies(self.unannounced));
             self.unannounced = 0;
         }
-        let _ = self.expect.send(expect);
+        self.expect.send(expect);
     }
 
     /// Announces pending commands, then writes them upstream.
     async fn flush(&mut self) -> std::io::Result<()> {
         if self.unannounced > 0 {
-            let _ = self.expect.send(Expect::Replies(self.unannounced));
+            self.expect.send(Expect::Replies(self.unannounced));
             self.unannounced = 0;
         }
         if self.out.is_empty() {

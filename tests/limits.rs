@@ -1,0 +1,104 @@
+//! Limits and backpressure: a client that pipelines without reading its replies, and a subscriber
+//! that stops reading, hold neither redauth's memory nor each other's service hostage; past
+//! `--output-timeout` they are closed, as Redis closes clients past their output buffer limits.
+
+mod support;
+
+use std::io::Write;
+use std::thread;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// redauth's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_is_held_back_then_closed() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&["--output-timeout", "3s"]);
+    let mut setup = redauth.connect();
+    let value = "v".repeat(64 * 1024);
+    assert_eq!(setup.request(&["SET", "big", &value]), b"+OK\r\n");
+    let before = rss_kib(redauth.pid());
+
+    // Pipeline GETs of a 64 KiB value and never read: 1 GiB of replies if all were answered.
+    let hog = redauth.connect();
+    let mut writer = hog.writer();
+    writer
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let batch: Vec<u8> = (0..1000).flat_map(|_| cmd(&["GET", "big"])).collect();
+    let mut sent = 0usize;
+    let blocked_at = loop {
+        match writer.write(&batch) {
+            Ok(n) => sent += n,
+            // redauth stopped reading: the client's writes block.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break sent,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break sent,
+            Err(_) => break sent, // closed already
+        }
+        assert!(sent < 512 << 20, "redauth kept reading a client that never reads");
+    };
+    eprintln!("the client could send {} KiB of commands before being held back", blocked_at >> 10);
+
+    // Everyone else is served meanwhile, and redauth's memory stays flat.
+    for _ in 0..10 {
+        assert_eq!(setup.request(&["PING"]), b"+PONG\r\n");
+    }
+    let during = rss_kib(redauth.pid());
+    eprintln!("redauth RSS: {before} KiB before, {during} KiB while held back");
+    assert!(
+        during < before + 32 * 1024,
+        "redauth grew by {} KiB",
+        during - before
+    );
+
+    // Past the output timeout the client is closed and the log says why.
+    wait_for("the output-limit close", Duration::from_secs(30), || {
+        redauth.logs().contains("output limit")
+    });
+    assert_eq!(setup.request(&["PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_closed_without_holding_memory() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&["--output-timeout", "3s"]);
+    let mut subscriber = redauth.connect();
+    assert_eq!(
+        subscriber.request(&["SUBSCRIBE", "firehose"]),
+        b"*3\r\n$9\r\nsubscribe\r\n$8\r\nfirehose\r\n:1\r\n"
+    );
+    let before = rss_kib(redauth.pid());
+    let mut publisher = redauth.connect();
+    let message = "m".repeat(16 * 1024);
+    let mut peak = before;
+    // 64 MiB of messages the subscriber never reads.
+    for i in 0..4096 {
+        publisher.request(&["PUBLISH", "firehose", &message]);
+        if i % 256 == 0 {
+            peak = peak.max(rss_kib(redauth.pid()));
+        }
+    }
+    eprintln!("redauth RSS: {before} KiB before, at most {peak} KiB while publishing 64 MiB");
+    assert!(peak < before + 32 * 1024, "redauth grew by {} KiB", peak - before);
+    wait_for("the subscriber closed", Duration::from_secs(60), || {
+        redauth.logs().contains("session failed")
+    });
+    assert_eq!(publisher.request(&["PING"]), b"+PONG\r\n");
+}
