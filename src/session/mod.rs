@@ -36,6 +36,9 @@ pub struct SessionContext {
     pub connect_timeout: Duration,
     /// Largest bulk argument accepted from clients (`proto-max-bulk-len`).
     pub max_bulk: u64,
+    /// Close a client that has sent nothing for this long (`--idle-timeout`);
+    /// `None` never does, like Redis's `timeout 0`.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Why a session ended, for the log.
@@ -54,6 +57,9 @@ where
 {
     tracing::debug!(%peer, "client connected");
     let ended = run(client, &ctx).await;
+    if let Ended::UpstreamClosed = ended {
+        crate::metrics::upstream_error(crate::metrics::UpstreamError::Closed);
+    }
     match &ended {
         Ended::Failed(why) => tracing::warn!(%peer, error = %why, "session failed"),
         other => tracing::debug!(%peer, reason = ?other, "client disconnected"),
@@ -100,6 +106,8 @@ struct DialFailure {
 }
 
 async fn dial(ctx: &SessionContext) -> Result<(Upstream, Arc<Credential>), DialFailure> {
+    use crate::metrics::{self, UpstreamError};
+    use crate::upstream::Stage;
     let failed = |message: String| DialFailure {
         message,
         at: Instant::now(),
@@ -109,11 +117,20 @@ async fn dial(ctx: &SessionContext) -> Result<(Upstream, Arc<Credential>), DialF
         .current(ctx.connect_timeout)
         .await
         .map_err(|e| failed(e.to_string()))?;
-    let upstream = ctx
-        .connector
-        .connect(&credential)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+    let started = Instant::now();
+    let upstream = match ctx.connector.connect(&credential).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            metrics::upstream_error(match e.stage {
+                Stage::Dial => UpstreamError::Connect,
+                Stage::Tls => UpstreamError::Tls,
+                Stage::Auth => UpstreamError::Auth,
+                Stage::Timeout => UpstreamError::Timeout,
+            });
+            return Err(failed(e.to_string()));
+        }
+    };
+    metrics::upstream_connected(started.elapsed());
     Ok((upstream, credential))
 }
 
