@@ -12,13 +12,19 @@
 //! - [`credentials`]: credentials, their redacted secrets, and how the current one is published;
 //! - [`upstream`]: TLS configuration, dialing and authenticating upstream connections;
 //! - [`session`]: one task per client relaying both ways, intercepting AUTH/HELLO/RESET/QUIT;
-//! - [`server`]: listeners, accept loops and the drain on shutdown;
+//! - [`server`]: listeners, accept loops, `--max-connections`, and waiting for sessions on shutdown;
+//! - [`lifecycle`]: why redauth stops, the phases of the drain, exit statuses;
+//! - [`admin`]: `/livez`, `/startupz`, `/readyz`, `/metrics`, `POST /quitquitquit`;
+//! - [`metrics`]: process-wide counters and their OpenMetrics rendering;
 //! - [`emulator`]: the emulated Azure cloud (token endpoint, token-checking TLS
 //!   front) for tests and the demo — never used in production.
 
+pub mod admin;
 pub mod config;
 pub mod credentials;
 pub mod emulator;
+pub mod lifecycle;
+pub mod metrics;
 pub mod resp;
 pub mod server;
 pub mod session;

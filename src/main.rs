@@ -1,18 +1,27 @@
-//! The `redauth` binary: parse configuration, set up logging, serve until a
-//! signal, drain, exit.
+//! The `redauth` binary: parse configuration, set up logging, serve until
+//! asked to stop, drain, exit. The drain's phases are described in
+//! [`redauth::lifecycle`].
 //!
-//! Exit codes: 0 after a clean shutdown, 1 when startup fails (e.g. a port
-//! cannot be bound), 2 for configuration errors (all of them are printed),
-//! including a first Entra token that names no user.
+//! Exit statuses:
+//! - 0: a clean shutdown: SIGINT, `POST /quitquitquit`, or SIGTERM with
+//!   `--exit-zero-on-sigterm`, and every client finished in time;
+//! - 1: startup failed (a port that cannot be bound, an unreadable certificate);
+//! - 2: configuration errors (all of them are printed), including a first
+//!   Entra token that names no user;
+//! - 3: the drain period (`--max-shutdown-delay`) ran out and open
+//!   connections were cut;
+//! - 143: SIGTERM without `--exit-zero-on-sigterm` (128 + 15, the status a
+//!   shell reports for a process SIGTERM ended), every client finished.
 
 use clap::Parser;
+use redauth::admin::{AdminServer, Health};
 use redauth::config::{self, Auth, Config, Environment, LogFormat, ProcessEnv, Settings};
 use redauth::credentials::schedule::RefreshPolicy;
 use redauth::credentials::{entra, refresher, Credentials};
-use redauth::server::Server;
+use redauth::lifecycle;
+use redauth::server::{Server, StartError};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// A credential-free local endpoint for a managed Redis.
@@ -43,9 +52,6 @@ enum Command {
     EmulateCloud(redauth::emulator::cli::EmulatorArgs),
 }
 
-/// How long open sessions get to finish after a shutdown signal.
-const DRAIN_GRACE: Duration = Duration::from_secs(10);
-
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if let Some(Command::EmulateCloud(args)) = cli.command.take() {
@@ -62,7 +68,7 @@ fn main() -> ExitCode {
             for e in errors {
                 eprintln!("  - {e}");
             }
-            return ExitCode::from(2);
+            return ExitCode::from(lifecycle::EXIT_CONFIG);
         }
     };
     init_logging(&config);
@@ -73,7 +79,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("redauth: starting the runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(lifecycle::EXIT_STARTUP);
         }
     };
     runtime.block_on(serve(config))
@@ -124,17 +130,19 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Runs until a signal (exit 0), a startup failure (1) or a credential
-/// problem no retry can fix (2).
+/// Runs until asked to stop, drains, and says with which status to exit
+/// (see the module documentation).
 async fn serve(config: Config) -> ExitCode {
-    let (credentials, fatal) = match &config.auth {
+    // Watch the signals before anything else, so none is lost during startup.
+    let signal = redauth::server::shutdown_signal();
+    let (credentials, refresher_task) = match &config.auth {
         Auth::Static(credential) => (Credentials::fixed(credential.clone()), None),
         Auth::Entra { entra, username } => {
             let source = match entra::build(entra, &ProcessEnv) {
                 Ok(source) => source,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot set up the Entra ID credential");
-                    return ExitCode::from(2);
+                    return ExitCode::from(lifecycle::EXIT_CONFIG);
                 }
             };
             tracing::info!(credential = %source.kind(), scope = %entra.scope, "fetching Entra ID tokens");
@@ -143,55 +151,26 @@ async fn serve(config: Config) -> ExitCode {
             (credentials, Some(task))
         }
     };
-    let server = match Server::bind(&config, credentials).await {
-        Ok(server) => server,
+    let health = Health::new(credentials.clone());
+    let started = async {
+        let server = Server::bind(&config, credentials).await?;
+        let admin = AdminServer::bind(config.admin_listen, health.clone()).await?;
+        Ok::<_, StartError>((server, admin))
+    };
+    let (server, admin) = match started.await {
+        Ok(bound) => bound,
         Err(e) => {
             let e = anyhow::Error::from(e).context("starting the listeners");
             tracing::error!(error = format!("{e:#}"), "redauth stopped");
-            return ExitCode::from(1);
+            return ExitCode::from(lifecycle::EXIT_STARTUP);
         }
     };
-    let (stop, shutdown) = watch::channel(false);
-    // Ends with whether redauth stops for a credential it can never get.
-    let stopper = tokio::spawn(async move {
-        let fatal = tokio::select! {
-            _ = redauth::server::shutdown_signal() => {
-                tracing::info!("shutdown requested: no longer accepting clients");
-                false
-            }
-            Some(fatal) = watch_refresher(fatal) => {
-                tracing::error!(error = %fatal, "redauth cannot authenticate; stopping");
-                true
-            }
-        };
-        let _ = stop.send(true);
-        fatal
-    });
-    let left = server.run(shutdown, DRAIN_GRACE).await;
-    if left > 0 {
-        tracing::warn!(
-            sessions = left,
-            "closing sessions still open after the drain period"
-        );
-    }
-    // The server stops only after the stopper said so, so it has finished.
-    match stopper.await {
-        Ok(false) => ExitCode::SUCCESS,
-        Ok(true) => ExitCode::from(2),
-        Err(_) => ExitCode::from(1),
-    }
-}
-
-/// Resolves with the refresher's fatal error, if it ever has one.
-async fn watch_refresher(
-    task: Option<tokio::task::JoinHandle<Option<refresher::Fatal>>>,
-) -> Option<refresher::Fatal> {
-    let outcome = match task {
-        Some(task) => task.await,
-        None => std::future::pending().await,
-    };
-    match outcome {
-        Ok(fatal) => fatal,
-        Err(e) => Some(refresher::Fatal(format!("the token refresher failed: {e}"))),
-    }
+    health.set_listening();
+    // Serves until the runtime ends, through the drain.
+    tokio::spawn(admin.run());
+    let (stop_accepting, accepting) = watch::channel(false);
+    let serving = tokio::spawn(server.run(accepting, config.shutdown.max_delay));
+    let stop = lifecycle::wait_for_stop(signal, &health, refresher_task).await;
+    let cut = lifecycle::drain(&stop, &health, &config.shutdown, stop_accepting, serving).await;
+    ExitCode::from(lifecycle::exit_status(&stop, cut, &config.shutdown))
 }

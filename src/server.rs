@@ -3,10 +3,15 @@
 //!
 //! [`Server::bind`] binds everything first (so a bad address fails before any
 //! client is served); [`Server::run`] accepts until the shutdown signal, then
-//! waits (bounded) for open sessions to finish.
+//! waits (bounded) for open sessions to finish. Beyond `--max-connections`
+//! open sessions, a new client gets Redis's own
+//! `-ERR max number of clients reached` and is closed before any upstream
+//! connection is made. Open and refused clients are counted in
+//! [`crate::metrics`].
 
 use crate::config::Config;
 use crate::credentials::Credentials;
+use crate::metrics;
 use crate::resp::DEFAULT_MAX_BULK;
 use crate::session::{self, SessionContext};
 use crate::upstream::{tls, Connector, Pool};
@@ -14,9 +19,10 @@ use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -31,11 +37,15 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
 }
 
+/// What a client beyond `--max-connections` gets, exactly as from Redis.
+pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
+
 /// Listeners bound and ready to accept.
 pub struct Server {
     tcp: Vec<TcpListener>,
     unix: Option<(UnixListener, PathBuf)>,
     ctx: Arc<SessionContext>,
+    max_connections: Option<usize>,
 }
 
 impl Server {
@@ -80,7 +90,9 @@ impl Server {
                 connect_timeout: config.connect_timeout,
                 max_bulk: DEFAULT_MAX_BULK,
                 output_timeout: config.output_timeout,
+                idle_timeout: config.idle_timeout,
             }),
+            max_connections: config.max_connections,
         })
     }
 
@@ -99,9 +111,10 @@ impl Server {
         // `all_done` yields None and the drain is complete.
         let (alive, mut all_done) = mpsc::channel::<()>(1);
         let open = Arc::new(AtomicUsize::new(0));
+        let limit = self.max_connections;
         let mut accepts = JoinSet::new();
         for listener in self.tcp {
-            let guard = SessionGuard::new(alive.clone(), open.clone());
+            let guard = SessionGuard::new(alive.clone(), open.clone(), limit);
             accepts.spawn(accept_loop(
                 Listener::Tcp(listener),
                 self.ctx.clone(),
@@ -111,7 +124,7 @@ impl Server {
         }
         let socket_path = self.unix.as_ref().map(|(_, p)| p.clone());
         if let Some((listener, _)) = self.unix {
-            let guard = SessionGuard::new(alive.clone(), open.clone());
+            let guard = SessionGuard::new(alive.clone(), open.clone(), limit);
             accepts.spawn(accept_loop(
                 Listener::Unix(listener),
                 self.ctx.clone(),
@@ -125,9 +138,11 @@ impl Server {
             let _ = std::fs::remove_file(path);
         }
         let open_now = open.load(Ordering::Relaxed);
-        if open_now > 0 {
-            tracing::info!(sessions = open_now, grace = %humantime::format_duration(grace), "waiting for open sessions to finish");
-        }
+        tracing::info!(
+            sessions = open_now,
+            max_wait = %humantime::format_duration(grace),
+            "stopped accepting clients; waiting for open sessions to finish"
+        );
         match tokio::time::timeout(grace, all_done.recv()).await {
             Ok(_) => 0,
             Err(_) => open.load(Ordering::Relaxed),
@@ -146,19 +161,27 @@ enum Listener {
 struct SessionGuard {
     _alive: mpsc::Sender<()>,
     open: Arc<AtomicUsize>,
+    limit: Option<usize>,
 }
 
 impl SessionGuard {
-    fn new(alive: mpsc::Sender<()>, open: Arc<AtomicUsize>) -> SessionGuard {
+    fn new(alive: mpsc::Sender<()>, open: Arc<AtomicUsize>, limit: Option<usize>) -> SessionGuard {
         SessionGuard {
             _alive: alive,
             open,
+            limit,
         }
     }
 
-    fn enter(&self) -> SessionGuard {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        self.clone()
+    /// Counts one more open session, or `None` when the limit is reached.
+    fn try_enter(&self) -> Option<Open> {
+        let before = self.open.fetch_add(1, Ordering::Relaxed);
+        if self.limit.is_some_and(|max| before >= max) {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        metrics::client_opened();
+        Some(Open(self.clone()))
     }
 }
 
@@ -168,6 +191,7 @@ struct Open(SessionGuard);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
+        metrics::client_closed();
     }
 }
 
@@ -184,8 +208,11 @@ async fn accept_loop(
         };
         match accepted {
             Ok((client, peer)) => {
+                let Some(open) = guard.try_enter() else {
+                    reject(client, &peer, guard.limit);
+                    continue;
+                };
                 let ctx = ctx.clone();
-                let open = Open(guard.enter());
                 tokio::spawn(async move {
                     let _open = open;
                     match client {
@@ -207,6 +234,47 @@ async fn accept_loop(
 enum Client {
     Tcp(TcpStream),
     Unix(UnixStream),
+}
+
+/// Turns a client away as Redis does past `maxclients`: one error, then close.
+fn reject(client: Client, peer: &str, limit: Option<usize>) {
+    metrics::client_rejected();
+    log_rejection(peer, limit);
+    async fn refuse(mut stream: impl AsyncWrite + Unpin) {
+        let _ = stream.write_all(MAX_CLIENTS_REPLY).await;
+        let _ = stream.shutdown().await;
+    }
+    tokio::spawn(async move {
+        match client {
+            Client::Tcp(stream) => refuse(stream).await,
+            Client::Unix(stream) => refuse(stream).await,
+        }
+    });
+}
+
+/// Warns at most every 10 s that clients are being turned away (a reconnect
+/// storm at the limit would flood the log); otherwise logs at debug.
+fn log_rejection(peer: &str, limit: Option<usize>) {
+    static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let last = LAST_WARNED.load(Ordering::Relaxed);
+    let due = now >= last.saturating_add(10)
+        && LAST_WARNED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+    if due {
+        tracing::warn!(
+            %peer,
+            max_connections = limit.unwrap_or_default(),
+            "max number of clients reached: turning new clients away \
+             (logged at most every 10 s; see redauth_client_connections_rejected_total)"
+        );
+    } else {
+        tracing::debug!(%peer, "max number of clients reached: client turned away");
+    }
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<(Client, String)> {
@@ -241,20 +309,53 @@ fn bind_unix(path: &PathBuf, mode: u32) -> Result<UnixListener, StartError> {
     Ok(listener)
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C); only on SIGINT if SIGTERM cannot
-/// be watched.
-pub async fn shutdown_signal() {
+/// A signal that asks redauth to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: what Kubernetes, systemd and `docker stop` send.
+    Terminate,
+    /// SIGINT: Ctrl-C.
+    Interrupt,
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), saying which; only on SIGINT if
+/// SIGTERM cannot be watched. The handlers are installed when this is called,
+/// not when it is first polled, so a signal that arrives in between is not
+/// lost. Call it on a runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = Signal> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let mut int = match int {
+            Ok(int) => int,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGINT");
+                return wait_for(term, Signal::Terminate).await;
+            }
+        };
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => Signal::Terminate,
+                    _ = int.recv() => Signal::Interrupt,
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops redauth");
+                int.recv().await;
+                Signal::Interrupt
             }
         }
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops redauth");
-            let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn wait_for(watched: std::io::Result<tokio::signal::unix::Signal>, which: Signal) -> Signal {
+    match watched {
+        Ok(mut watched) => {
+            watched.recv().await;
+            which
         }
+        Err(_) => std::future::pending().await,
     }
 }

@@ -52,9 +52,15 @@ fn a_client_that_never_reads_is_held_back_then_closed() {
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break sent,
             Err(_) => break sent, // closed already
         }
-        assert!(sent < 512 << 20, "redauth kept reading a client that never reads");
+        assert!(
+            sent < 512 << 20,
+            "redauth kept reading a client that never reads"
+        );
     };
-    eprintln!("the client could send {} KiB of commands before being held back", blocked_at >> 10);
+    eprintln!(
+        "the client could send {} KiB of commands before being held back",
+        blocked_at >> 10
+    );
 
     // Everyone else is served meanwhile, and redauth's memory stays flat.
     for _ in 0..10 {
@@ -96,7 +102,11 @@ fn a_subscriber_that_stops_reading_is_closed_without_holding_memory() {
         }
     }
     eprintln!("redauth RSS: {before} KiB before, at most {peak} KiB while publishing 64 MiB");
-    assert!(peak < before + 32 * 1024, "redauth grew by {} KiB", peak - before);
+    assert!(
+        peak < before + 32 * 1024,
+        "redauth grew by {} KiB",
+        peak - before
+    );
     wait_for("the subscriber closed", Duration::from_secs(60), || {
         redauth.logs().contains("session failed")
     });

@@ -137,10 +137,15 @@ fn later_dials_resume_the_tls_session() {
         let mut c = redauth.connect();
         assert_eq!(c.request(&["PING"]), b"+PONG\r\n");
     }
-    let handshakes: Vec<String> = log_events(&redauth.logs(), "upstream TLS established")
-        .iter()
-        .map(|e| e["fields"]["handshake"].as_str().unwrap_or("?").to_string())
-        .collect();
+    // The log lines reach the test through a pipe: wait for all three.
+    let handshakes = || -> Vec<String> {
+        log_events(&redauth.logs(), "upstream TLS established")
+            .iter()
+            .map(|e| e["fields"]["handshake"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    wait_for("three handshakes logged", || handshakes().len() >= 3);
+    let handshakes = handshakes();
     assert_eq!(handshakes.len(), 3, "{}", redauth.output());
     assert_eq!(handshakes[0], "Some(Full)");
     assert!(

@@ -35,7 +35,7 @@ pub fn var_name(key: &str) -> String {
 }
 
 /// Reads the `REDAUTH_*` settings. Lists are comma-separated; flags take
-/// true/false/1/0/yes/no.
+/// true/false/1/0/yes/no; numbers are decimal.
 pub fn settings_from_env(env: &dyn Environment) -> Result<Settings, String> {
     let mut table = toml::Table::new();
     for (key, shape) in KEYS {
@@ -50,6 +50,10 @@ pub fn settings_from_env(env: &dyn Environment) -> Result<Settings, String> {
                     .map(|s| toml::Value::String(s.to_string()))
                     .collect(),
             ),
+            Shape::Number => match text.trim().parse::<i64>() {
+                Ok(n) => toml::Value::Integer(n),
+                Err(_) => return Err(format!("{name}: expected a whole number, got {text:?}")),
+            },
             Shape::Flag => toml::Value::Boolean(match text.to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true,
                 "0" | "false" | "no" | "off" | "" => false,
@@ -73,6 +77,7 @@ mod tests {
             ("REDAUTH_LISTEN", "127.0.0.1:1, 127.0.0.1:2"),
             ("REDAUTH_ALLOW_PLAINTEXT_UPSTREAM", "yes"),
             ("REDAUTH_UPSTREAM", "rediss://x:1"),
+            ("REDAUTH_MAX_CONNECTIONS", "25"),
             ("UNRELATED", "z"),
         ]
         .into_iter()
@@ -82,6 +87,7 @@ mod tests {
         assert_eq!(s.listen.unwrap(), vec!["127.0.0.1:1", "127.0.0.1:2"]);
         assert_eq!(s.allow_plaintext_upstream, Some(true));
         assert_eq!(s.upstream.as_deref(), Some("rediss://x:1"));
+        assert_eq!(s.max_connections, Some(25));
         assert!(s.auth.is_none());
     }
 
@@ -95,5 +101,10 @@ mod tests {
         assert!(settings_from_env(&env)
             .unwrap_err()
             .contains("REDAUTH_ALLOW_PLAINTEXT_UPSTREAM"));
+        let env: HashMap<String, String> =
+            [("REDAUTH_MAX_CONNECTIONS".to_string(), "many".to_string())].into();
+        assert!(settings_from_env(&env)
+            .unwrap_err()
+            .contains("REDAUTH_MAX_CONNECTIONS"));
     }
 }

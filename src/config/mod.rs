@@ -45,9 +45,43 @@ pub struct Config {
     pub pool_size: usize,
     /// How long a client may leave its replies unread.
     pub output_timeout: Duration,
+    /// Close clients silent this long; `None` never does.
+    pub idle_timeout: Option<Duration>,
+    /// Most clients at once; `None` is no limit.
+    pub max_connections: Option<usize>,
+    /// Where the admin endpoints listen.
+    pub admin_listen: SocketAddr,
+    pub shutdown: ShutdownPolicy,
     pub log_format: LogFormat,
     pub log_level: String,
 }
+
+/// How redauth stops on SIGTERM, SIGINT or `POST /quitquitquit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownPolicy {
+    /// Keep accepting clients this long after the request (readiness fails meanwhile).
+    pub min_delay: Duration,
+    /// Then wait at most this long for open clients to finish.
+    pub max_delay: Duration,
+    /// Exit 0 rather than 143 after SIGTERM.
+    pub exit_zero_on_sigterm: bool,
+}
+
+impl Default for ShutdownPolicy {
+    fn default() -> Self {
+        ShutdownPolicy {
+            min_delay: Duration::ZERO,
+            max_delay: Duration::from_secs(10),
+            exit_zero_on_sigterm: false,
+        }
+    }
+}
+
+/// The admin endpoints' address when none is configured.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
+
+/// `--max-connections` when none is configured (Redis's `maxclients` default).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 
 /// How upstream connections authenticate.
 #[derive(Debug, Clone)]
@@ -159,6 +193,35 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
             Duration::from_secs(10)
         }
     };
+    let mut duration = |key: &str, text: Option<String>, default: &str| {
+        let text = text.unwrap_or_else(|| default.into());
+        parse_duration(&text).unwrap_or_else(|| {
+            fail(format!(
+                "{key}: {text:?} is not a duration like 10s, 500ms or 0"
+            ));
+            Duration::ZERO
+        })
+    };
+    let idle_timeout =
+        Some(duration("idle_timeout", settings.idle_timeout, "0")).filter(|d| !d.is_zero());
+    let shutdown = ShutdownPolicy {
+        min_delay: duration("min_shutdown_delay", settings.min_shutdown_delay, "0s"),
+        max_delay: duration("max_shutdown_delay", settings.max_shutdown_delay, "10s"),
+        exit_zero_on_sigterm: settings.exit_zero_on_sigterm.unwrap_or(false),
+    };
+    let max_connections = match settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) {
+        0 => None,
+        n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let admin_text = settings
+        .admin_listen
+        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
+    let admin_listen = admin_text.parse().unwrap_or_else(|_| {
+        fail(format!(
+            "admin_listen: {admin_text:?} is not an address like {DEFAULT_ADMIN_LISTEN}"
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 9180))
+    });
 
     let output_text = settings.output_timeout.unwrap_or_else(|| "60s".into());
     let output_timeout = match humantime::parse_duration(&output_text) {
@@ -198,6 +261,10 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
             connect_timeout,
             pool_size: settings.pool_size.unwrap_or(DEFAULT_POOL_SIZE),
             output_timeout,
+            idle_timeout,
+            max_connections,
+            admin_listen,
+            shutdown,
             log_format,
             log_level,
         }),
@@ -289,6 +356,14 @@ fn auth(settings: &Settings, env: &dyn Environment) -> Result<Auth, String> {
     }
 }
 
+/// A humantime duration; a bare `0` is zero too.
+fn parse_duration(text: &str) -> Option<Duration> {
+    match text.trim() {
+        "0" => Some(Duration::ZERO),
+        other => humantime::parse_duration(other).ok(),
+    }
+}
+
 /// Reads a password file, dropping one trailing newline.
 fn read_password(path: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path)
@@ -330,6 +405,11 @@ mod tests {
         assert_eq!(c.unix_socket_mode, 0o660);
         assert_eq!(c.tls_server_name, "cache");
         assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.max_connections, Some(10_000));
+        assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(c.shutdown, ShutdownPolicy::default());
+        assert_eq!(c.shutdown.max_delay, Duration::from_secs(10));
         let Auth::Static(credential) = c.auth else {
             panic!("password mode")
         };
@@ -343,6 +423,9 @@ mod tests {
             upstream: Some("redis://cache:6379".into()),
             client_cert: Some("c.pem".into()),
             connect_timeout: Some("soon".into()),
+            idle_timeout: Some("a while".into()),
+            admin_listen: Some("port 9180".into()),
+            max_shutdown_delay: Some("-1s".into()),
             log_format: Some("xml".into()),
             ..Settings::default()
         };
@@ -353,6 +436,9 @@ mod tests {
             "plaintext",
             "client-key",
             "connect_timeout",
+            "idle_timeout",
+            "admin_listen",
+            "max_shutdown_delay",
             "log_format",
             "password",
         ] {
@@ -361,6 +447,35 @@ mod tests {
                 "{needle} missing from {text:?}"
             );
         }
+    }
+
+    #[test]
+    fn lifecycle_settings() {
+        let mut s = upstream("rediss://cache:10000");
+        s.auth = Some("none".into());
+        s.idle_timeout = Some("5m".into());
+        s.max_connections = Some(0);
+        s.min_shutdown_delay = Some("3s".into());
+        s.max_shutdown_delay = Some("0".into());
+        s.exit_zero_on_sigterm = Some(true);
+        s.admin_listen = Some("0.0.0.0:9000".into());
+        let c = resolve(s.clone(), &env(&[])).unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.max_connections, None);
+        assert_eq!(
+            c.shutdown,
+            ShutdownPolicy {
+                min_delay: Duration::from_secs(3),
+                max_delay: Duration::ZERO,
+                exit_zero_on_sigterm: true,
+            }
+        );
+        assert_eq!(c.admin_listen.port(), 9000);
+        s.idle_timeout = Some("0s".into());
+        s.max_connections = Some(2);
+        let c = resolve(s, &env(&[])).unwrap();
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.max_connections, Some(2));
     }
 
     #[test]

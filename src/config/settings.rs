@@ -94,6 +94,34 @@ pub struct Settings {
     /// long (its replies wait in the server meanwhile) [default: 60s]
     #[arg(long, value_name = "DURATION")]
     pub output_timeout: Option<String>,
+    /// Close a client connection that has sent nothing for this long; 0 never
+    /// closes one (like Redis's `timeout 0`) [default: 0]
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+
+    /// Most clients served at once; one more gets Redis's "max number of
+    /// clients reached" error. 0: no limit [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u64>,
+
+    /// Address of the admin HTTP endpoints: /livez, /startupz, /readyz,
+    /// /metrics, POST /quitquitquit [default: 127.0.0.1:9180]
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+
+    /// On SIGTERM, SIGINT or /quitquitquit, keep accepting clients this long
+    /// while /readyz fails [default: 0s]
+    #[arg(long, value_name = "DURATION")]
+    pub min_shutdown_delay: Option<String>,
+
+    /// Then let open clients finish for at most this long before closing
+    /// them [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub max_shutdown_delay: Option<String>,
+
+    /// Exit with status 0 rather than 143 after SIGTERM
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub exit_zero_on_sigterm: Option<bool>,
 
     /// Log format: text | json [default: text]
     #[arg(long, value_name = "FORMAT")]
@@ -110,6 +138,7 @@ pub(crate) enum Shape {
     Text,
     Flag,
     List,
+    Number,
 }
 
 /// Every setting's key and shape, for reading `REDAUTH_<KEY>` variables.
@@ -134,6 +163,12 @@ pub(crate) const KEYS: &[(&str, Shape)] = &[
     ("connect_timeout", Shape::Text),
     ("pool_size", Shape::Text),
     ("output_timeout", Shape::Text),
+    ("idle_timeout", Shape::Text),
+    ("max_connections", Shape::Number),
+    ("admin_listen", Shape::Text),
+    ("min_shutdown_delay", Shape::Text),
+    ("max_shutdown_delay", Shape::Text),
+    ("exit_zero_on_sigterm", Shape::Flag),
     ("log_format", Shape::Text),
     ("log_level", Shape::Text),
 ];
@@ -166,6 +201,12 @@ impl Settings {
             connect_timeout: self.connect_timeout.or(lower.connect_timeout),
             pool_size: self.pool_size.or(lower.pool_size),
             output_timeout: self.output_timeout.or(lower.output_timeout),
+            idle_timeout: self.idle_timeout.or(lower.idle_timeout),
+            max_connections: self.max_connections.or(lower.max_connections),
+            admin_listen: self.admin_listen.or(lower.admin_listen),
+            min_shutdown_delay: self.min_shutdown_delay.or(lower.min_shutdown_delay),
+            max_shutdown_delay: self.max_shutdown_delay.or(lower.max_shutdown_delay),
+            exit_zero_on_sigterm: self.exit_zero_on_sigterm.or(lower.exit_zero_on_sigterm),
             log_format: self.log_format.or(lower.log_format),
             log_level: self.log_level.or(lower.log_level),
         }

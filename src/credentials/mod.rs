@@ -105,6 +105,24 @@ impl Credentials {
         Credentials { rx }
     }
 
+    /// The state as it is now, without waiting (for health checks and metrics).
+    pub fn snapshot(&self) -> CredentialState {
+        self.rx.borrow().clone()
+    }
+
+    /// Resolves once a credential has been published (even if it has expired
+    /// since), or never if the source stops before one is.
+    pub async fn obtained(&self) {
+        let mut rx = self.rx.clone();
+        if rx
+            .wait_for(|state| matches!(state, CredentialState::Ready(_)))
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Waits up to `wait` for a usable credential.
     pub async fn current(&self, wait: Duration) -> Result<Arc<Credential>, NoCredential> {
         let mut rx = self.rx.clone();
@@ -231,5 +249,18 @@ mod tests {
     async fn fixed_credentials_are_ready_at_once() {
         let creds = Credentials::fixed(Credential::none());
         assert!(creds.current(Duration::from_millis(10)).await.is_ok());
+        assert!(matches!(creds.snapshot(), CredentialState::Ready(_)));
+        // The sender is gone, but the value it left counts.
+        creds.obtained().await;
+    }
+
+    #[tokio::test]
+    async fn obtained_waits_for_the_first_credential() {
+        let (tx, rx) = watch::channel(CredentialState::Pending);
+        let creds = Credentials::from_channel(rx);
+        let waiting = tokio::time::timeout(Duration::from_millis(20), creds.obtained()).await;
+        assert!(waiting.is_err(), "nothing published yet");
+        tx.send_replace(CredentialState::Ready(Arc::new(Credential::none())));
+        creds.obtained().await;
     }
 }

@@ -13,11 +13,13 @@
 //!   clients get an error instead of hanging.
 //! - The Redis username is `--username`, or else the token's `oid` claim. A
 //!   first token without either is [`Fatal`]: no retry can fix it.
+//! - Every fetch is counted in `redauth_token_refresh_total{result}`.
 
 use super::jwt;
 use super::schedule::{self, RefreshPolicy};
 use super::source::{Token, TokenSource};
 use super::{Credential, CredentialState, Credentials};
+use crate::metrics::{self, Refresh};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -72,8 +74,12 @@ impl Refresher {
                 Ok(token) => {
                     failures = 0;
                     match self.take(token) {
-                        Ok(next) => next,
+                        Ok(next) => {
+                            metrics::token_refresh(Refresh::Ok);
+                            next
+                        }
                         Err(fatal) => {
+                            metrics::token_refresh(Refresh::Failed);
                             self.tx
                                 .send_replace(CredentialState::Failed(fatal.0.clone()));
                             return Some(fatal);
@@ -81,6 +87,7 @@ impl Refresher {
                     }
                 }
                 Err(e) => {
+                    metrics::token_refresh(Refresh::Failed);
                     failures += 1;
                     let delay = schedule::backoff(failures, &self.policy, rand::random());
                     let now = SystemTime::now();

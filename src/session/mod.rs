@@ -42,6 +42,9 @@ pub struct SessionContext {
     pub max_bulk: u64,
     /// How long a client may leave its replies unread before it is closed.
     pub output_timeout: Duration,
+    /// Close a client that has sent nothing for this long (`--idle-timeout`);
+    /// `None` never does, like Redis's `timeout 0`.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Why a session ended, for the log.
@@ -60,6 +63,9 @@ where
 {
     tracing::debug!(%peer, "client connected");
     let ended = run(client, &ctx).await;
+    if let Ended::UpstreamClosed = ended {
+        crate::metrics::upstream_error(crate::metrics::UpstreamError::Closed);
+    }
     match &ended {
         Ended::Failed(why) => tracing::warn!(%peer, error = %why, "session failed"),
         other => tracing::debug!(%peer, reason = ?other, "client disconnected"),
@@ -149,7 +155,7 @@ where
         early,
         credential,
         watch,
-        ctx.max_bulk,
+        (ctx.max_bulk, ctx.idle_timeout),
     );
     let mut replies = replies::ReplyPump::new(
         upstream_read,

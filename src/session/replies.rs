@@ -10,6 +10,7 @@
 use super::blocking::{self, LastId, SliceEnd};
 use super::reauth::{self, COUNTERS};
 use super::{Ended, Expect, ExpectRx};
+use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::SubscribeKind;
 use crate::resp::pubsub::{self, Peek};
 use crate::resp::ReplyScanner;
@@ -141,7 +142,10 @@ where
                 read = self.upstream.read_buf(&mut self.buf) => match read {
                     Ok(0) => return Ended::UpstreamClosed,
                     Ok(_) => {}
-                    Err(e) => return Ended::Failed(format!("reading from upstream: {e}")),
+                    Err(e) => {
+                        metrics::upstream_error(UpstreamError::Io);
+                        return Ended::Failed(format!("reading from upstream: {e}"));
+                    }
                 },
             }
         }
@@ -405,6 +409,7 @@ where
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
+        metrics::bytes(Direction::UpstreamToClient, out.len() as u64);
         let mut written = 0;
         while written < out.len() {
             let write = self.client.write(&out[written..]);

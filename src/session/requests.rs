@@ -14,12 +14,13 @@ use super::blocking::{self, Call, LastId, SliceEnd};
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
 use super::{Ended, Expect, ExpectTx};
 use crate::credentials::{Credential, CredentialWatch};
+use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
 use crate::resp::request::{Request, RequestBody};
 use crate::resp::{encode, parse_i64, ProtocolError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
@@ -74,6 +75,15 @@ pub(super) struct RequestPump<R, W> {
     streaming: Option<(RequestBody, Rest)>,
     credential: Arc<Credential>,
     max_bulk: u64,
+    /// Close the client after this long without a command (`--idle-timeout`).
+    idle_timeout: Option<Duration>,
+    /// When the client last sent anything.
+    last_active: Instant,
+    /// The last command was a blocking one (maybe still blocked upstream):
+    /// like Redis, never close a blocked client for idleness.
+    last_blocking: bool,
+    /// Commands handled since the last flush, for the metrics.
+    handled: u64,
     in_multi: bool,
     reply_mode: ReplyMode,
     /// QUIT was seen: nothing after it is read.
@@ -122,7 +132,7 @@ where
         early: BytesMut,
         credential: Arc<Credential>,
         watch: CredentialWatch,
-        max_bulk: u64,
+        (max_bulk, idle_timeout): (u64, Option<Duration>),
     ) -> Self {
         let mut buf = early;
         buf.reserve(READ_CHUNK);
@@ -136,6 +146,10 @@ where
             streaming: None,
             credential,
             max_bulk,
+            idle_timeout,
+            last_active: Instant::now(),
+            last_blocking: false,
+            handled: 0,
             in_multi: false,
             reply_mode: ReplyMode::On,
             quitting: false,
@@ -169,6 +183,7 @@ where
                 self.maybe_reauth();
             }
             if let Err(e) = self.flush().await {
+                metrics::upstream_error(UpstreamError::Io);
                 return Stop::Ended(Ended::Failed(format!("writing to upstream: {e}")));
             }
             if closing || self.quitting {
@@ -189,14 +204,22 @@ where
             // reading its commands.
             let backlogged = self.expect.backlog().full();
             let readable = !backlogged && (!held || self.buf.len() < HELD_MAX);
+            // Subscribed, blocked and MONITOR clients are never idle (as in Redis).
+            let idle_at = self
+                .idle_timeout
+                .filter(|_| !held && !self.last_blocking && !self.raw && !self.stream.subscribed())
+                .map(|t| self.last_active + t);
             tokio::select! {
                 read = self.client.read_buf(&mut self.buf), if readable => match read {
                     Ok(0) => return Stop::Ended(Ended::ClientClosed),
-                    Ok(_) => {}
+                    Ok(_) => self.last_active = Instant::now(),
                     Err(e) => return Stop::Ended(Ended::Failed(format!("reading from client: {e}"))),
                 },
                 credential = self.watch.next() => self.schedule_reauth(credential),
                 _ = self.expect.backlog().drained(), if backlogged => {}
+                _ = tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() => {
+                    return Stop::Ended(Ended::Closed("idle timeout"));
+                }
                 end = self.slices.recv(), if held => match end {
                     Some(end) => self.slice_ended(end),
                     None => return Stop::Ended(Ended::UpstreamClosed),
@@ -317,8 +340,10 @@ where
             match request {
                 Request::Ignored { len } => self.buf.advance(len),
                 Request::Inline { len, args } => {
+                    self.handled += 1;
                     self.buf.advance(len);
                     let kind = CommandKind::of(&args[0]);
+                    self.last_blocking = matches!(kind, CommandKind::Blocking(_));
                     let argc = args.len() as u32;
                     self.command(kind, encode::command(&args), Some(&args), argc);
                 }
@@ -331,6 +356,8 @@ where
                     let kind = name
                         .clone()
                         .map_or(CommandKind::Other, |r| CommandKind::of(&self.buf[r]));
+                    self.handled += 1;
+                    self.last_blocking = matches!(kind, CommandKind::Blocking(_));
                     // Validate what is buffered before forwarding any of it, so a
                     // malformed command held whole never reaches the server.
                     let mut whole = body;
@@ -764,10 +791,14 @@ where
             self.expect.send(Expect::Replies(self.unannounced));
             self.unannounced = 0;
         }
+        if self.handled > 0 {
+            metrics::commands(std::mem::take(&mut self.handled));
+        }
         if self.out.is_empty() {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
+        metrics::bytes(Direction::ClientToUpstream, out.len() as u64);
         self.upstream.write_all(&out).await?;
         self.upstream.flush().await
     }

@@ -2,6 +2,7 @@
 
 use super::{Endpoint, UpstreamStream};
 use crate::credentials::Credential;
+use crate::metrics::{self, UpstreamError};
 use crate::resp::ReplyScanner;
 use bytes::BytesMut;
 use rustls::pki_types::ServerName;
@@ -85,8 +86,24 @@ impl Connector {
         &self.endpoint
     }
 
-    /// Dials, handshakes and authenticates, all within the connect timeout.
+    /// Dials, handshakes and authenticates, all within the connect timeout;
+    /// counted in the connect-time and upstream-error metrics.
     pub async fn connect(&self, credential: &Credential) -> Result<Upstream, ConnectError> {
+        let started = std::time::Instant::now();
+        let result = self.connect_timed(credential).await;
+        match &result {
+            Ok(_) => metrics::upstream_connected(started.elapsed()),
+            Err(e) => metrics::upstream_error(match e.stage {
+                Stage::Dial => UpstreamError::Connect,
+                Stage::Tls => UpstreamError::Tls,
+                Stage::Auth => UpstreamError::Auth,
+                Stage::Timeout => UpstreamError::Timeout,
+            }),
+        }
+        result
+    }
+
+    async fn connect_timed(&self, credential: &Credential) -> Result<Upstream, ConnectError> {
         match tokio::time::timeout(self.timeout, self.connect_inner(credential)).await {
             Ok(result) => result,
             Err(_) => Err(self.error(

@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`certs`] — an in-process test PKI (CA, server and client certificates, an unrelated CA);
 //! - [`cloud`] — the emulated Azure cloud (token endpoint, token-checking front) and a fake `az`;
+//! - [`http`] — a minimal HTTP client for the admin endpoints;
 //! - [`redis_server`] — [`TlsRedis`], one redis-server per test with a TLS and a plaintext port;
 //! - [`redauth`] — [`Redauth`]/[`RedauthCmd`], the binary as a child process, logs captured;
 //! - [`resp`] — [`RespConn`], send bytes / read exactly one reply, and RESP helpers;
@@ -14,6 +15,7 @@
 
 pub mod certs;
 pub mod cloud;
+pub mod http;
 pub mod redauth;
 pub mod redis_server;
 pub mod resp;

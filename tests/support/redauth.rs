@@ -1,7 +1,9 @@
 //! Runs the real `redauth` binary as a child process.
 //!
 //! By default it is started with `--listen 127.0.0.1:0 --log-format json`; the bound address is
-//! read from the `listening` log event. Its stderr (and stdout) are collected by background
+//! read from the `listening` log event. The admin endpoints always default to `127.0.0.1:0` here
+//! (through `REDAUTH_ADMIN_LISTEN`, which a test may override), so tests never race for the
+//! fixed port; [`Redauth::admin_addr`] reads theirs from the logs. Its stderr (and stdout) are collected by background
 //! threads for the whole life of the process, so tests can assert on logs at any time. Dropping a
 //! [`Redauth`] kills it; [`Redauth::stop`] asks it to shut down (SIGTERM) and returns the logs.
 
@@ -105,6 +107,7 @@ impl RedauthCmd {
             }
         }
         cmd.env_remove("RUST_LOG");
+        cmd.env("REDAUTH_ADMIN_LISTEN", "127.0.0.1:0");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -221,6 +224,55 @@ impl Redauth {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The admin endpoints' address, from the `admin endpoints listening` event (waited for).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let logs = self.logs();
+            if let Some(event) = log_events(&logs, "admin endpoints listening").first() {
+                return event["fields"]["addr"]
+                    .as_str()
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_else(|| panic!("admin event without an address: {event}"));
+            }
+            if Instant::now() > deadline {
+                panic!("redauth logged no admin address\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` (a `kill` name such as `TERM` or `INT`) without waiting.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for redauth to exit by itself; panics (with the logs) if it has not within `timeout`.
+    pub fn wait_exit(mut self, timeout: Duration) -> Exited {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.join_readers();
+                return Exited {
+                    status,
+                    stderr: self.logs(),
+                };
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "redauth still running {timeout:?} later; expected it to exit\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Sends SIGTERM, waits (up to 10 s, then SIGKILL), and returns the complete stderr.

@@ -1,0 +1,210 @@
+//! What the probes report: whether redauth has started, whether it can
+//! serve a new client now, and whether it has been asked to stop.
+//!
+//! [`Health`] is shared by the admin endpoints and `main`. It reads the
+//! credential channel's current value (never dials the upstream) and holds
+//! three latches: the listeners are bound, a first credential was obtained,
+//! and the drain has begun. It also carries the `/quitquitquit` request to
+//! whoever runs the shutdown.
+
+use crate::credentials::{CredentialState, Credentials};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::Notify;
+
+/// Health state shared by the admin endpoints and the process lifecycle.
+#[derive(Debug)]
+pub struct Health {
+    credentials: Credentials,
+    listening: AtomicBool,
+    obtained: AtomicBool,
+    draining: AtomicBool,
+    quit: Notify,
+}
+
+impl Health {
+    /// Starts following `credentials` for the first one obtained; call on a runtime.
+    pub fn new(credentials: Credentials) -> Arc<Health> {
+        let health = Arc::new(Health {
+            credentials,
+            listening: AtomicBool::new(false),
+            obtained: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            quit: Notify::new(),
+        });
+        // Holds only a weak reference: the task ends with the process or the
+        // first credential, whichever comes first.
+        let weak = Arc::downgrade(&health);
+        let credentials = health.credentials.clone();
+        tokio::spawn(async move {
+            credentials.obtained().await;
+            if let Some(health) = weak.upgrade() {
+                health.obtained.store(true, Ordering::Relaxed);
+            }
+        });
+        health
+    }
+
+    /// The credentials the probes and metrics look at.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Every client listener is bound.
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::Relaxed);
+    }
+
+    /// The drain has begun: readiness fails from now on.
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Asks for a graceful shutdown (`POST /quitquitquit`). Readiness fails
+    /// before this returns, so the caller's next probe already sees it.
+    pub fn request_quit(&self) {
+        self.begin_draining();
+        // notify_one keeps a permit if nobody is waiting yet.
+        self.quit.notify_one();
+    }
+
+    /// Resolves when a shutdown was requested through [`Health::request_quit`].
+    pub async fn quit_requested(&self) {
+        self.quit.notified().await;
+    }
+
+    /// `Ok` once the listeners are bound and a first credential was obtained;
+    /// otherwise why not, on one line.
+    pub fn startup(&self) -> Result<(), String> {
+        if !self.listening.load(Ordering::Relaxed) {
+            return Err("the listeners are not bound yet".into());
+        }
+        match self.credentials.snapshot() {
+            _ if self.obtained.load(Ordering::Relaxed) => Ok(()),
+            CredentialState::Ready(_) => {
+                self.obtained.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            state => Err(no_credential_yet(&state)),
+        }
+    }
+
+    /// `Ok` when a new client would be served now: a valid credential is
+    /// held and redauth is not draining. Otherwise why not, on one line,
+    /// without any secret.
+    pub fn readiness(&self, now: SystemTime) -> Result<(), String> {
+        if self.is_draining() {
+            return Err("draining".into());
+        }
+        match self.credentials.snapshot() {
+            CredentialState::Ready(c) => match c.expires_at {
+                Some(at) if at <= now => Err(format!(
+                    "the credential expired at {}",
+                    humantime::format_rfc3339_seconds(at)
+                )),
+                _ => {
+                    self.obtained.store(true, Ordering::Relaxed);
+                    Ok(())
+                }
+            },
+            CredentialState::Failed(reason) if self.obtained.load(Ordering::Relaxed) => {
+                Err(one_line(&format!("no valid credential: {reason}")))
+            }
+            state => Err(no_credential_yet(&state)),
+        }
+    }
+}
+
+fn no_credential_yet(state: &CredentialState) -> String {
+    match state {
+        CredentialState::Failed(reason) => one_line(&format!("no credential yet: {reason}")),
+        _ => "no credential yet: the first one is being fetched".into(),
+    }
+}
+
+/// Identity stacks' errors can span lines; a probe's reason is one.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::{Credential, Secret};
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    fn token(expires_at: SystemTime) -> CredentialState {
+        CredentialState::Ready(Arc::new(Credential {
+            username: Some("oid".into()),
+            secret: Some(Secret::new("the-token".into())),
+            expires_at: Some(expires_at),
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_static_credential_is_ready_once_listening() {
+        let health = Health::new(Credentials::fixed(Credential::none()));
+        assert_eq!(
+            health.startup(),
+            Err("the listeners are not bound yet".into())
+        );
+        health.set_listening();
+        assert_eq!(health.startup(), Ok(()));
+        assert_eq!(health.readiness(SystemTime::now()), Ok(()));
+        health.begin_draining();
+        assert_eq!(health.readiness(SystemTime::now()), Err("draining".into()));
+        assert_eq!(health.startup(), Ok(()), "started stays started");
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_credential() {
+        let (tx, rx) = watch::channel(CredentialState::Pending);
+        let health = Health::new(Credentials::from_channel(rx));
+        health.set_listening();
+        let now = SystemTime::now();
+        let pending = "no credential yet: the first one is being fetched".to_string();
+        assert_eq!(health.startup(), Err(pending.clone()));
+        assert_eq!(health.readiness(now), Err(pending));
+
+        tx.send_replace(CredentialState::Failed("endpoint said\n500".into()));
+        let failing = "no credential yet: endpoint said 500".to_string();
+        assert_eq!(health.startup(), Err(failing.clone()));
+        assert_eq!(health.readiness(now), Err(failing));
+
+        let expires = now + Duration::from_secs(60);
+        tx.send_replace(token(expires));
+        assert_eq!(health.readiness(now), Ok(()));
+        assert_eq!(health.startup(), Ok(()));
+        let later = expires + Duration::from_secs(1);
+        let expired = health.readiness(later).unwrap_err();
+        assert!(
+            expired.starts_with("the credential expired at "),
+            "{expired}"
+        );
+        assert!(!expired.contains("the-token"), "{expired}");
+
+        tx.send_replace(CredentialState::Failed(
+            "the last token expired at X and fetching a new one failed: 500".into(),
+        ));
+        assert_eq!(
+            health.readiness(later),
+            Err("no valid credential: the last token expired at X and fetching a new one failed: 500".into())
+        );
+        assert_eq!(health.startup(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_quit_request_is_not_lost_when_nobody_waits_yet() {
+        let health = Health::new(Credentials::fixed(Credential::none()));
+        health.request_quit();
+        tokio::time::timeout(Duration::from_secs(5), health.quit_requested())
+            .await
+            .expect("the request was kept");
+    }
+}
