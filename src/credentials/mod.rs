@@ -85,6 +85,12 @@ pub enum CredentialState {
 #[error("no valid credential: {0}")]
 pub struct NoCredential(pub String);
 
+/// A credential this close to expiry is not handed to a new connection: the
+/// server may already count it expired (token expiry is whole seconds, and
+/// the AUTH takes a round trip). A refreshed one, or the reason there is
+/// none, comes within the margin.
+pub const USABLE_MARGIN: Duration = Duration::from_secs(1);
+
 /// The receiving end of the credential channel, shared by all sessions.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -130,7 +136,11 @@ impl Credentials {
             loop {
                 let state = rx.borrow_and_update().clone();
                 match state {
-                    CredentialState::Ready(c) if !c.expired_at(SystemTime::now()) => return Ok(c),
+                    CredentialState::Ready(c)
+                        if !c.expired_at(SystemTime::now() + USABLE_MARGIN) =>
+                    {
+                        return Ok(c)
+                    }
                     CredentialState::Ready(_) => {}
                     CredentialState::Failed(reason) => return Err(NoCredential(reason)),
                     CredentialState::Pending => {}

@@ -23,12 +23,14 @@ pub enum Peek {
     Other,
 }
 
-/// One CRLF-terminated line starting at `pos`: its text after the type byte,
-/// and the position after it.
+/// One line starting at `pos`: its type byte, its text after the type byte,
+/// and the position after it; `None` until its LF has arrived. Like
+/// [`ReplyScanner`], a line may end in a bare LF (and may be nothing else).
 fn line(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
     let rest = buf.get(pos..)?;
     let nl = memchr(b'\n', rest)?;
-    let text = rest[1..nl].strip_suffix(b"\r")?;
+    let text = rest.get(1..nl).unwrap_or_default();
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
     Some((rest[0], text, pos + nl + 1))
 }
 
@@ -137,6 +139,16 @@ mod tests {
         assert_eq!(peek(b"*2\r\n:1\r\n:2\r\n"), Peek::Other);
         assert_eq!(peek(b"*1\r\n$7\r\nmessage\r\n"), Peek::Other);
         assert_eq!(peek(b"*2\r\n$100\r\n"), Peek::Other);
+    }
+
+    #[test]
+    fn malformed_lines_are_judged_not_waited_on() {
+        // A bare LF where the first element belongs used to panic.
+        assert_eq!(peek(b">2\r\n\n"), Peek::Other);
+        // Lines ending in a bare LF (which the scanner accepts) used to read as
+        // incomplete however many bytes followed.
+        assert_eq!(peek(b">3\n$7\nmessage\r\n"), Peek::Message);
+        assert_eq!(bulk(b"$2\nch\r\n", 0), Some((Some(&b"ch"[..]), 7)));
     }
 
     #[test]

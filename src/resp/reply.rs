@@ -84,7 +84,9 @@ impl ReplyScanner {
                 }
                 return Ok(self.partial(pos));
             };
-            let body = rest[1..nl].strip_suffix(b"\r").unwrap_or(&rest[1..nl]);
+            // A line may be nothing but its LF: then there is no type byte.
+            let line = rest.get(1..nl).unwrap_or_default();
+            let body = line.strip_suffix(b"\r").unwrap_or(line);
             pos += nl + 1;
             let complete = match kind {
                 b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => self.element_done(),
@@ -254,5 +256,13 @@ mod tests {
         assert_eq!(scanner.advance(b"$x\r\n"), Err(ReplyError::BadLength(b'$')));
         let mut scanner = ReplyScanner::default();
         assert_eq!(scanner.advance(b"$?\r\n"), Err(ReplyError::Streamed));
+        // Found by fuzzing: a bare LF where a type byte belongs used to panic.
+        let mut scanner = ReplyScanner::default();
+        assert_eq!(scanner.advance(b"\n"), Err(ReplyError::UnknownType(b'\n')));
+        let mut scanner = ReplyScanner::default();
+        assert_eq!(
+            scanner.advance(b"*2\r\n:1\r\n\n"),
+            Err(ReplyError::UnknownType(b'\n'))
+        );
     }
 }

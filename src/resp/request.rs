@@ -108,13 +108,14 @@ fn parse_inline(buf: &[u8]) -> Result<Option<Request>, ProtocolError> {
 
 /// Finds a count line (`*12\r\n`, `$5\r\n`) at the start of `buf`, the way Redis
 /// does: up to the first `\r`, which must be followed by one more byte.
-/// Returns the number text and the line's full length.
+/// Returns the number text and the line's full length. A line that starts
+/// with its `\r` has empty text (the caller then finds no `$` or `*` there).
 fn count_line(buf: &[u8]) -> Option<(&[u8], usize)> {
     let cr = memchr(b'\r', buf)?;
     if cr + 1 >= buf.len() {
         return None;
     }
-    Some((&buf[1..cr], cr + 2))
+    Some((buf.get(1..cr).unwrap_or_default(), cr + 2))
 }
 
 fn parse_multibulk_head(buf: &[u8], max_bulk: u64) -> Result<Option<Request>, ProtocolError> {
@@ -369,6 +370,9 @@ mod tests {
             (b"*1\r\n$ 4\r\n", InvalidBulkLength),
             (b"*1\r\n$600000000\r\n", InvalidBulkLength),
             (b"*1\r\nfoo\r\n", ExpectedDollar(b'f')),
+            // Found by fuzzing (these used to panic slicing the empty line).
+            (b"*1\r\n\r\n", ExpectedDollar(b'\r')),
+            (b"*2\r$\r\n", ExpectedDollar(b'\r')),
             (b"PING \"a\r\n", UnbalancedQuotes),
         ];
         for (input, expected) in cases {

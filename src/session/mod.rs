@@ -13,6 +13,7 @@
 
 mod blocking;
 mod expect;
+pub mod harness;
 pub mod reauth;
 mod replies;
 mod requests;
