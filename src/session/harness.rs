@@ -349,7 +349,6 @@ mod tests {
     // Both need a change in files this harness does not own; see the reasons.
 
     #[test]
-    #[ignore = "known: a streamed command is named without its subcommand (requests.rs)"]
     fn the_subscribed_context_error_names_the_command_however_it_arrived() {
         // A RESP2 subscriber (its connection upgraded to RESP3) sends a container
         // command. Whole, it is named `config|set`; streamed (not all of it in
@@ -362,7 +361,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "known: records after Passthrough are dropped or acted on by timing (replies.rs)"]
     fn what_follows_passthrough_does_not_depend_on_read_sizes() {
         // `GET k`, `SYNC`, then bytes that are a protocol error. If the GET's
         // reply and the start of the replication stream come in one read, the

@@ -183,13 +183,20 @@ where
                     self.queue.pop_front();
                     self.state.passthrough = true;
                 }
-                if self.buf.is_empty() {
-                    return Ok(Next::Read);
-                }
                 if self.state.passthrough {
+                    // Nothing the server sends is a reply any more: of the
+                    // records only redauth's own replies and a close still
+                    // mean something, and they go before raw bytes.
+                    self.queue
+                        .retain(|e| matches!(e, Expect::Local(_) | Expect::Close));
+                    if let Next::Close = self.emit_locals() {
+                        return Ok(Next::Close);
+                    }
                     let all = self.buf.split();
                     self.out.unsplit(all);
-                    self.queue.clear();
+                    return Ok(Next::Read);
+                }
+                if self.buf.is_empty() {
                     return Ok(Next::Read);
                 }
                 match self.role() {

@@ -370,7 +370,10 @@ where
                             .needs_arguments()
                             .then(|| arguments(&frame.clone().freeze(), argc));
                         self.command(kind, frame, args.as_deref(), argc);
-                    } else if kind.needs_arguments() && self.buf.len() <= WHOLE_COMMAND_MAX {
+                    } else if (kind.needs_arguments() || self.upgraded)
+                        && self.buf.len() <= WHOLE_COMMAND_MAX
+                    {
+                        // (While upgraded, a refused command is named in full.)
                         return Ok(()); // wait for the whole command
                     } else {
                         // Too large to hold: forward it as it arrives.
