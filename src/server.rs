@@ -12,7 +12,6 @@
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::metrics;
-use crate::resp::DEFAULT_MAX_BULK;
 use crate::session::{self, SessionContext};
 use crate::upstream::{tls, Connector, Pool};
 use rustls::pki_types::ServerName;
@@ -88,7 +87,8 @@ impl Server {
                 connector,
                 credentials,
                 connect_timeout: config.connect_timeout,
-                max_bulk: DEFAULT_MAX_BULK,
+                max_bulk: config.max_bulk,
+                client_password: config.client_password.clone().map(Arc::new),
                 output_timeout: config.output_timeout,
                 idle_timeout: config.idle_timeout,
             }),

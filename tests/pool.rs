@@ -153,3 +153,80 @@ fn later_dials_resume_the_tls_session() {
         "{handshakes:?}"
     );
 }
+
+/// What a used connection is reset to: everything a client can change about its connection is
+/// back to a fresh dial's (database, name, transaction, protocol, reply mode), and it is
+/// authenticated again.
+#[test]
+fn a_used_connection_is_reset_to_a_fresh_one() {
+    use ::redauth::credentials::{Credential, Secret};
+    use ::redauth::upstream::{pool, tls, Connector, Endpoint};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let redis = TlsRedis::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let settings = tls::TlsSettings {
+            ca_file: Some(redis.certs().ca.clone()),
+            system_roots: false,
+            client_cert: None,
+            client_key: None,
+        };
+        let config = tls::client_config(&settings).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let endpoint = Endpoint::parse(&redis.upstream_url()).unwrap();
+        let connector = Connector::new(endpoint, Some((config, name)), Duration::from_secs(5));
+        let credential = Credential::password(Some(USERNAME.into()), Secret::new(PASSWORD.into()));
+        let mut upstream = connector.connect(&credential).await.unwrap();
+
+        // A client leaves its mark, then its last reply has been read.
+        let mut dirty = Vec::new();
+        for c in [
+            &["SELECT", "5"][..],
+            &["CLIENT", "SETNAME", "used"],
+            &["CLIENT", "REPLY", "ON"],
+            &["HELLO", "3"],
+            &["WATCH", "k"],
+            &["MULTI"],
+        ] {
+            dirty.extend(cmd(c));
+        }
+        upstream.stream.write_all(&dirty).await.unwrap();
+        // Read all six replies, so nothing is in flight.
+        let mut seen = Vec::new();
+        let mut replies = 0;
+        while replies < 6 {
+            let mut chunk = [0u8; 4096];
+            let n = upstream.stream.read(&mut chunk).await.unwrap();
+            seen.extend_from_slice(&chunk[..n]);
+            while let Ok(Some(len)) = support::resp::frame_len(&seen) {
+                seen.drain(..len);
+                replies += 1;
+            }
+        }
+
+        let mut upstream = pool::reset(upstream, &credential).await.unwrap();
+        upstream
+            .stream
+            .write_all(&cmd(&["CLIENT", "INFO"]))
+            .await
+            .unwrap();
+        let mut info = Vec::new();
+        while !info.ends_with(b"\n\r\n") {
+            let mut chunk = [0u8; 4096];
+            let n = upstream.stream.read(&mut chunk).await.unwrap();
+            info.extend_from_slice(&chunk[..n]);
+        }
+        let info = String::from_utf8(info).unwrap();
+        let user = format!("user={USERNAME}");
+        for field in ["name=", "db=0", "multi=-1", "resp=2", &user] {
+            assert!(
+                info.split_whitespace().any(|f| f == field),
+                "{field:?} not in {info}"
+            );
+        }
+    });
+}

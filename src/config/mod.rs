@@ -34,6 +34,12 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
+    /// The password local clients must AUTH with, if any.
+    pub client_password: Option<Secret>,
+    /// Largest bulk argument accepted from clients.
+    pub max_bulk: u64,
+    /// Things to warn about at startup (logging is not up while resolving).
+    pub warnings: Vec<String>,
     pub unix_socket: Option<PathBuf>,
     pub unix_socket_mode: u32,
     pub upstream: Endpoint,
@@ -129,6 +135,56 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
         .collect();
     if listen.is_empty() && settings.unix_socket.is_none() {
         fail("nothing to listen on: give --listen or --unix-socket".into());
+    }
+    let mut warnings = Vec::new();
+    let client_password = match &settings.client_password_file {
+        Some(path) => match read_password(path) {
+            Ok(p) if p.is_empty() => {
+                fail(format!("client_password_file: {} is empty", path.display()));
+                None
+            }
+            Ok(p) => Some(Secret::new(p)),
+            Err(e) => {
+                fail(e);
+                None
+            }
+        },
+        None => None,
+    };
+    let remote: Vec<String> = listen
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(|a| a.to_string())
+        .collect();
+    if !remote.is_empty() {
+        if !settings.allow_remote_clients.unwrap_or(false) {
+            fail(format!(
+                "listen: {} is not a loopback address, and whoever can reach it uses redauth's identity; pass --allow-remote-clients to accept clients from the network (and set --client-password-file)",
+                remote.join(", ")
+            ));
+        } else if client_password.is_none() {
+            warnings.push(format!(
+                "listening on {} without --client-password-file: anyone who can reach it uses redauth's identity",
+                remote.join(", ")
+            ));
+        }
+    }
+    let secret_files = [
+        &settings.password_file,
+        &settings.client_password_file,
+        &settings.entra_client_secret_file,
+    ];
+    warnings.extend(
+        secret_files
+            .into_iter()
+            .flatten()
+            .filter_map(|p| loose_permissions(p)),
+    );
+    let max_bulk = settings
+        .max_bulk_len
+        .unwrap_or(crate::resp::DEFAULT_MAX_BULK);
+    if max_bulk == 0 {
+        fail("max_bulk_len: must be at least 1 byte".into());
     }
 
     let mode_text = settings.unix_socket_mode.unwrap_or_else(|| "0660".into());
@@ -252,6 +308,9 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
     match (errors.is_empty(), upstream) {
         (true, Some(upstream)) => Ok(Config {
             listen,
+            client_password,
+            max_bulk,
+            warnings,
             unix_socket: settings.unix_socket,
             unix_socket_mode,
             upstream,
@@ -365,6 +424,18 @@ fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// Reads a password file, dropping one trailing newline.
+/// A warning when a file holding a secret can be read by group or others.
+fn loose_permissions(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} holds a secret and is readable by group or others (mode {mode:04o}); chmod 600 it",
+            path.display()
+        )
+    })
+}
+
 fn read_password(path: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("reading password file {}: {e}", path.display()))?;

@@ -17,6 +17,21 @@ pub struct Settings {
     #[arg(long, value_name = "PATH")]
     pub unix_socket: Option<PathBuf>,
 
+    /// Accept clients on a non-loopback --listen address (anyone who can
+    /// reach it uses redauth's identity: set --client-password-file too)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_remote_clients: Option<bool>,
+
+    /// File holding a password local clients must AUTH with, as with
+    /// Redis's requirepass [default: none, any AUTH is answered +OK]
+    #[arg(long, value_name = "PATH")]
+    pub client_password_file: Option<PathBuf>,
+
+    /// Largest argument a client may send, in bytes, like Redis's
+    /// proto-max-bulk-len [default: 536870912]
+    #[arg(long, value_name = "BYTES")]
+    pub max_bulk_len: Option<u64>,
+
     /// Permissions of the Unix socket, octal [default: 0660]
     #[arg(long, value_name = "MODE")]
     pub unix_socket_mode: Option<String>,
@@ -148,6 +163,9 @@ pub(crate) const KEYS: &[(&str, Shape)] = &[
     ("unix_socket_mode", Shape::Text),
     ("upstream", Shape::Text),
     ("allow_plaintext_upstream", Shape::Flag),
+    ("allow_remote_clients", Shape::Flag),
+    ("client_password_file", Shape::Text),
+    ("max_bulk_len", Shape::Number),
     ("ca_file", Shape::Text),
     ("tls_server_name", Shape::Text),
     ("client_cert", Shape::Text),
@@ -184,6 +202,9 @@ impl Settings {
             allow_plaintext_upstream: self
                 .allow_plaintext_upstream
                 .or(lower.allow_plaintext_upstream),
+            allow_remote_clients: self.allow_remote_clients.or(lower.allow_remote_clients),
+            client_password_file: self.client_password_file.or(lower.client_password_file),
+            max_bulk_len: self.max_bulk_len.or(lower.max_bulk_len),
             ca_file: self.ca_file.or(lower.ca_file),
             tls_server_name: self.tls_server_name.or(lower.tls_server_name),
             client_cert: self.client_cert.or(lower.client_cert),

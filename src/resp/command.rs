@@ -131,7 +131,8 @@ impl CommandKind {
     pub fn needs_arguments(self) -> bool {
         matches!(
             self,
-            CommandKind::Hello
+            CommandKind::Auth
+                | CommandKind::Hello
                 | CommandKind::Client
                 | CommandKind::Ping
                 | CommandKind::Subscribe(_)

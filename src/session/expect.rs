@@ -64,6 +64,11 @@ impl ExpectRx {
         expect
     }
 
+    /// Whether no record is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     pub fn try_recv(&mut self) -> Option<Expect> {
         let expect = self.rx.try_recv().ok();
         if expect.is_some() {

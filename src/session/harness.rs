@@ -139,7 +139,11 @@ pub fn relay_requests_as(credential: Credential, client: &[u8], chunks: &[usize]
             BytesMut::new(),
             credential,
             watch,
-            (DEFAULT_MAX_BULK, None),
+            super::requests::Policy {
+                max_bulk: DEFAULT_MAX_BULK,
+                idle_timeout: None,
+                client_password: None,
+            },
         );
         let stop = match tokio::time::timeout(STALL, pump.run()).await {
             Err(_) => RequestStop::Stalled,

@@ -13,6 +13,7 @@
 
 mod blocking;
 mod expect;
+mod gate;
 pub mod harness;
 pub mod reauth;
 mod replies;
@@ -21,7 +22,7 @@ mod requests;
 pub use expect::Expect;
 use expect::{ExpectRx, ExpectTx};
 
-use crate::credentials::{Credential, Credentials};
+use crate::credentials::{Credential, Credentials, Secret};
 use crate::resp::encode;
 use crate::upstream::{Connector, Pool, Upstream};
 use bytes::BytesMut;
@@ -41,6 +42,8 @@ pub struct SessionContext {
     pub connect_timeout: Duration,
     /// Largest bulk argument accepted from clients (`proto-max-bulk-len`).
     pub max_bulk: u64,
+    /// The password local clients must AUTH with (`--client-password-file`).
+    pub client_password: Option<Arc<Secret>>,
     /// How long a client may leave its replies unread before it is closed.
     pub output_timeout: Duration,
     /// Close a client that has sent nothing for this long (`--idle-timeout`);
@@ -78,13 +81,21 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let mut early = BytesMut::new();
+    // With a client password nothing is dialed until the client has given it.
+    if let Some(password) = &ctx.client_password {
+        if let Err(ended) = gate::authenticate(&mut client, password, &mut early).await {
+            return ended;
+        }
+    }
     let (upstream, credential) = match dial(ctx).await {
         Ok(ok) => ok,
         Err(first) => {
             // Say why on the client's first command, as Redis would reply.
-            match client.read_buf(&mut early).await {
-                Ok(0) | Err(_) => return Ended::ClientClosed,
-                Ok(_) => {}
+            if early.is_empty() {
+                match client.read_buf(&mut early).await {
+                    Ok(0) | Err(_) => return Ended::ClientClosed,
+                    Ok(_) => {}
+                }
             }
             // A failure from a while ago may be over: try once more.
             let retried = if first.at.elapsed() > Duration::from_secs(1) {
@@ -156,7 +167,11 @@ where
         early,
         credential,
         watch,
-        (ctx.max_bulk, ctx.idle_timeout),
+        requests::Policy {
+            max_bulk: ctx.max_bulk,
+            idle_timeout: ctx.idle_timeout,
+            client_password: ctx.client_password.clone(),
+        },
     );
     let mut replies = replies::ReplyPump::new(
         upstream_read,
@@ -166,15 +181,26 @@ where
         pending,
         ctx.output_timeout,
     );
-    let request_side = requests.run();
-    let reply_side = replies.run();
-    tokio::pin!(request_side, reply_side);
-    tokio::select! {
-        ended = &mut request_side => match ended {
-            // QUIT or a protocol error: let the reply side deliver what is owed.
-            requests::Stop::Closing => reply_side.await,
-            requests::Stop::Ended(ended) => ended,
-        },
-        ended = &mut reply_side => ended,
+    let ended = {
+        let request_side = requests.run();
+        let reply_side = replies.run();
+        tokio::pin!(request_side, reply_side);
+        tokio::select! {
+            ended = &mut request_side => match ended {
+                // QUIT or a protocol error: let the reply side deliver what is owed.
+                requests::Stop::Closing => reply_side.await,
+                requests::Stop::Ended(ended) => ended,
+            },
+            ended = &mut reply_side => ended,
+        }
+    };
+    // The client left with nothing in flight: its connection can serve another.
+    if matches!(ended, Ended::ClientClosed) && requests.quiet() && replies.quiet() {
+        let stream = replies.into_upstream().unsplit(requests.into_upstream());
+        ctx.pool.recycle(Upstream {
+            stream,
+            pending: BytesMut::new(),
+        });
     }
+    ended
 }

@@ -151,6 +151,23 @@ where
         }
     }
 
+    /// Nothing is owed or in flight: every reply delivered, no subscription
+    /// or raw feed that could still send something.
+    pub(super) fn quiet(&self) -> bool {
+        self.queue.is_empty()
+            && self.expect.is_empty()
+            && self.current.is_none()
+            && self.buf.is_empty()
+            && self.confirmations_left.is_none()
+            && !self.state.passthrough
+            && !self.state.subscribed()
+    }
+
+    /// The upstream side, once the pump is done.
+    pub(super) fn into_upstream(self) -> R {
+        self.upstream
+    }
+
     /// Moves every record the request side has sent into the queue.
     fn receive(&mut self) {
         while let Some(e) = self.expect.try_recv() {

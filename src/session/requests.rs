@@ -11,9 +11,10 @@
 //! [`blocking`]).
 
 use super::blocking::{self, Call, LastId, SliceEnd};
+use super::gate;
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
 use super::{Ended, Expect, ExpectTx};
-use crate::credentials::{Credential, CredentialWatch};
+use crate::credentials::{Credential, CredentialWatch, Secret};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
 use crate::resp::request::{Request, RequestBody};
@@ -38,6 +39,16 @@ const WHOLE_COMMAND_MAX: usize = 1024 * 1024;
 /// How much a client may send while its blocking command runs in slices;
 /// beyond this redauth stops reading until the call is over.
 const HELD_MAX: usize = 1024 * 1024;
+
+/// What the configuration asks of every client.
+pub(super) struct Policy {
+    /// Largest bulk argument (`--max-bulk-len`).
+    pub max_bulk: u64,
+    /// Close the client after this long without a command (`--idle-timeout`).
+    pub idle_timeout: Option<Duration>,
+    /// The password a client's AUTH must give (`--client-password-file`).
+    pub client_password: Option<Arc<Secret>>,
+}
 
 /// How the request side stopped.
 pub(super) enum Stop {
@@ -77,6 +88,8 @@ pub(super) struct RequestPump<R, W> {
     max_bulk: u64,
     /// Close the client after this long without a command (`--idle-timeout`).
     idle_timeout: Option<Duration>,
+    /// The password a client's AUTH must give, if any.
+    client_password: Option<Arc<Secret>>,
     /// When the client last sent anything.
     last_active: Instant,
     /// The last command was a blocking one (maybe still blocked upstream):
@@ -132,7 +145,7 @@ where
         early: BytesMut,
         credential: Arc<Credential>,
         watch: CredentialWatch,
-        (max_bulk, idle_timeout): (u64, Option<Duration>),
+        policy: Policy,
     ) -> Self {
         let mut buf = early;
         buf.reserve(READ_CHUNK);
@@ -145,8 +158,9 @@ where
             unannounced: 0,
             streaming: None,
             credential,
-            max_bulk,
-            idle_timeout,
+            max_bulk: policy.max_bulk,
+            idle_timeout: policy.idle_timeout,
+            client_password: policy.client_password,
             last_active: Instant::now(),
             last_blocking: false,
             handled: 0,
@@ -227,6 +241,24 @@ where
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }
         }
+    }
+
+    /// Nothing sent upstream is unaccounted for: no command half-forwarded
+    /// or held, no feed, no subscription, and every reply announced.
+    pub(super) fn quiet(&self) -> bool {
+        self.streaming.is_none()
+            && self.held.is_none()
+            && !self.raw
+            && !self.upgraded
+            && self.reply_mode == ReplyMode::On
+            && !self.stream.subscribed()
+            && self.unannounced == 0
+            && self.out.is_empty()
+    }
+
+    /// The upstream side, once the pump is done.
+    pub(super) fn into_upstream(self) -> W {
+        self.upstream
     }
 
     /// A new credential was published: re-authenticate within a window
@@ -402,7 +434,7 @@ where
         }
         match kind {
             CommandKind::Auth => {
-                self.auth();
+                self.auth(None);
                 Rest::Drop
             }
             CommandKind::Subscribe(sub) => {
@@ -431,7 +463,7 @@ where
             }
         }
         match (kind, args) {
-            (CommandKind::Auth, _) => self.auth(),
+            (CommandKind::Auth, args) => self.auth(args),
             (CommandKind::Hello, Some(args)) => self.hello(args),
             (CommandKind::Blocking(block), Some(args)) => self.blocking(block, frame, args),
             (CommandKind::Client, Some(args)) => {
@@ -690,7 +722,18 @@ where
     /// Inside MULTI, Redis would queue it and put `+OK` in the EXEC array; a
     /// queued `CLIENT REPLY ON` (a no-op answering `+OK`) takes its place so
     /// the transaction's replies come out exactly as they would.
-    fn auth(&mut self) {
+    ///
+    /// With a client password, AUTH is checked (a command too large to hold
+    /// cannot be, and is refused); a wrong one gets `-WRONGPASS` and the
+    /// connection stays as it was, as in Redis. Inside MULTI a wrong one is
+    /// still answered `+OK` in the EXEC array (see README Limits).
+    fn auth(&mut self, args: Option<&[Bytes]>) {
+        if let Some(password) = &self.client_password {
+            let checked = args.map_or(Err(gate::WRONGPASS), |a| gate::check_auth(password, a));
+            if let (Err(reply), false) = (checked, self.in_multi) {
+                return self.stand_in(Bytes::from_static(reply));
+            }
+        }
         if self.in_multi {
             self.forward_counted(encode::command(&["CLIENT", "REPLY", "ON"]));
         } else {
@@ -742,8 +785,16 @@ where
         }
     }
 
-    /// HELLO: forwarded without its `AUTH user pass` option.
+    /// HELLO: forwarded without its `AUTH user pass` option (which, with a
+    /// client password, must give it).
     fn hello(&mut self, args: &[Bytes]) {
+        if let (Some(password), Some((user, pass))) =
+            (&self.client_password, gate::hello_auth(args))
+        {
+            if !gate::matches(password, Some(user), pass) {
+                return self.stand_in(Bytes::from_static(gate::WRONGPASS));
+            }
+        }
         let version = args.get(1).and_then(|v| match &v[..] {
             b"2" => Some(2),
             b"3" => Some(3),
@@ -853,7 +904,7 @@ fn strip_hello_auth(args: &[Bytes]) -> Vec<Bytes> {
 }
 
 /// The arguments of a complete, already validated multibulk command.
-fn arguments(frame: &Bytes, argc: u32) -> Vec<Bytes> {
+pub(super) fn arguments(frame: &Bytes, argc: u32) -> Vec<Bytes> {
     let mut args = Vec::with_capacity(argc as usize);
     let mut pos = match memchr::memchr(b'\r', frame) {
         Some(cr) => cr + 2,

@@ -11,7 +11,7 @@
 
 mod connect;
 mod endpoint;
-mod pool;
+pub mod pool;
 mod stream;
 pub mod tls;
 

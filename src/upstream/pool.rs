@@ -5,22 +5,31 @@
 //! keeps up to `size` connections dialed and authenticated ahead of demand; a
 //! new session takes one at once and the task dials a replacement.
 //!
-//! A pooled connection has never carried a client command: it is exactly what
-//! a fresh dial would give. It is discarded rather than handed out when the
+//! When a client leaves at a quiet moment (every reply delivered, nothing in
+//! flight, no subscription or MONITOR feed), its connection comes back
+//! ([`Pool::recycle`]): `RESET` (transaction, watches, database, protocol,
+//! tracking, reply mode, subscriptions, identity), `AUTH` with the current
+//! token and `CLIENT SETNAME ""` (which RESET keeps) return it to the state of
+//! a fresh dial before it waits for the next client; any other answer drops
+//! it. So a busy sidecar needs no TLS handshake per client.
+//!
+//! A connection is discarded rather than handed out when the
 //! token it authenticated with is no longer the current one (a new one was
 //! published: replacements authenticate with it), when its token is about to
 //! expire, when it has waited longer than [`MAX_IDLE`] (servers close idle
 //! connections; Azure after ten minutes), or when the server closed it or sent
 //! anything unasked.
 
+use super::connect::read_reply;
 use super::{Connector, Upstream};
 use crate::credentials::{Credential, Credentials};
+use crate::resp::encode;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -29,6 +38,9 @@ pub const MAX_IDLE: Duration = Duration::from_secs(240);
 
 /// A pooled connection whose token has less than this left is not handed out.
 const MIN_LEFT: Duration = Duration::from_secs(1);
+
+/// Bound on resetting a used connection.
+const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many dials a refill runs at once.
 const PARALLEL: usize = 4;
@@ -56,19 +68,20 @@ struct Shared {
     /// Wakes the refill task when a connection was taken.
     taken: Notify,
     size: usize,
+    credentials: Option<Credentials>,
 }
 
 /// A connection waiting in the pool.
 struct Warm {
     upstream: Upstream,
     credential: Arc<Credential>,
-    dialed: Instant,
+    since: Instant,
 }
 
 impl Warm {
     /// Whether this connection can be handed to a client now.
     fn usable(&mut self, now: Instant, wall: SystemTime) -> bool {
-        now.duration_since(self.dialed) < MAX_IDLE
+        now.duration_since(self.since) < MAX_IDLE
             && !self.credential.expired_at(wall + MIN_LEFT)
             && quiet(&mut self.upstream)
     }
@@ -98,6 +111,7 @@ impl Pool {
             idle: Mutex::new(VecDeque::with_capacity(size)),
             taken: Notify::new(),
             size,
+            credentials: Some(credentials.clone()),
         });
         if size > 0 {
             tokio::spawn(refill(shared.clone(), connector, credentials));
@@ -112,6 +126,7 @@ impl Pool {
                 idle: Mutex::new(VecDeque::new()),
                 taken: Notify::new(),
                 size: 0,
+                credentials: None,
             }),
         }
     }
@@ -141,6 +156,44 @@ impl Pool {
         found.map(|warm| (warm.upstream, warm.credential))
     }
 
+    /// Takes back a connection whose client has left with nothing in flight
+    /// (the session checked), to serve another client once it has been reset
+    /// and authenticated again; dropped if that fails or the pool is full.
+    pub fn recycle(&self, upstream: Upstream) {
+        let Some(credentials) = self.shared.credentials.clone() else {
+            return;
+        };
+        if !upstream.pending.is_empty() || self.idle() >= self.shared.size {
+            return;
+        }
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let Ok(credential) = credentials.current(Duration::ZERO).await else {
+                return;
+            };
+            let reset = tokio::time::timeout(RESET_TIMEOUT, reset(upstream, &credential)).await;
+            match reset {
+                Ok(Ok(upstream)) => {
+                    let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+                    if idle.len() < shared.size {
+                        tracing::trace!("warm pool: a used connection was reset and returned");
+                        idle.push_back(Warm {
+                            upstream,
+                            credential,
+                            since: Instant::now(),
+                        });
+                    }
+                }
+                Ok(Err(why)) => {
+                    tracing::debug!(%why, "warm pool: a used connection could not be reset; dropped")
+                }
+                Err(_) => {
+                    tracing::debug!("warm pool: resetting a used connection timed out; dropped")
+                }
+            }
+        });
+    }
+
     /// Connections waiting now.
     pub fn idle(&self) -> usize {
         self.shared
@@ -149,6 +202,42 @@ impl Pool {
             .unwrap_or_else(|e| e.into_inner())
             .len()
     }
+}
+
+/// Returns a used connection to the state of a fresh dial: `RESET`, `AUTH`,
+/// and `CLIENT SETNAME ""`, each of which must succeed. Public for tests.
+pub async fn reset(mut upstream: Upstream, credential: &Credential) -> Result<Upstream, String> {
+    let mut out = encode::command(&["RESET"]);
+    let auth = credential.auth_command();
+    if let Some(auth) = &auth {
+        out.extend_from_slice(auth);
+    }
+    out.unsplit(encode::command(&["CLIENT", "SETNAME", ""]));
+    upstream
+        .stream
+        .write_all(&out)
+        .await
+        .map_err(|e| e.to_string())?;
+    upstream.stream.flush().await.map_err(|e| e.to_string())?;
+    let mut expected: Vec<&[u8]> = vec![b"+RESET\r\n"];
+    if auth.is_some() {
+        expected.push(b"+OK\r\n");
+    }
+    expected.push(b"+OK\r\n");
+    for want in expected {
+        let reply = read_reply(&mut upstream.stream, &mut upstream.pending).await?;
+        if &reply[..] != want {
+            // Never the AUTH's text: it may quote nothing secret, but keep it short.
+            return Err(format!(
+                "unexpected reply {:?}",
+                String::from_utf8_lossy(&reply[..reply.len().min(40)])
+            ));
+        }
+    }
+    if !upstream.pending.is_empty() {
+        return Err("more than the replies asked for".into());
+    }
+    Ok(upstream)
 }
 
 /// Keeps the pool full of connections authenticated with the current
@@ -169,7 +258,7 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
             let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             idle.retain(|w| {
-                Arc::ptr_eq(&w.credential, &credential) && now.duration_since(w.dialed) < MAX_IDLE
+                Arc::ptr_eq(&w.credential, &credential) && now.duration_since(w.since) < MAX_IDLE
             });
             shared.size.saturating_sub(idle.len())
         };
@@ -181,7 +270,7 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
                 Ok::<_, super::ConnectError>(Warm {
                     upstream,
                     credential,
-                    dialed: Instant::now(),
+                    since: Instant::now(),
                 })
             });
         }

@@ -23,6 +23,9 @@ pub struct Certs {
     /// Client certificate for mutual TLS, signed by [`Certs::ca`].
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    /// A server certificate like [`Certs::server_cert`] but expired (2020), signed by the same CA.
+    pub expired_cert: PathBuf,
+    pub expired_key: PathBuf,
 }
 
 impl Certs {
@@ -45,6 +48,19 @@ impl Certs {
             &ca_key,
         );
 
+        let (expired, expired_key) = {
+            let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+                .expect("valid subject alt names");
+            params.distinguished_name = dn("localhost (expired)");
+            params.use_authority_key_identifier_extension = true;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+            let key = KeyPair::generate().expect("generating leaf key");
+            let cert = params.signed_by(&key, &ca, &ca_key).expect("signing leaf");
+            (cert, key)
+        };
         let write = |name: &str, pem: String| {
             let path = dir.join(name);
             std::fs::write(&path, pem).unwrap_or_else(|e| panic!("writing {path:?}: {e}"));
@@ -57,6 +73,8 @@ impl Certs {
             server_key: write("server.key", server_key.serialize_pem()),
             client_cert: write("client.pem", client.pem()),
             client_key: write("client.key", client_key.serialize_pem()),
+            expired_cert: write("expired.pem", expired.pem()),
+            expired_key: write("expired.key", expired_key.serialize_pem()),
         }
     }
 }

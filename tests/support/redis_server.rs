@@ -50,6 +50,12 @@ impl TlsRedis {
         let certs = Certs::generate(dir.path());
         let password_file = dir.path().join("password");
         std::fs::write(&password_file, PASSWORD).expect("writing password file");
+        // Readable by its owner only, as a secret file should be (redauth warns otherwise).
+        std::fs::set_permissions(
+            &password_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("restricting the password file");
 
         let log_path = dir.path().join("redis.log");
         for _attempt in 0..5 {
@@ -86,6 +92,39 @@ impl TlsRedis {
             "redis-server did not start after 5 attempts; log:\n{}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
         );
+    }
+
+    /// Kills the server (as a crash would), and starts it again on the same ports; waits until
+    /// it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log_path = self.dir.path().join("redis.log");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let mut child = Command::new("redis-server")
+                .arg(self.dir.path().join("redis.conf"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawning redis-server");
+            if wait_ready(&mut child, self.tls_port, self.plain_port, &log_path) {
+                self.child = child;
+                return;
+            }
+            let _ = child.wait();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not come back on its ports"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Kills the server; [`TlsRedis::restart`] brings it back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn tls_port(&self) -> u16 {

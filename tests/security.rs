@@ -1,0 +1,155 @@
+//! Secure defaults: loopback unless told otherwise, a local client password checked like Redis's
+//! `requirepass`, warnings for secret files others can read, and a bulk-length limit that can be
+//! set. No secret shows in logs or replies along the way.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+use support::*;
+
+const CLIENT_PASSWORD: &str = "local-Pa55-redauth";
+
+/// A file holding `text`, with permissions `mode`.
+fn secret_file(dir: &tempfile::TempDir, name: &str, text: &str, mode: u32) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, format!("{text}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
+
+fn assert_no_secret(text: &str) {
+    for secret in [PASSWORD, CLIENT_PASSWORD] {
+        assert!(!text.contains(secret), "a secret shows:\n{text}");
+    }
+}
+
+#[test]
+fn a_network_address_needs_an_explicit_flag() {
+    let redis = TlsRedis::start();
+    let exited = RedauthCmd::new()
+        .bare()
+        .args(redis.redauth_args())
+        .args(["--listen", "0.0.0.0:0", "--log-format", "json"])
+        .run_to_exit(Duration::from_secs(20));
+    assert_eq!(exited.status.code(), Some(2), "{}", exited.stderr);
+    assert!(
+        exited
+            .stderr
+            .contains("0.0.0.0:0 is not a loopback address")
+            && exited.stderr.contains("--allow-remote-clients"),
+        "{}",
+        exited.stderr
+    );
+
+    // Allowed, it serves, and without a client password it warns.
+    let redauth = RedauthCmd::new()
+        .bare()
+        .args(redis.redauth_args())
+        .args(["--listen", "0.0.0.0:0", "--log-format", "json"])
+        .args(["--allow-remote-clients"])
+        .start();
+    assert_eq!(redauth.connect().request(&["PING"]), b"+PONG\r\n");
+    let logs = redauth.stop();
+    assert!(
+        logs.contains(
+            "without --client-password-file: anyone who can reach it uses redauth's identity"
+        ),
+        "{logs}"
+    );
+}
+
+#[test]
+fn the_client_password_is_required_before_anything_is_dialed() {
+    let redis = TlsRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret_file(&dir, "client-password", CLIENT_PASSWORD, 0o600);
+    let redauth = redis.redauth(&["--client-password-file", &file, "--pool-size", "0"]);
+    let mut admin = RespConn::connect(redis.plain_port());
+    assert_eq!(admin.request(&["AUTH", USERNAME, PASSWORD]), b"+OK\r\n");
+    // Connections of the upstream user other than this admin one.
+    let upstream = |admin: &mut RespConn| {
+        let list = admin.request(&["CLIENT", "LIST", "TYPE", "normal"]);
+        String::from_utf8_lossy(&list)
+            .lines()
+            .filter(|l| l.contains("user=") && !l.contains("cmd=client|list"))
+            .count()
+    };
+
+    let mut c = redauth.connect();
+    assert_eq!(
+        c.request(&["PING"]),
+        b"-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        c.request(&["AUTH", "wrong"]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(
+        c.request(&["AUTH", "someone", CLIENT_PASSWORD]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    let hello = c.request(&["HELLO", "3"]);
+    assert!(
+        hello.starts_with(b"-NOAUTH HELLO must be called"),
+        "{}",
+        show(&hello)
+    );
+    // Nothing was dialed for this client yet.
+    assert_eq!(upstream(&mut admin), 0);
+
+    assert_eq!(c.request(&["AUTH", CLIENT_PASSWORD]), b"+OK\r\n");
+    assert_eq!(c.request(&["ACL", "WHOAMI"]), whoami_reply());
+    assert_eq!(upstream(&mut admin), 1);
+    // Authenticated, a wrong AUTH is refused and changes nothing, as in Redis.
+    assert_eq!(
+        c.request(&["AUTH", "default", "wrong"]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(c.request(&["AUTH", "default", CLIENT_PASSWORD]), b"+OK\r\n");
+    assert_eq!(c.request(&["ACL", "WHOAMI"]), whoami_reply());
+
+    // HELLO with AUTH authenticates and switches protocol in one go.
+    let mut h = redauth.connect();
+    let wrong = h.request(&["HELLO", "3", "AUTH", "default", "nope"]);
+    assert!(wrong.starts_with(b"-WRONGPASS"), "{}", show(&wrong));
+    let hello = h.request(&["HELLO", "3", "AUTH", "default", CLIENT_PASSWORD]);
+    assert!(hello.starts_with(b"%"), "{}", show(&hello));
+    assert_eq!(h.request(&["ACL", "WHOAMI"]), whoami_reply());
+
+    // Unauthenticated clients are held to small commands, as by Redis.
+    let mut big = redauth.connect();
+    big.send(&cmd(&["AUTH", &"x".repeat(20_000)]));
+    let reply = String::from_utf8(big.read_to_eof()).unwrap();
+    assert!(reply.starts_with("-ERR Protocol error"), "{reply}");
+
+    assert_no_secret(&redauth.stop());
+}
+
+#[test]
+fn secret_files_others_can_read_draw_a_warning() {
+    let redis = TlsRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let loose = secret_file(&dir, "client-password", CLIENT_PASSWORD, 0o644);
+    let redauth = redis.redauth(&["--client-password-file", &loose]);
+    let logs = redauth.stop();
+    assert!(
+        logs.contains("holds a secret and is readable by group or others (mode 0644)"),
+        "{logs}"
+    );
+    assert_no_secret(&logs);
+}
+
+#[test]
+fn the_bulk_length_limit_can_be_set() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&["--max-bulk-len", "1024"]);
+    let mut c = redauth.connect();
+    assert_eq!(c.request(&["SET", "k", &"v".repeat(1024)]), b"+OK\r\n");
+    c.send(&cmd(&["SET", "k", &"v".repeat(1025)]));
+    assert_eq!(
+        c.read_to_eof(),
+        b"-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert_eq!(redauth.connect().request(&["PING"]), b"+PONG\r\n");
+}
