@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    raise_file_limit();
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -105,6 +106,32 @@ fn emulate_cloud(args: redauth::emulator::cli::EmulatorArgs) -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "the emulated cloud stopped");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Every client takes two file descriptors (its own and its upstream
+/// connection's): raise the soft limit to the hard one, as servers do, so
+/// thousands of clients fit without the operator tuning `ulimit -n`.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            tracing::debug!(
+                from = before,
+                to = limit.rlim_cur,
+                "raised the open-file limit"
+            );
         }
     }
 }

@@ -112,3 +112,50 @@ fn a_subscriber_that_stops_reading_is_closed_without_holding_memory() {
     });
     assert_eq!(publisher.request(&["PING"]), b"+PONG\r\n");
 }
+
+/// Raises this process's open-file limit to its hard limit (each client here is one descriptor).
+fn raise_own_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain struct in, plain struct out.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}
+
+#[test]
+fn two_thousand_concurrent_clients_are_all_answered() {
+    const CLIENTS: usize = 2000;
+    let limit = raise_own_file_limit();
+    assert!(
+        limit >= 2 * CLIENTS as u64 + 100,
+        "open-file limit {limit} is too low"
+    );
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&[]);
+    let before = rss_kib(redauth.pid());
+    let mut clients: Vec<RespConn> = (0..CLIENTS).map(|_| redauth.connect()).collect();
+    // All of them at once: every client has a command in flight before any reply is read.
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(&cmd(&["ECHO", &i.to_string()]));
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(c.read_reply(), bulk(&i.to_string()), "client {i}");
+    }
+    let during = rss_kib(redauth.pid());
+    eprintln!(
+        "{CLIENTS} clients: redauth RSS {before} KiB before, {during} KiB with all open ({:.1} KiB per client)",
+        (during - before) as f64 / CLIENTS as f64
+    );
+    assert!(
+        !redauth.logs().contains("session failed"),
+        "{}",
+        redauth.output()
+    );
+}
