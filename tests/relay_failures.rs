@@ -183,7 +183,20 @@ fn plaintext_upstream_works_when_explicitly_allowed() {
 fn malformed_resp_gets_redis_protocol_error_then_close_like_direct() {
     let redis = TlsRedis::start();
     let redauth = redis.redauth(&[]);
-    let cases: [(&[u8], &[u8]); 4] = [
+    let inline_too_big = vec![b'a'; 70 * 1024];
+    let cases: [(&[u8], &[u8]); 7] = [
+        (
+            b"*1\r\n$600000000\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\nfoo\r\n",
+            b"-ERR Protocol error: expected '$', got 'f'\r\n",
+        ),
+        (
+            &inline_too_big,
+            b"-ERR Protocol error: too big inline request\r\n",
+        ),
         (
             b"*3000000000\r\n",
             b"-ERR Protocol error: invalid multibulk length\r\n",
@@ -231,7 +244,50 @@ fn malformed_resp_gets_redis_protocol_error_then_close_like_direct() {
             Some(&b':')
         );
     }
-    assert_eq!(bystander.request(&["GET", "bystander"]), bulk("5"));
+    assert_eq!(bystander.request(&["GET", "bystander"]), bulk("8"));
+}
+
+#[test]
+fn megabytes_of_random_bytes_close_that_client_only() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&[]);
+    let mut bystander = redauth.connect();
+    assert_eq!(bystander.request(&["SET", "bystander", "1"]), b"+OK\r\n");
+    // A fixed pseudo-random stream (xorshift), 4 MiB, several times over.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..5 {
+        let garbage: Vec<u8> = (0..4 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let mut client = redauth.connect();
+        let mut writer = client.writer();
+        // redauth may close before all of it is written: that is the point.
+        let _ = std::io::Write::write_all(&mut writer, &garbage);
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+        let mut socket = client.writer();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        // Whatever errors the garbage earned, the connection ends (EOF or reset), promptly.
+        match std::io::Read::read_to_end(&mut socket, &mut rest) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "round {round}"
+            ),
+        }
+        assert_eq!(
+            bystander.request(&["INCR", "bystander"]),
+            format!(":{}\r\n", round + 2).into_bytes()
+        );
+    }
 }
 
 #[test]

@@ -576,7 +576,9 @@ where
         match held.deadline {
             Some(deadline) if deadline <= now + budget => {
                 // Whatever this one answers is the client's reply.
-                let frame = held.call.with_timeout(deadline - now);
+                let frame = held
+                    .call
+                    .with_timeout(deadline.saturating_duration_since(now));
                 self.held = None;
                 self.forward_counted(frame);
             }
