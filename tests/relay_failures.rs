@@ -264,7 +264,7 @@ fn megabytes_of_random_bytes_close_that_client_only() {
                 (state >> 24) as u8
             })
             .collect();
-        let mut client = redauth.connect();
+        let client = redauth.connect();
         let mut writer = client.writer();
         // redauth may close before all of it is written: that is the point.
         let _ = std::io::Write::write_all(&mut writer, &garbage);
