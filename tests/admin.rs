@@ -4,29 +4,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::cloud::{whoami, TestCloud, OID};
 use support::http::{self, sample};
 use support::*;
-
-/// Polls `f` every 50 ms until it returns `Some`, or panics with `what` and redauth's logs.
-fn eventually<T>(
-    redauth: &Redauth,
-    within: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: not within {within:?}\n{}", redauth.output());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// No access token (JWTs start with base64url of `{"`) or listed secret in `text`.
 fn assert_no_secret(text: &str, secrets: &[&str]) {

@@ -5,28 +5,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use support::cloud::{whoami, TestCloud, OID};
 use support::*;
-
-/// Waits until `f` returns `Some`, or panics with `what` and redauth's logs.
-fn eventually<T>(
-    redauth: &Redauth,
-    within: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: not within {within:?}\n{}", redauth.output());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// JWTs start with base64url of `{"`: any `eyJ` in the output is a token (or part of one).
 fn assert_no_token_text(output: &str, cloud_secrets: &[&str]) {

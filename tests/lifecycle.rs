@@ -6,28 +6,9 @@
 mod support;
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::http;
 use support::*;
-
-/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` and redauth's logs.
-fn eventually<T>(
-    redauth: &Redauth,
-    within: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: not within {within:?}\n{}", redauth.output());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Waits until redis-server shows a client blocked in `command`.
 fn wait_blocked(redis: &TlsRedis, redauth: &Redauth, command: &str) {

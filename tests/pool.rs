@@ -19,14 +19,6 @@ fn upstream_connections(direct: &mut RespConn) -> usize {
         .count()
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A direct plaintext connection to the test server as its superuser.
 fn direct(redis: &TlsRedis) -> RespConn {
     let mut c = RespConn::connect(redis.plain_port());
@@ -40,7 +32,7 @@ fn the_pool_fills_and_hands_out_fresh_connections() {
     let redauth = redis.redauth(&["--pool-size", "3"]);
     let mut admin = direct(&redis);
     // The admin connection is the superuser too: count it.
-    wait_for("3 pooled connections", || {
+    wait_for("3 pooled connections", Duration::from_secs(20), || {
         upstream_connections(&mut admin) == 4
     });
 
@@ -62,7 +54,7 @@ fn the_pool_fills_and_hands_out_fresh_connections() {
         );
     }
     // It was taken from the pool, and the pool is refilled behind it.
-    wait_for("the pool refilled", || {
+    wait_for("the pool refilled", Duration::from_secs(20), || {
         upstream_connections(&mut admin) == 5
     });
 }
@@ -72,7 +64,7 @@ fn connections_the_server_closed_are_not_handed_out() {
     let redis = TlsRedis::start();
     let redauth = redis.redauth(&["--pool-size", "3"]);
     let mut admin = direct(&redis);
-    wait_for("3 pooled connections", || {
+    wait_for("3 pooled connections", Duration::from_secs(20), || {
         upstream_connections(&mut admin) == 4
     });
     // Kill every pooled connection (SKIPME keeps the admin connection).
@@ -144,7 +136,9 @@ fn later_dials_resume_the_tls_session() {
             .map(|e| e["fields"]["handshake"].as_str().unwrap_or("?").to_string())
             .collect()
     };
-    wait_for("three handshakes logged", || handshakes().len() >= 3);
+    wait_for("three handshakes logged", Duration::from_secs(20), || {
+        handshakes().len() >= 3
+    });
     let handshakes = handshakes();
     assert_eq!(handshakes.len(), 3, "{}", redauth.output());
     assert_eq!(handshakes[0], "Some(Full)");

@@ -15,15 +15,6 @@ use std::time::{Duration, Instant};
 use support::cloud::{TestCloud, OID};
 use support::*;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 #[ignore = "long: run by hand with REDAUTH_SOAK_SECS"]
 fn soak_mixed_workload_with_rotating_tokens() {
