@@ -40,7 +40,20 @@ fn sigterm_serves_a_blocked_client_to_the_end_then_exits_143() {
     // Still alive while draining.
     assert_eq!(http::get(admin, "/livez").status, 200);
 
-    // Served during the drain: by the push, or by its own timeout if the push came too late.
+    // Once redauth has stopped accepting (with this session still open, as logged below), the
+    // client is served during the drain: by the push, or by its own timeout if the push came
+    // too late.
+    eventually(
+        &redauth,
+        Duration::from_secs(10),
+        "stopped accepting",
+        || {
+            redauth
+                .logs()
+                .contains("stopped accepting clients; waiting for open sessions to finish")
+                .then_some(())
+        },
+    );
     let mut direct = redis.direct();
     direct.request(&["RPUSH", "drain:list", "served"]);
     let reply = blocked.read_reply();
