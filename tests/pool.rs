@@ -92,15 +92,7 @@ fn pooled_connections_follow_token_rotation() {
         .start();
     // Let tokens rotate a few times while the pool waits, then use pooled connections for longer
     // than a token lives.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while log_events(&redauth.logs(), "token refreshed").len() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "no rotation:\n{}",
-            redauth.output()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_refreshes(&redauth, 4);
     let mut clients: Vec<RespConn> = (0..3).map(|_| redauth.connect()).collect();
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {

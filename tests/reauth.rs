@@ -517,15 +517,7 @@ fn every_blocking_command_is_served_after_rotations() {
         "XREAD", "BLOCK", "7000", "STREAMS", "bk:none3", "$",
     ]));
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while log_events(&redauth.logs(), "token refreshed").len() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "no rotation:\n{}",
-            redauth.output()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_refreshes(&redauth, 4);
     for (conn, (command, serve, reply)) in blocked.iter_mut().zip(&cases) {
         conn.expect_silence(Duration::ZERO);
         let served = setup.request(serve);

@@ -239,16 +239,11 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
         Auth::Static(Credential::none())
     });
 
-    let timeout_text = settings.connect_timeout.unwrap_or_else(|| "10s".into());
-    let connect_timeout = match humantime::parse_duration(&timeout_text) {
-        Ok(d) if !d.is_zero() => d,
-        _ => {
-            fail(format!(
-                "connect_timeout: {timeout_text:?} is not a duration like 10s or 500ms"
-            ));
+    let connect_timeout =
+        timeout("connect_timeout", settings.connect_timeout, 10).unwrap_or_else(|e| {
+            fail(e);
             Duration::from_secs(10)
-        }
-    };
+        });
     let mut duration = |key: &str, text: Option<String>, default: &str| {
         let text = text.unwrap_or_else(|| default.into());
         parse_duration(&text).unwrap_or_else(|| {
@@ -279,16 +274,11 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
         SocketAddr::from(([127, 0, 0, 1], 9180))
     });
 
-    let output_text = settings.output_timeout.unwrap_or_else(|| "60s".into());
-    let output_timeout = match humantime::parse_duration(&output_text) {
-        Ok(d) if !d.is_zero() => d,
-        _ => {
-            fail(format!(
-                "output_timeout: {output_text:?} is not a duration like 60s or 5m"
-            ));
+    let output_timeout =
+        timeout("output_timeout", settings.output_timeout, 60).unwrap_or_else(|e| {
+            fail(e);
             Duration::from_secs(60)
-        }
-    };
+        });
 
     let log_format = match settings.log_format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
@@ -411,6 +401,20 @@ fn auth(settings: &Settings, env: &dyn Environment) -> Result<Auth, String> {
         }
         other => Err(format!(
             "auth: {other:?} is not one of password, entra, none"
+        )),
+    }
+}
+
+/// A timeout setting: a humantime duration other than zero, `default_secs`
+/// when not set.
+fn timeout(key: &str, text: Option<String>, default_secs: u64) -> Result<Duration, String> {
+    let Some(text) = text else {
+        return Ok(Duration::from_secs(default_secs));
+    };
+    match humantime::parse_duration(&text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{key}: {text:?} is not a duration like 10s or 500ms"
         )),
     }
 }

@@ -99,12 +99,11 @@ impl Call {
             .collect()
     }
 
-    /// Records the next `$`'s last generated id (`None`: no such stream,
-    /// which `$` reads as `0-0`). True once every `$` is resolved.
-    pub fn resolve(&mut self, id: Option<Bytes>) -> bool {
+    /// Records the next `$`'s last generated id (see [`last_id`]). True
+    /// once every `$` is resolved.
+    pub fn resolve(&mut self, id: Bytes) -> bool {
         if self.resolved.len() < self.dollars.len() {
-            self.resolved
-                .push(id.unwrap_or_else(|| Bytes::from_static(b"0-0")));
+            self.resolved.push(id);
         }
         self.resolved.len() == self.dollars.len()
     }
@@ -209,45 +208,33 @@ pub enum SliceEnd {
     TimedOut(Bytes),
     /// The slice got an answer, which went to the client: the call is over.
     Served,
-    /// The answer to an `XINFO STREAM` resolving a `$`.
-    LastId(LastId),
+    /// The answer to an `XINFO STREAM` resolving a `$` (see [`last_id`]).
+    LastId(Result<Bytes, String>),
 }
 
-/// What `XINFO STREAM` answered about a stream's last generated id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LastId {
-    Id(Bytes),
-    /// The stream does not exist (`$` then means `0-0`).
-    NoStream,
-    /// Anything else (no permission, a wrong type…): the server's words.
-    Failed(String),
-}
-
-impl LastId {
-    /// Reads a whole `XINFO STREAM` reply (RESP2 array or RESP3 map).
-    pub fn from_reply(frame: &[u8]) -> LastId {
-        if frame.first() == Some(&b'-') {
-            let text = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
-            return if text.contains("no such key") {
-                LastId::NoStream
-            } else {
-                LastId::Failed(text)
-            };
-        }
-        let elements = pubsub::elements(frame);
-        let found = elements.chunks_exact(2).find_map(|pair| {
-            let (key, _) = pubsub::bulk(pair[0], 0)?;
-            if key? != b"last-generated-id" {
-                return None;
-            }
-            let (id, _) = pubsub::bulk(pair[1], 0)?;
-            id.map(Bytes::copy_from_slice)
-        });
-        match found {
-            Some(id) => LastId::Id(id),
-            None => LastId::Failed("XINFO STREAM gave no last-generated-id".into()),
-        }
+/// What `$` stands for, from a whole `XINFO STREAM` reply (RESP2 array or
+/// RESP3 map): the stream's last generated id, or `0-0` when there is no
+/// such stream (as XREAD reads `$` then). Any other error (no permission, a
+/// wrong type…) is the server's words.
+pub fn last_id(frame: &[u8]) -> Result<Bytes, String> {
+    if frame.first() == Some(&b'-') {
+        let text = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
+        return if text.contains("no such key") {
+            Ok(Bytes::from_static(b"0-0"))
+        } else {
+            Err(text)
+        };
     }
+    let elements = pubsub::elements(frame);
+    let found = elements.chunks_exact(2).find_map(|pair| {
+        let (key, _) = pubsub::bulk(pair[0], 0)?;
+        if key? != b"last-generated-id" {
+            return None;
+        }
+        let (id, _) = pubsub::bulk(pair[1], 0)?;
+        id.map(Bytes::copy_from_slice)
+    });
+    found.ok_or_else(|| "XINFO STREAM gave no last-generated-id".into())
 }
 
 #[cfg(test)]
@@ -327,9 +314,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.timeout, None);
         assert_eq!(c.unresolved_keys(), args("a c"));
-        assert!(!c.resolve(Some(Bytes::from_static(b"9-0"))));
+        assert!(!c.resolve(Bytes::from_static(b"9-0")));
         assert_eq!(c.unresolved_keys(), args("c"));
-        assert!(c.resolve(None));
+        assert!(c.resolve(Bytes::from_static(b"0-0")));
         assert_eq!(
             &c.with_timeout(Duration::from_millis(1234))[..],
             &encode::command(&args("xread count 5 block 1234 streams a b c 9-0 7-1 0-0"))[..]
@@ -372,22 +359,13 @@ mod tests {
     #[test]
     fn last_generated_id_from_either_protocol() {
         let resp2 = b"*6\r\n$6\r\nlength\r\n:2\r\n$17\r\nlast-generated-id\r\n$3\r\n5-1\r\n$11\r\nfirst-entry\r\n*-1\r\n";
-        assert_eq!(
-            LastId::from_reply(resp2),
-            LastId::Id(Bytes::from_static(b"5-1"))
-        );
+        assert_eq!(last_id(resp2), Ok(Bytes::from_static(b"5-1")));
         let resp3 = b"%2\r\n$6\r\nlength\r\n:2\r\n$17\r\nlast-generated-id\r\n$3\r\n6-0\r\n";
+        assert_eq!(last_id(resp3), Ok(Bytes::from_static(b"6-0")));
         assert_eq!(
-            LastId::from_reply(resp3),
-            LastId::Id(Bytes::from_static(b"6-0"))
+            last_id(b"-ERR no such key\r\n"),
+            Ok(Bytes::from_static(b"0-0"))
         );
-        assert_eq!(
-            LastId::from_reply(b"-ERR no such key\r\n"),
-            LastId::NoStream
-        );
-        assert!(matches!(
-            LastId::from_reply(b"-NOPERM no\r\n"),
-            LastId::Failed(_)
-        ));
+        assert_eq!(last_id(b"-NOPERM no\r\n"), Err("NOPERM no".into()));
     }
 }

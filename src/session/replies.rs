@@ -7,7 +7,7 @@
 //! slotted in at frame boundaries. Frames are relayed as they arrive, so a
 //! large bulk reply streams through in read-sized pieces.
 
-use super::blocking::{self, LastId, SliceEnd};
+use super::blocking::{self, SliceEnd};
 use super::reauth::{self, COUNTERS};
 use super::{Ended, Expect, ExpectRx};
 use crate::metrics::{self, Direction, UpstreamError};
@@ -322,7 +322,7 @@ where
                 Some(Expect::LastId) => {
                     let _ = self
                         .slices
-                        .send(SliceEnd::LastId(LastId::from_reply(&frame)));
+                        .send(SliceEnd::LastId(blocking::last_id(&frame)));
                 }
                 Some(Expect::Protocol(version)) => {
                     if frame.first() == Some(&b'-') {

@@ -10,7 +10,7 @@
 //! runs blocking commands that would outlive the token in slices (see
 //! [`blocking`]).
 
-use super::blocking::{self, Call, LastId, SliceEnd};
+use super::blocking::{self, Call, SliceEnd};
 use super::gate;
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
 use super::{Ended, Expect, ExpectTx};
@@ -597,17 +597,12 @@ where
         };
         match end {
             SliceEnd::Served => self.held = None,
-            SliceEnd::LastId(LastId::Id(id)) => {
-                if held.call.resolve(Some(id)) {
+            SliceEnd::LastId(Ok(id)) => {
+                if held.call.resolve(id) {
                     self.next_slice();
                 }
             }
-            SliceEnd::LastId(LastId::NoStream) => {
-                if held.call.resolve(None) {
-                    self.next_slice();
-                }
-            }
-            SliceEnd::LastId(LastId::Failed(why)) => {
+            SliceEnd::LastId(Err(why)) => {
                 // `$` cannot be pinned down: block in one piece, as sent.
                 tracing::warn!(reply = %why, "cannot resolve XREAD's $; the command blocks unsliced and may not outlive the token");
                 let frame = held.call.original();

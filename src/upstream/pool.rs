@@ -68,7 +68,7 @@ struct Shared {
     /// Wakes the refill task when a connection was taken.
     taken: Notify,
     size: usize,
-    credentials: Option<Credentials>,
+    credentials: Credentials,
 }
 
 /// A connection waiting in the pool.
@@ -111,24 +111,12 @@ impl Pool {
             idle: Mutex::new(VecDeque::with_capacity(size)),
             taken: Notify::new(),
             size,
-            credentials: Some(credentials.clone()),
+            credentials: credentials.clone(),
         });
         if size > 0 {
             tokio::spawn(refill(shared.clone(), connector, credentials));
         }
         Pool { shared }
-    }
-
-    /// A pool that never holds a connection.
-    pub fn disabled() -> Pool {
-        Pool {
-            shared: Arc::new(Shared {
-                idle: Mutex::new(VecDeque::new()),
-                taken: Notify::new(),
-                size: 0,
-                credentials: None,
-            }),
-        }
     }
 
     /// A ready connection and the credential it authenticated with, if one is
@@ -160,15 +148,12 @@ impl Pool {
     /// (the session checked), to serve another client once it has been reset
     /// and authenticated again; dropped if that fails or the pool is full.
     pub fn recycle(&self, upstream: Upstream) {
-        let Some(credentials) = self.shared.credentials.clone() else {
-            return;
-        };
         if !upstream.pending.is_empty() || self.idle() >= self.shared.size {
             return;
         }
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let Ok(credential) = credentials.current(Duration::ZERO).await else {
+            let Ok(credential) = shared.credentials.current(Duration::ZERO).await else {
                 return;
             };
             let reset = tokio::time::timeout(RESET_TIMEOUT, reset(upstream, &credential)).await;

@@ -84,3 +84,13 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in /proc/PID/status")
 }
+
+/// Waits (up to a minute) until redauth has logged `n` token refreshes.
+pub fn wait_for_refreshes(redauth: &Redauth, n: usize) {
+    eventually(
+        redauth,
+        std::time::Duration::from_secs(60),
+        "token rotations",
+        || (log_events(&redauth.logs(), "token refreshed").len() >= n).then_some(()),
+    );
+}
