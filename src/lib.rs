@@ -13,6 +13,7 @@
 //! - [`upstream`]: TLS configuration, dialing and authenticating upstream connections;
 //! - [`session`]: one task per client relaying both ways, intercepting AUTH/HELLO/RESET/QUIT;
 //! - [`server`]: listeners, accept loops, `--max-connections`, and waiting for sessions on shutdown;
+//! - [`shards`]: the relay threads sessions run on, each with its own event loop and pool share;
 //! - [`lifecycle`]: why redauth stops, the phases of the drain, exit statuses;
 //! - [`admin`]: `/livez`, `/startupz`, `/readyz`, `/metrics`, `POST /quitquitquit`;
 //! - [`metrics`]: process-wide counters and their OpenMetrics rendering;
@@ -28,4 +29,5 @@ pub mod metrics;
 pub mod resp;
 pub mod server;
 pub mod session;
+pub mod shards;
 pub mod upstream;

@@ -12,7 +12,8 @@
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::metrics;
-use crate::session::{self, SessionContext};
+use crate::session::SessionContext;
+use crate::shards::{self, Shards};
 use crate::upstream::{tls, Connector, Pool};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ pub enum StartError {
     /// The cause is the source, not repeated here: `{:#}` chains print both.
     #[error("building the TLS configuration")]
     Tls(#[from] tls::TlsError),
+    #[error("starting the relay threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// What a client beyond `--max-connections` gets, exactly as from Redis.
@@ -43,7 +46,7 @@ pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 pub struct Server {
     tcp: Vec<TcpListener>,
     unix: Option<(UnixListener, PathBuf)>,
-    ctx: Arc<SessionContext>,
+    shards: Arc<Shards>,
     max_connections: Option<usize>,
 }
 
@@ -79,19 +82,24 @@ impl Server {
             Some(path) => Some((bind_unix(path, config.unix_socket_mode)?, path.clone())),
             None => None,
         };
+        let ctx = SessionContext {
+            // Each relay thread starts its own share of the pool.
+            pool: Pool::start(connector.clone(), credentials.clone(), 0),
+            connector,
+            credentials,
+            connect_timeout: config.connect_timeout,
+            max_bulk: config.max_bulk,
+            client_password: config.client_password.clone().map(Arc::new),
+            output_timeout: config.output_timeout,
+            idle_timeout: config.idle_timeout,
+        };
+        let shards =
+            Shards::start(config.threads, &ctx, config.pool_size).map_err(StartError::Threads)?;
+        tracing::debug!(threads = config.threads, "relay threads started");
         Ok(Server {
             tcp,
             unix,
-            ctx: Arc::new(SessionContext {
-                pool: Pool::start(connector.clone(), credentials.clone(), config.pool_size),
-                connector,
-                credentials,
-                connect_timeout: config.connect_timeout,
-                max_bulk: config.max_bulk,
-                client_password: config.client_password.clone().map(Arc::new),
-                output_timeout: config.output_timeout,
-                idle_timeout: config.idle_timeout,
-            }),
+            shards: Arc::new(shards),
             max_connections: config.max_connections,
         })
     }
@@ -117,7 +125,7 @@ impl Server {
             let guard = SessionGuard::new(alive.clone(), open.clone(), limit);
             accepts.spawn(accept_loop(
                 Listener::Tcp(listener),
-                self.ctx.clone(),
+                self.shards.clone(),
                 shutdown.clone(),
                 guard,
             ));
@@ -127,7 +135,7 @@ impl Server {
             let guard = SessionGuard::new(alive.clone(), open.clone(), limit);
             accepts.spawn(accept_loop(
                 Listener::Unix(listener),
-                self.ctx.clone(),
+                self.shards.clone(),
                 shutdown.clone(),
                 guard,
             ));
@@ -197,7 +205,7 @@ impl Drop for Open {
 
 async fn accept_loop(
     listener: Listener,
-    ctx: Arc<SessionContext>,
+    shards: Arc<Shards>,
     mut shutdown: watch::Receiver<bool>,
     guard: SessionGuard,
 ) {
@@ -212,14 +220,14 @@ async fn accept_loop(
                     reject(client, &peer, guard.limit);
                     continue;
                 };
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    let _open = open;
-                    match client {
-                        Client::Tcp(stream) => session::serve(stream, ctx, &peer).await,
-                        Client::Unix(stream) => session::serve(stream, ctx, &peer).await,
-                    }
-                });
+                let detached = match client {
+                    Client::Tcp(stream) => shards::Client::from_tcp(stream),
+                    Client::Unix(stream) => shards::Client::from_unix(stream),
+                };
+                match detached {
+                    Ok(client) => shards.serve(client, peer, open),
+                    Err(error) => tracing::warn!(%peer, %error, "handing a client over failed"),
+                }
             }
             Err(error) => {
                 // Typically out of file descriptors: back off instead of spinning.

@@ -47,8 +47,10 @@ pub struct Config {
     pub tls_server_name: String,
     pub auth: Auth,
     pub connect_timeout: Duration,
-    /// Warm pool size (0: none).
+    /// Warm pool size (0: none), shared out among the relay threads.
     pub pool_size: usize,
+    /// Relay threads (see [`crate::shards`]).
+    pub threads: usize,
     /// How long a client may leave its replies unread.
     pub output_timeout: Duration,
     /// Close clients silent this long; `None` never does.
@@ -264,6 +266,14 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
         0 => None,
         n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
     };
+    let threads = match settings.threads {
+        Some(0) => {
+            fail("threads: must be at least 1".to_string());
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let admin_text = settings
         .admin_listen
         .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
@@ -309,6 +319,7 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
             auth,
             connect_timeout,
             pool_size: settings.pool_size.unwrap_or(DEFAULT_POOL_SIZE),
+            threads,
             output_timeout,
             idle_timeout,
             max_connections,
@@ -551,6 +562,35 @@ mod tests {
         let c = resolve(s, &env(&[])).unwrap();
         assert_eq!(c.idle_timeout, None);
         assert_eq!(c.max_connections, Some(2));
+    }
+
+    #[test]
+    fn threads_default_to_the_cpus_and_zero_is_refused() {
+        let s = upstream("rediss://x:1");
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(
+            resolve(s.clone(), &env(&[(PASSWORD_VAR, "pw")]))
+                .unwrap()
+                .threads,
+            cpus
+        );
+        let mut three = s.clone();
+        three.threads = Some(3);
+        assert_eq!(
+            resolve(three, &env(&[(PASSWORD_VAR, "pw")]))
+                .unwrap()
+                .threads,
+            3
+        );
+        let mut zero = s;
+        zero.threads = Some(0);
+        let errors = resolve(zero, &env(&[(PASSWORD_VAR, "pw")])).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.to_string().contains("threads: must be at least 1")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -105,6 +105,11 @@ pub struct Settings {
     #[arg(long, value_name = "N")]
     pub pool_size: Option<usize>,
 
+    /// Relay threads: client sessions are spread over this many threads,
+    /// each with its own event loop [default: the CPUs available]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
     /// Close a client that has read none of its pending replies for this
     /// long (its replies wait in the server meanwhile) [default: 60s]
     #[arg(long, value_name = "DURATION")]
@@ -180,6 +185,7 @@ pub(crate) const KEYS: &[(&str, Shape)] = &[
     ("entra_client_secret_file", Shape::Text),
     ("connect_timeout", Shape::Text),
     ("pool_size", Shape::Text),
+    ("threads", Shape::Text),
     ("output_timeout", Shape::Text),
     ("idle_timeout", Shape::Text),
     ("max_connections", Shape::Number),
@@ -221,6 +227,7 @@ impl Settings {
                 .or(lower.entra_client_secret_file),
             connect_timeout: self.connect_timeout.or(lower.connect_timeout),
             pool_size: self.pool_size.or(lower.pool_size),
+            threads: self.threads.or(lower.threads),
             output_timeout: self.output_timeout.or(lower.output_timeout),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             max_connections: self.max_connections.or(lower.max_connections),

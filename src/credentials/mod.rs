@@ -20,6 +20,8 @@ pub use source::{FetchError, Token, TokenSource};
 
 use crate::resp::encode;
 use bytes::BytesMut;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -193,6 +195,23 @@ impl CredentialWatch {
                 }
             }
         }
+    }
+}
+
+/// [`CredentialWatch::next`] as a future that owns its watch and hands it
+/// back with the credential.
+pub type NextCredential = Pin<Box<dyn Future<Output = (CredentialWatch, Arc<Credential>)> + Send>>;
+
+impl CredentialWatch {
+    /// Waits for the next credential in a future that can be kept across
+    /// many polls: a relay loop polls it on every pass, and a kept future
+    /// registers with the channel once per publication, where a fresh
+    /// `next()` each pass would register and deregister every time.
+    pub fn into_next(mut self) -> NextCredential {
+        Box::pin(async move {
+            let credential = self.next().await;
+            (self, credential)
+        })
     }
 }
 

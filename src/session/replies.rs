@@ -16,6 +16,8 @@ use crate::resp::pubsub::{self, Peek};
 use crate::resp::ReplyScanner;
 use bytes::BytesMut;
 use std::collections::{HashSet, VecDeque};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
@@ -190,7 +192,29 @@ where
 
     /// Works through buffered server bytes, frame by frame.
     fn process(&mut self) -> Result<Next, String> {
+        let mut ready = 0;
+        let next = self.frames(&mut ready);
+        self.settle(&mut ready);
+        next
+    }
+
+    /// Moves the `ready` bytes at the head of the buffer (whole ordinary
+    /// replies, see [`Self::ordinary_reply`]) to the client's output.
+    fn settle(&mut self, ready: &mut usize) {
+        if *ready > 0 {
+            let part = self.buf.split_to(std::mem::take(ready));
+            self.out.unsplit(part);
+        }
+    }
+
+    fn frames(&mut self, ready: &mut usize) -> Result<Next, String> {
         loop {
+            if self.current.is_none() {
+                if self.ordinary_reply(ready)? {
+                    continue;
+                }
+                self.settle(ready);
+            }
             if self.current.is_none() {
                 self.receive();
                 if let Next::Close = self.emit_locals() {
@@ -239,6 +263,37 @@ where
             if let Role::Reply { first } = role {
                 self.reply_done(first);
             }
+        }
+    }
+
+    /// The fast path for the common case, a run of ordinary replies to
+    /// ordinary commands: relays the reply at `ready` (just past the replies
+    /// already taken this pass) by moving `ready` over it, with no queue or
+    /// buffer work per reply. False when the next frame needs the general
+    /// path: the head record is not `Replies`, or the frame may be a push, or
+    /// none of it is buffered. A reply only partly buffered starts out here
+    /// and goes on in the general path.
+    fn ordinary_reply(&mut self, ready: &mut usize) -> Result<bool, String> {
+        if !matches!(self.queue.front(), Some(Expect::Replies(_))) || self.state.passthrough {
+            return Ok(false);
+        }
+        let Some(&first) = self.buf.get(*ready) else {
+            return Ok(false);
+        };
+        if first == b'>' || (first == b'*' && !self.state.resp3 && self.state.subscribed()) {
+            return Ok(false);
+        }
+        let progress = self
+            .scanner
+            .advance(&self.buf[*ready..])
+            .map_err(|e| format!("upstream sent invalid RESP: {e}"))?;
+        *ready += progress.consumed;
+        if progress.done {
+            self.reply_done(first);
+            Ok(true)
+        } else {
+            self.current = Some(Role::Reply { first });
+            Ok(false)
         }
     }
 
@@ -428,6 +483,17 @@ where
     /// output timeout is given up on (as Redis drops a client past its output
     /// buffer limit): while it does not read, nothing more is read upstream for
     /// it, so its replies wait in the server, not in redauth.
+    /// The error that closes a client whose replies went unread too long.
+    fn output_limit(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the client read none of its pending replies for {}; closing it (output limit)",
+                humantime::format_duration(self.output_timeout)
+            ),
+        )
+    }
+
     async fn write_out(&mut self) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
@@ -436,20 +502,25 @@ where
         metrics::bytes(Direction::UpstreamToClient, out.len() as u64);
         let mut written = 0;
         while written < out.len() {
-            let write = self.client.write(&out[written..]);
-            match tokio::time::timeout(self.output_timeout, write).await {
-                Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(Ok(n)) => written += n,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "the client read none of its pending replies for {}; closing it (output limit)",
-                            humantime::format_duration(self.output_timeout)
-                        ),
-                    ))
-                }
+            let rest = &out[written..];
+            // Most writes complete at once: only one that has to wait gets a timer.
+            let client = &mut self.client;
+            let at_once = std::future::poll_fn(|cx| {
+                Poll::Ready(match Pin::new(&mut *client).poll_write(cx, rest) {
+                    Poll::Ready(done) => Some(done),
+                    Poll::Pending => None,
+                })
+            })
+            .await;
+            let done = match at_once {
+                Some(done) => done,
+                None => tokio::time::timeout(self.output_timeout, self.client.write(rest))
+                    .await
+                    .map_err(|_| self.output_limit())?,
+            };
+            match done? {
+                0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                n => written += n,
             }
         }
         self.client.flush().await

@@ -14,7 +14,7 @@ use super::blocking::{self, Call, SliceEnd};
 use super::gate;
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
 use super::{Ended, Expect, ExpectTx};
-use crate::credentials::{Credential, CredentialWatch, Secret};
+use crate::credentials::{Credential, CredentialWatch, NextCredential, Secret};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
 use crate::resp::request::{Request, RequestBody};
@@ -101,8 +101,8 @@ pub(super) struct RequestPump<R, W> {
     reply_mode: ReplyMode,
     /// QUIT was seen: nothing after it is read.
     quitting: bool,
-    /// New credentials, as they are published.
-    watch: CredentialWatch,
+    /// The next credential to be published.
+    next_credential: NextCredential,
     /// A newer credential to re-authenticate with, once due and safe.
     reauth: Option<PendingReauth>,
     /// The server-side state the commands so far leave the connection in.
@@ -167,7 +167,7 @@ where
             in_multi: false,
             reply_mode: ReplyMode::On,
             quitting: false,
-            watch,
+            next_credential: watch.into_next(),
             reauth: None,
             stream: StreamState::default(),
             raw: false,
@@ -226,19 +226,23 @@ where
             tokio::select! {
                 read = self.client.read_buf(&mut self.buf), if readable => match read {
                     Ok(0) => return Stop::Ended(Ended::ClientClosed),
-                    Ok(_) => self.last_active = Instant::now(),
+                    Ok(_) if self.idle_timeout.is_some() => self.last_active = Instant::now(),
+                    Ok(_) => {}
                     Err(e) => return Stop::Ended(Ended::Failed(format!("reading from client: {e}"))),
                 },
-                credential = self.watch.next() => self.schedule_reauth(credential),
+                (watch, credential) = &mut self.next_credential => {
+                    self.next_credential = watch.into_next();
+                    self.schedule_reauth(credential);
+                }
                 _ = self.expect.backlog().drained(), if backlogged => {}
-                _ = tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() => {
+                _ = until(idle_at) => {
                     return Stop::Ended(Ended::Closed("idle timeout"));
                 }
                 end = self.slices.recv(), if held => match end {
                     Some(end) => self.slice_ended(end),
                     None => return Stop::Ended(Ended::UpstreamClosed),
                 },
-                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+                _ = until(wake) => {}
             }
         }
     }
@@ -348,7 +352,65 @@ where
     /// `Err` is a protocol error, with whether it struck inside a command
     /// that was already partly forwarded; everything before it was handled.
     fn process(&mut self) -> Result<(), (ProtocolError, bool)> {
+        let mut ready = 0;
+        let result = self.commands(&mut ready);
+        self.settle(&mut ready);
+        result
+    }
+
+    /// Moves the `ready` bytes at the head of the buffer (whole ordinary
+    /// commands, see [`Self::ordinary_command`]) to the upstream output.
+    fn settle(&mut self, ready: &mut usize) {
+        if *ready > 0 {
+            let part = self.buf.split_to(std::mem::take(ready));
+            self.out.unsplit(part);
+        }
+    }
+
+    /// The fast path for the common case, a run of ordinary commands (one
+    /// reply each, relayed as is): takes the whole command at `ready` (just
+    /// past the ones already taken this pass) by moving `ready` over it, with
+    /// no buffer work per command. False when the next command needs the
+    /// general path, which then parses it again.
+    fn ordinary_command(&mut self, ready: &mut usize) -> Result<bool, (ProtocolError, bool)> {
+        if self.upgraded || self.reply_mode != ReplyMode::On {
+            return Ok(false);
+        }
+        let buf = &self.buf[*ready..];
+        let Some(Request::Multibulk {
+            head_len,
+            name: Some(name),
+            body,
+            ..
+        }) = Request::parse(buf, self.max_bulk).map_err(|e| (e, false))?
+        else {
+            return Ok(false);
+        };
+        if CommandKind::of(&buf[name]) != CommandKind::Other {
+            return Ok(false);
+        }
+        let mut whole = body;
+        let advance = whole
+            .advance(&buf[head_len..], self.max_bulk)
+            .map_err(|e| (e, false))?;
+        if !advance.done {
+            return Ok(false);
+        }
+        *ready += head_len + advance.consumed;
+        self.handled += 1;
+        self.unannounced += 1;
+        self.last_blocking = false;
+        Ok(true)
+    }
+
+    fn commands(&mut self, ready: &mut usize) -> Result<(), (ProtocolError, bool)> {
         loop {
+            if self.streaming.is_none() && !self.quitting && self.held.is_none() {
+                if self.ordinary_command(ready)? {
+                    continue;
+                }
+                self.settle(ready);
+            }
             if let Some((mut body, rest)) = self.streaming.take() {
                 let advance = body
                     .advance(&self.buf, self.max_bulk)
@@ -852,6 +914,15 @@ where
         metrics::bytes(Direction::ClientToUpstream, out.len() as u64);
         self.upstream.write_all(&out).await?;
         self.upstream.flush().await
+    }
+}
+
+/// Sleeps until `at`; never wakes for `None`. (A timer is made only when
+/// this is polled with a deadline, not every time the pump goes round.)
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
