@@ -216,3 +216,38 @@ fn a_used_connection_is_reset_to_a_fresh_one() {
         }
     });
 }
+
+#[test]
+fn short_sessions_run_on_returned_connections_without_new_dials() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&["--pool-size", "2", "--threads", "1"]);
+    let mut admin = direct(&redis);
+    wait_for("2 pooled connections", Duration::from_secs(20), || {
+        upstream_connections(&mut admin) == 3
+    });
+    let dials_so_far = |admin: &mut RespConn| -> u64 {
+        let info = String::from_utf8(admin.request(&["INFO", "stats"])).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = dials_so_far(&mut admin);
+    // 50 clients one after another, each with one command: each leaves its connection for the
+    // next, and the pool does not dial a replacement for a connection that comes back.
+    for i in 0..50 {
+        let mut client = redauth.connect();
+        let key = format!("short:{i}");
+        assert_eq!(client.request(&["SET", &key, "v"]), b"+OK\r\n");
+        drop(client);
+        // Long enough for the connection to be reset and returned.
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The admin connection's own INFO calls are not connections; anything else is a dial.
+    let dials = dials_so_far(&mut admin) - before;
+    eprintln!("50 short sessions took {dials} new upstream connections");
+    assert!(dials <= 5, "{dials} dials for 50 short sessions");
+    assert_eq!(upstream_connections(&mut admin), 3);
+}

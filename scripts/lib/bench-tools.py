@@ -226,6 +226,8 @@ METRICS = {
     "set_c50_p16": ("SET, 50 clients, -P 16", "req/s", True),
     "get_c50_p16": ("GET, 50 clients, -P 16", "req/s", True),
     "connect": ("new connections (-k 0 -c 10, PING)", "conn/s", True),
+    "cpu_c50": ("proxy CPU per request, 50 clients", "us", False),
+    "cpu_c50_p16": ("proxy CPU per request, -P 16", "us", False),
     "set_c1_p50": ("SET, 1 client, p50 latency", "ms", False),
     "set_c1_p99": ("SET, 1 client, p99 latency", "ms", False),
     "get_c1_p50": ("GET, 1 client, p50 latency", "ms", False),
@@ -245,14 +247,17 @@ def report(args):
     medians = {k: statistics.median(v) for k, v in values.items()}
 
     def fmt(value, unit):
-        return f"{value:.3f}" if unit == "ms" else f"{value:,.0f}"
+        if unit == "ms":
+            return f"{value:.3f}"
+        return f"{value:.2f}" if unit == "us" else f"{value:,.0f}"
 
     def ratio(value, base):
         return f"{value / base:.2f}" if base else "-"
 
     print(f"Medians of {len(rounds)} round(s). Ratios are path / reference: above 1 is better for")
-    print("req/s and conn/s, worse for latencies. direct = redis-benchmark --tls to redis-server;")
-    print("plain = no TLS at all (reference for the cost of TLS handshakes).")
+    print("req/s and conn/s, worse for latencies and CPU. direct = redis-benchmark --tls to redis-server;")
+    print("plain = no TLS at all (reference for the cost of TLS handshakes). Proxy CPU is the proxy")
+    print("process's user + system time over the run (/proc/PID/stat) per request relayed.")
     print()
     print(f"{'metric':<38} {'path':<8} {'median':>12} {'unit':<7} {'n':>2} {'vs direct':>9} {'vs haproxy':>10}")
     for metric, (label, unit, _) in METRICS.items():

@@ -11,7 +11,13 @@
 //! tracking, reply mode, subscriptions, identity), `AUTH` with the current
 //! token and `CLIENT SETNAME ""` (which RESET keeps) return it to the state of
 //! a fresh dial before it waits for the next client; any other answer drops
-//! it. So a busy sidecar needs no TLS handshake per client.
+//! it. So a busy sidecar needs no TLS handshake per client. The refill counts
+//! connections on their way back and waits [`SETTLE`] after a take before
+//! dialing, so short sessions are served by returned connections and no
+//! handshake is spent on a replacement that would only be thrown away.
+//!
+//! Each relay thread has its own pool (see [`crate::shards`]), so a pooled
+//! connection is driven by the thread whose sessions use it.
 //!
 //! A connection is discarded rather than handed out when the
 //! token it authenticated with is no longer the current one (a new one was
@@ -26,6 +32,7 @@ use crate::credentials::{Credential, Credentials};
 use crate::resp::encode;
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
@@ -48,6 +55,12 @@ const PARALLEL: usize = 4;
 /// The longest pause between refill attempts while dials keep failing.
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
+/// How long the refill waits after a connection was taken before dialing a
+/// replacement. Short sessions hand their connection back within it (see
+/// [`Pool::recycle`]), and a dial it spares is a TLS handshake's worth of CPU
+/// on both ends; a longer session's replacement is merely this much later.
+const SETTLE: Duration = Duration::from_millis(25);
+
 /// Handle to the pool; cheap to clone. Size 0 keeps no connections.
 #[derive(Clone)]
 pub struct Pool {
@@ -65,8 +78,11 @@ impl std::fmt::Debug for Pool {
 
 struct Shared {
     idle: Mutex<VecDeque<Warm>>,
-    /// Wakes the refill task when a connection was taken.
+    /// Wakes the refill task when a connection was taken, or a used one
+    /// could not be returned.
     taken: Notify,
+    /// Used connections being reset on their way back.
+    returning: AtomicUsize,
     size: usize,
     credentials: Credentials,
 }
@@ -110,6 +126,7 @@ impl Pool {
         let shared = Arc::new(Shared {
             idle: Mutex::new(VecDeque::with_capacity(size)),
             taken: Notify::new(),
+            returning: AtomicUsize::new(0),
             size,
             credentials: credentials.clone(),
         });
@@ -152,7 +169,9 @@ impl Pool {
             return;
         }
         let shared = self.shared.clone();
+        let returning = Returning::new(shared.clone());
         tokio::spawn(async move {
+            let _returning = returning;
             let Ok(credential) = shared.credentials.current(Duration::ZERO).await else {
                 return;
             };
@@ -186,6 +205,24 @@ impl Pool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+}
+
+/// Counts a used connection in [`Shared::returning`] while it is reset; when
+/// it is done, returned or not, the refill task looks again.
+struct Returning(Arc<Shared>);
+
+impl Returning {
+    fn new(shared: Arc<Shared>) -> Returning {
+        shared.returning.fetch_add(1, Ordering::Relaxed);
+        Returning(shared)
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        self.0.returning.fetch_sub(1, Ordering::Relaxed);
+        self.0.taken.notify_one();
     }
 }
 
@@ -245,7 +282,8 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
             idle.retain(|w| {
                 Arc::ptr_eq(&w.credential, &credential) && now.duration_since(w.since) < MAX_IDLE
             });
-            shared.size.saturating_sub(idle.len())
+            let coming = idle.len() + shared.returning.load(Ordering::Relaxed);
+            shared.size.saturating_sub(coming)
         };
         let room = PARALLEL.saturating_sub(dials.len());
         for _ in 0..missing.saturating_sub(dials.len()).min(room) {
@@ -279,7 +317,7 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
                 }
                 Err(e) => tracing::error!(error = %e, "warm pool: a dial task failed"),
             },
-            _ = shared.taken.notified() => {}
+            _ = shared.taken.notified() => tokio::time::sleep(SETTLE).await,
             _ = watch.next() => {}
             _ = tokio::time::sleep(MAX_IDLE / 4) => {}
         }
