@@ -11,7 +11,7 @@
 //! - [`resp`]: RESP framing and command classification, without copying payloads;
 //! - [`credentials`]: credentials, their redacted secrets, and how the current one is published;
 //! - [`upstream`]: TLS configuration, dialing and authenticating upstream connections;
-//! - [`session`]: one task per client relaying both ways, intercepting AUTH/HELLO/RESET/QUIT;
+//! - [`session`]: one task per client (on a relay thread) relaying both ways, intercepting AUTH/HELLO/RESET/QUIT;
 //! - [`server`]: listeners, accept loops, `--max-connections`, and waiting for sessions on shutdown;
 //! - [`shards`]: the relay threads sessions run on, each with its own event loop and pool share;
 //! - [`lifecycle`]: why redauth stops, the phases of the drain, exit statuses;
