@@ -8,6 +8,13 @@
 //! `XRANGE`-shaped nested array; and one 1 MiB bulk arriving in 16 KiB reads.
 //! Throughput is in bytes of server output scanned.
 //!
+//! The same inputs also go through redis-protocol's decoder (`decode_range`,
+//! its least-allocating form), read by read as the session would have to feed
+//! it, for the comparison that justifies a hand-written scanner: a decoder
+//! needs a whole frame before it answers, so a large reply is re-parsed from
+//! its start on every read (and must be buffered whole), where the scanner
+//! carries its place across reads and passes payload bytes on at once.
+//!
 //! Run: `cargo bench --bench reply_scan` (add `-- --quick` for a smoke run).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -87,6 +94,31 @@ fn scan(buf: &[u8], chunk: usize) -> usize {
     frames
 }
 
+/// The same walk with redis-protocol decoding whole frames: a frame is
+/// decoded once all of it is buffered, and tried again from its start after
+/// every read until then.
+fn decode(buf: &[u8], chunk: usize, resp3: bool) -> usize {
+    let mut pos = 0;
+    let mut read_end = chunk.min(buf.len());
+    let mut frames = 0;
+    while pos < buf.len() {
+        let window = &buf[pos..read_end];
+        let decoded = if resp3 {
+            redis_protocol::resp3::decode::complete::decode_range(window).map(|d| d.map(|(_, n)| n))
+        } else {
+            redis_protocol::resp2::decode::decode_range(window).map(|d| d.map(|(_, n)| n))
+        };
+        match decoded.expect("bench input is valid RESP") {
+            Some(consumed) => {
+                pos += consumed;
+                frames += 1;
+            }
+            None => read_end = (read_end + chunk).min(buf.len()),
+        }
+    }
+    frames
+}
+
 fn typical(c: &mut Criterion) {
     let cases: [(&str, Vec<u8>); 7] = [
         ("ok_x16", b"+OK\r\n".repeat(16)),
@@ -106,6 +138,16 @@ fn typical(c: &mut Criterion) {
         });
     }
     group.finish();
+    let mut group = c.benchmark_group("redis_protocol_decode");
+    for (name, buf) in &cases {
+        let resp3 = name.starts_with("resp3");
+        assert_eq!(decode(buf, buf.len(), resp3), 16, "{name}");
+        group.throughput(Throughput::Bytes(buf.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), buf, |b, buf| {
+            b.iter(|| decode(black_box(buf), READ_CHUNK, resp3))
+        });
+    }
+    group.finish();
 }
 
 fn large_bulk(c: &mut Criterion) {
@@ -114,6 +156,12 @@ fn large_bulk(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(buf.len() as u64));
     group.bench_function("bulk_1MiB_in_16KiB_reads", |b| {
         b.iter(|| scan(black_box(&buf), READ_CHUNK))
+    });
+    group.finish();
+    let mut group = c.benchmark_group("redis_protocol_decode");
+    group.throughput(Throughput::Bytes(buf.len() as u64));
+    group.bench_function("bulk_1MiB_in_16KiB_reads", |b| {
+        b.iter(|| decode(black_box(&buf), READ_CHUNK, false))
     });
     group.finish();
 }

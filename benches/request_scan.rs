@@ -7,6 +7,11 @@
 //! (the session's read size), and a single inline `PING`. Throughput is in
 //! bytes of client input scanned.
 //!
+//! The multibulk inputs also go through redis-protocol's RESP2 decoder
+//! (`decode_range`, its least-allocating form), for the comparison that
+//! justifies a hand-written scanner. (Inline commands are not RESP frames:
+//! redis-protocol does not read them at all.)
+//!
 //! Run: `cargo bench --bench request_scan` (add `-- --quick` for a smoke run).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -75,6 +80,27 @@ fn scan_streamed(buf: &[u8], chunk: usize) -> usize {
     reads
 }
 
+/// Decodes every command in `buf` with redis-protocol, a whole frame at a
+/// time, tried again from the frame's start after each read until it is all
+/// there; returns the number of commands.
+fn decode(buf: &[u8], chunk: usize) -> usize {
+    let mut pos = 0;
+    let mut read_end = chunk.min(buf.len());
+    let mut commands = 0;
+    while pos < buf.len() {
+        match redis_protocol::resp2::decode::decode_range(&buf[pos..read_end])
+            .expect("bench input is valid RESP")
+        {
+            Some((_, consumed)) => {
+                pos += consumed;
+                commands += 1;
+            }
+            None => read_end = (read_end + chunk).min(buf.len()),
+        }
+    }
+    commands
+}
+
 fn pipelines(c: &mut Criterion) {
     let small = vec![b'v'; 3];
     let kib = vec![b'v'; 1024];
@@ -92,6 +118,15 @@ fn pipelines(c: &mut Criterion) {
         });
     }
     group.finish();
+    let mut group = c.benchmark_group("redis_protocol_decode");
+    for (name, buf) in cases.iter().filter(|(name, _)| *name != "inline_ping") {
+        assert_eq!(decode(buf, buf.len()), 16, "{name}");
+        group.throughput(Throughput::Bytes(buf.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), buf, |b, buf| {
+            b.iter(|| decode(black_box(buf), buf.len()))
+        });
+    }
+    group.finish();
 }
 
 fn large_bulk(c: &mut Criterion) {
@@ -101,6 +136,12 @@ fn large_bulk(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(buf.len() as u64));
     group.bench_function("set_1MiB_in_16KiB_reads", |b| {
         b.iter(|| scan_streamed(black_box(&buf), READ_CHUNK))
+    });
+    group.finish();
+    let mut group = c.benchmark_group("redis_protocol_decode");
+    group.throughput(Throughput::Bytes(buf.len() as u64));
+    group.bench_function("set_1MiB_in_16KiB_reads", |b| {
+        b.iter(|| decode(black_box(&buf), READ_CHUNK))
     });
     group.finish();
 }

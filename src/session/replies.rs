@@ -479,10 +479,6 @@ where
         self.queue.pop_front();
     }
 
-    /// Delivers what is ready. A client that takes none of it for the
-    /// output timeout is given up on (as Redis drops a client past its output
-    /// buffer limit): while it does not read, nothing more is read upstream for
-    /// it, so its replies wait in the server, not in redauth.
     /// The error that closes a client whose replies went unread too long.
     fn output_limit(&self) -> std::io::Error {
         std::io::Error::new(
@@ -494,6 +490,10 @@ where
         )
     }
 
+    /// Delivers what is ready. A client that takes none of it for the
+    /// output timeout is given up on (as Redis drops a client past its output
+    /// buffer limit): while it does not read, nothing more is read upstream for
+    /// it, so its replies wait in the server, not in redauth.
     async fn write_out(&mut self) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
