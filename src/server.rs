@@ -1,5 +1,6 @@
 //! The running proxy: bind every listener, accept clients, hand each to a
-//! session, and stop accepting when told to.
+//! relay thread for its session ([`crate::shards`]), and stop accepting when
+//! told to.
 //!
 //! [`Server::bind`] binds everything first (so a bad address fails before any
 //! client is served); [`Server::run`] accepts until the shutdown signal, then
