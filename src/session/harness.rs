@@ -310,6 +310,23 @@ mod tests {
         }
     }
 
+    // Found by fuzzing: a QUIT whose arguments came in a later read had
+    // them forwarded after its PING stand-in.
+    #[test]
+    fn a_quit_split_across_reads_forwards_only_its_stand_in() {
+        let client = b"GET k\r\n*2\r\n$4\r\nQUIT\r\n$3\r\nnow\r\n";
+        let whole = relay_requests(client, &[]);
+        assert_eq!(
+            whole.upstream,
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n"
+        );
+        for chunks in [&[21][..], &[25], &[1]] {
+            let split = relay_requests(client, chunks);
+            assert_eq!(split.upstream, whole.upstream, "reads of {chunks:?}");
+            assert_eq!(split.merged_expects(), whole.merged_expects());
+        }
+    }
+
     // Found by fuzzing: each of these panicked in a RESP scanner, which
     // ended the session's task without a reply to the client.
     #[test]

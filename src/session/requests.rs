@@ -499,6 +499,11 @@ where
                 self.auth(None);
                 Rest::Drop
             }
+            // Answered here, never forwarded: neither are arguments still to come.
+            CommandKind::Quit => {
+                self.quit();
+                Rest::Drop
+            }
             CommandKind::Subscribe(sub) => {
                 self.upgrade_for(sub, argc);
                 self.stream.subscribe(sub, None, self.in_multi);
