@@ -7,7 +7,8 @@
 //! commands alone (their replies may still be in flight):
 //!
 //! - inside `MULTI` Redis would queue the AUTH and answer it inside the EXEC
-//!   array: wait for EXEC or DISCARD;
+//!   array: wait for EXEC or DISCARD (a re-authentication pending when MULTI
+//!   comes goes just before it, as a transaction may outlast the token);
 //! - a RESP2 connection with subscriptions refuses AUTH: redauth runs such a
 //!   connection in RESP3 (see `requests`), and only one it could not switch
 //!   (subscribed inside MULTI or with replies off) waits until it has none;

@@ -552,6 +552,11 @@ where
             CommandKind::Quit => self.quit(),
             CommandKind::Reset => self.reset(frame),
             CommandKind::Multi => {
+                // A transaction can outlast the token: take a pending
+                // re-authentication now, while it still can go.
+                if self.reauth.is_some() && self.reauth_blocker().is_none() {
+                    self.inject_reauth();
+                }
                 self.in_multi = true;
                 self.forward_counted(frame);
             }
