@@ -86,26 +86,40 @@ impl Shards {
     }
 
     /// Hands a client to the shard with the fewest sessions (the first of
-    /// equals, so a lone client always lands where the last one was served).
+    /// equals: while no other session is open, clients land on the first
+    /// thread, where the last lone client's connection went back to the pool).
     pub fn serve(&self, client: Client, peer: String, guard: impl Send + 'static) {
-        let shard = self
-            .shards
-            .iter()
-            .min_by_key(|s| s.sessions.load(Ordering::Relaxed))
-            .expect("at least one shard");
-        shard.sessions.fetch_add(1, Ordering::Relaxed);
-        let job = Job {
+        let mut job = Job {
             client,
             peer,
             guard: Box::new(guard),
         };
-        if shard.jobs.send(job).is_err() {
-            // Only when the shard's thread died; the client is closed.
-            shard.sessions.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!("a relay thread has stopped: client closed");
+        loop {
+            let shard = self
+                .shards
+                .iter()
+                .min_by_key(|s| s.sessions.load(Ordering::Relaxed))
+                .expect("at least one shard");
+            if shard.sessions.load(Ordering::Relaxed) >= DEAD {
+                tracing::error!(peer = %job.peer, "every relay thread has stopped: client closed");
+                return;
+            }
+            shard.sessions.fetch_add(1, Ordering::Relaxed);
+            match shard.jobs.send(job) {
+                Ok(()) => return,
+                Err(returned) => {
+                    // Its thread is gone: never choose it again.
+                    shard.sessions.store(DEAD, Ordering::Relaxed);
+                    tracing::error!("a relay thread has stopped; its share goes to the others");
+                    job = returned.0;
+                }
+            }
         }
     }
 }
+
+/// The session count that marks a shard whose thread has stopped.
+const DEAD: usize = usize::MAX / 2;
 
 /// A shard's life: its pool, then a session task per client handed over.
 async fn serve_jobs(
@@ -153,5 +167,53 @@ struct Counted(Arc<AtomicUsize>);
 impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard() -> (Shard, mpsc::UnboundedReceiver<Job>) {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let sessions = Arc::new(AtomicUsize::new(0));
+        (Shard { jobs, sessions }, queue)
+    }
+
+    fn client() -> Client {
+        Client::Unix(std::os::unix::net::UnixStream::pair().unwrap().0)
+    }
+
+    #[test]
+    fn clients_go_to_the_least_loaded_shard_and_never_to_a_stopped_one() {
+        let (first, first_queue) = shard();
+        let (second, mut second_queue) = shard();
+        let shards = Shards {
+            shards: vec![first, second],
+        };
+        // The first shard's thread is gone: its receiving end with it.
+        drop(first_queue);
+        shards.serve(client(), "a".into(), ());
+        assert_eq!(second_queue.try_recv().unwrap().peer, "a");
+        assert_eq!(shards.shards[0].sessions.load(Ordering::Relaxed), DEAD);
+        // Once marked, it is passed over even though the other is busier.
+        shards.serve(client(), "b".into(), ());
+        assert_eq!(second_queue.try_recv().unwrap().peer, "b");
+        assert_eq!(shards.shards[1].sessions.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn the_first_of_equally_loaded_shards_is_chosen() {
+        let (first, mut first_queue) = shard();
+        let (second, mut second_queue) = shard();
+        let shards = Shards {
+            shards: vec![first, second],
+        };
+        shards.serve(client(), "a".into(), ());
+        shards.serve(client(), "b".into(), ());
+        shards.serve(client(), "c".into(), ());
+        assert_eq!(first_queue.try_recv().unwrap().peer, "a");
+        assert_eq!(second_queue.try_recv().unwrap().peer, "b");
+        assert_eq!(first_queue.try_recv().unwrap().peer, "c");
     }
 }
