@@ -78,8 +78,8 @@ impl std::fmt::Debug for Pool {
 
 struct Shared {
     idle: Mutex<VecDeque<Warm>>,
-    /// Wakes the refill task when a connection was taken, or a used one
-    /// could not be returned.
+    /// Wakes the refill task when a connection was taken, and when a used
+    /// one's return ended (returned or dropped).
     taken: Notify,
     /// Used connections being reset on their way back.
     returning: AtomicUsize,
