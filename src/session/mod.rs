@@ -51,6 +51,14 @@ pub struct SessionContext {
     pub idle_timeout: Option<Duration>,
 }
 
+/// Moves the first `n` bytes of `buf` to the end of `out`: relaying without
+/// copying, as `out` is normally the part of the same buffer just before them.
+fn pass_on(buf: &mut BytesMut, out: &mut BytesMut, n: usize) {
+    if n > 0 {
+        out.unsplit(buf.split_to(n));
+    }
+}
+
 /// Why a session ended, for the log.
 #[derive(Debug)]
 pub enum Ended {

@@ -9,7 +9,7 @@
 
 use super::blocking::{self, SliceEnd};
 use super::reauth::{self, COUNTERS};
-use super::{Ended, Expect, ExpectRx};
+use super::{pass_on, Ended, Expect, ExpectRx};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::SubscribeKind;
 use crate::resp::pubsub::{self, Peek};
@@ -194,17 +194,8 @@ where
     fn process(&mut self) -> Result<Next, String> {
         let mut ready = 0;
         let next = self.frames(&mut ready);
-        self.settle(&mut ready);
+        pass_on(&mut self.buf, &mut self.out, ready);
         next
-    }
-
-    /// Moves the `ready` bytes at the head of the buffer (whole ordinary
-    /// replies, see [`Self::ordinary_reply`]) to the client's output.
-    fn settle(&mut self, ready: &mut usize) {
-        if *ready > 0 {
-            let part = self.buf.split_to(std::mem::take(ready));
-            self.out.unsplit(part);
-        }
     }
 
     fn frames(&mut self, ready: &mut usize) -> Result<Next, String> {
@@ -213,7 +204,7 @@ where
                 if self.ordinary_reply(ready)? {
                     continue;
                 }
-                self.settle(ready);
+                pass_on(&mut self.buf, &mut self.out, std::mem::take(ready));
             }
             if self.current.is_none() {
                 self.receive();
@@ -280,7 +271,7 @@ where
         let Some(&first) = self.buf.get(*ready) else {
             return Ok(false);
         };
-        if first == b'>' || (first == b'*' && !self.state.resp3 && self.state.subscribed()) {
+        if self.may_be_pubsub(first) {
             return Ok(false);
         }
         let progress = self
@@ -311,19 +302,19 @@ where
         }
     }
 
+    /// Whether a frame starting with `first` may be a push or a pub/sub
+    /// confirmation rather than the reply the queue head waits for.
+    fn may_be_pubsub(&self, first: u8) -> bool {
+        let head_subscribes = matches!(self.queue.front(), Some(Expect::Subscribe { .. }));
+        first == b'>'
+            || (first == b'*' && !self.state.resp3 && (self.state.subscribed() || head_subscribes))
+    }
+
     /// Decides what the frame at the start of the buffer is; `None` when more
     /// bytes are needed to tell.
     fn role(&self) -> Option<Role> {
         let first = self.buf[0];
-        let head_subscribe = match self.queue.front() {
-            Some(Expect::Subscribe { kind, .. }) => Some(*kind),
-            _ => None,
-        };
-        let may_be_pubsub = first == b'>'
-            || (first == b'*'
-                && !self.state.resp3
-                && (self.state.subscribed() || head_subscribe.is_some()));
-        if may_be_pubsub {
+        if self.may_be_pubsub(first) {
             match pubsub::peek(&self.buf) {
                 Peek::NeedMore => return None,
                 Peek::Message => return Some(Role::Push),
@@ -352,8 +343,7 @@ where
             .scanner
             .advance(&self.buf)
             .map_err(|e| format!("upstream sent invalid RESP: {e}"))?;
-        let part = self.buf.split_to(progress.consumed);
-        self.out.unsplit(part);
+        pass_on(&mut self.buf, &mut self.out, progress.consumed);
         Ok(progress.done)
     }
 

@@ -13,7 +13,7 @@
 use super::blocking::{self, Call, SliceEnd};
 use super::gate;
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
-use super::{Ended, Expect, ExpectTx};
+use super::{pass_on, Ended, Expect, ExpectTx};
 use crate::credentials::{Credential, CredentialWatch, NextCredential, Secret};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
@@ -354,44 +354,38 @@ where
     fn process(&mut self) -> Result<(), (ProtocolError, bool)> {
         let mut ready = 0;
         let result = self.commands(&mut ready);
-        self.settle(&mut ready);
+        pass_on(&mut self.buf, &mut self.out, ready);
         result
     }
 
-    /// Moves the `ready` bytes at the head of the buffer (whole ordinary
-    /// commands, see [`Self::ordinary_command`]) to the upstream output.
-    fn settle(&mut self, ready: &mut usize) {
-        if *ready > 0 {
-            let part = self.buf.split_to(std::mem::take(ready));
-            self.out.unsplit(part);
-        }
-    }
-
     /// The fast path for the common case, a run of ordinary commands (one
-    /// reply each, relayed as is): takes the whole command at `ready` (just
-    /// past the ones already taken this pass) by moving `ready` over it, with
-    /// no buffer work per command. False when the next command needs the
-    /// general path, which then parses it again.
-    fn ordinary_command(&mut self, ready: &mut usize) -> Result<bool, (ProtocolError, bool)> {
-        if self.upgraded || self.reply_mode != ReplyMode::On {
-            return Ok(false);
-        }
-        let buf = &self.buf[*ready..];
-        let Some(Request::Multibulk {
+    /// reply each, relayed as is): if `request`, parsed at `ready` (just past
+    /// the commands already taken this pass), is one, whole in the buffer,
+    /// moves `ready` over it, with no buffer work per command.
+    fn ordinary_command(
+        &mut self,
+        request: &Request,
+        ready: &mut usize,
+    ) -> Result<bool, (ProtocolError, bool)> {
+        let Request::Multibulk {
             head_len,
             name: Some(name),
             body,
             ..
-        }) = Request::parse(buf, self.max_bulk).map_err(|e| (e, false))?
+        } = request
         else {
             return Ok(false);
         };
-        if CommandKind::of(&buf[name]) != CommandKind::Other {
+        let buf = &self.buf[*ready..];
+        if self.upgraded
+            || self.reply_mode != ReplyMode::On
+            || CommandKind::of(&buf[name.clone()]) != CommandKind::Other
+        {
             return Ok(false);
         }
-        let mut whole = body;
+        let mut whole = *body;
         let advance = whole
-            .advance(&buf[head_len..], self.max_bulk)
+            .advance(&buf[*head_len..], self.max_bulk)
             .map_err(|e| (e, false))?;
         if !advance.done {
             return Ok(false);
@@ -405,12 +399,8 @@ where
 
     fn commands(&mut self, ready: &mut usize) -> Result<(), (ProtocolError, bool)> {
         loop {
-            if self.streaming.is_none() && !self.quitting && self.held.is_none() {
-                if self.ordinary_command(ready)? {
-                    continue;
-                }
-                self.settle(ready);
-            }
+            // (`ready` is 0 here whenever a command is mid-stream: streaming
+            // starts only in the general path, once `ready` was passed on.)
             if let Some((mut body, rest)) = self.streaming.take() {
                 let advance = body
                     .advance(&self.buf, self.max_bulk)
@@ -427,10 +417,17 @@ where
             if self.quitting || self.held.is_some() {
                 return Ok(());
             }
-            let Some(request) = Request::parse(&self.buf, self.max_bulk).map_err(|e| (e, false))?
+            let Some(request) =
+                Request::parse(&self.buf[*ready..], self.max_bulk).map_err(|e| (e, false))?
             else {
                 return Ok(());
             };
+            if self.ordinary_command(&request, ready)? {
+                continue;
+            }
+            // The general path works at the front of the buffer: the
+            // request's positions, taken at `ready`, hold there after this.
+            pass_on(&mut self.buf, &mut self.out, std::mem::take(ready));
             match request {
                 Request::Ignored { len } => self.buf.advance(len),
                 Request::Inline { len, args } => {
