@@ -6,6 +6,9 @@
 //!   commands as their multibulk form), in whatever reads it arrives;
 //! - a pipeline that also holds the commands redauth intercepts goes upstream the same
 //!   in split reads as in one, with the same records for the reply side;
+//! - an end of input (the client closing or half-closing) at any byte forwards every whole
+//!   command before it and drops the incomplete one, whose partly streamed bytes (a large
+//!   argument) are marked abandoned; the client is then closed once it has its replies;
 //! - any run of valid RESP2/RESP3 replies and pushes reaches the client byte for byte,
 //!   in whatever reads it arrives.
 //!
@@ -138,6 +141,35 @@ fn bounded(chunks: &[usize], total: usize) -> Vec<usize> {
     chunks.iter().map(|&c| c.max(floor)).collect()
 }
 
+/// Where each command ends in the client's bytes.
+fn command_ends(commands: &[Command]) -> Vec<usize> {
+    commands
+        .iter()
+        .scan(0, |end, c| {
+            *end += c.wire().len();
+            Some(*end)
+        })
+        .collect()
+}
+
+/// Positions to end the input at: every one in a short input; in a long one,
+/// each command boundary and the bytes either side of it, plus 32 spread out.
+fn cut_points(len: usize, ends: &[usize]) -> Vec<usize> {
+    if len <= 600 {
+        return (0..=len).collect();
+    }
+    let mut cuts: Vec<usize> = ends
+        .iter()
+        .flat_map(|&e| [e.saturating_sub(1), e, e + 1])
+        .chain((0..32).map(|i| i * len / 32))
+        .chain([0, 1, len])
+        .filter(|&c| c <= len)
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts
+}
+
 fn concat(commands: &[Command], part: impl Fn(&Command) -> Vec<u8>) -> Vec<u8> {
     commands.iter().flat_map(part).collect()
 }
@@ -160,7 +192,61 @@ proptest! {
             prop_assert!(split.upstream == client);
         }
         prop_assert!(split.upstream == whole.upstream);
-        prop_assert_eq!(split.merged_expects(), vec![Expect::Replies(commands.len() as u32)]);
+        prop_assert_eq!(
+            split.merged_expects(),
+            vec![Expect::Replies(commands.len() as u32), Expect::InputEnded]
+        );
+    }
+
+    #[test]
+    fn an_end_of_input_anywhere_forwards_every_whole_command_before_it(
+        commands in prop::collection::vec(command(ordinary_name()), 1..8),
+        chunks in chunk_sizes(),
+    ) {
+        let client = concat(&commands, Command::wire);
+        let chunks = bounded(&chunks, client.len());
+        let ends = command_ends(&commands);
+        for cut in cut_points(client.len(), &ends) {
+            let run = relay_requests(&client[..cut], &chunks);
+            prop_assert_eq!(&run.stop, &RequestStop::InputEnded, "cut at {}", cut);
+            let whole = ends.iter().filter(|&&end| end <= cut).count();
+            let forwarded = concat(&commands[..whole], Command::forwarded);
+            prop_assert!(run.upstream.starts_with(&forwarded), "cut at {}: a whole command was not forwarded", cut);
+            let tail = &run.upstream[forwarded.len()..];
+            let mut expected = Vec::new();
+            if tail.is_empty() {
+                if whole > 0 {
+                    expected.push(Expect::Replies(whole as u32));
+                }
+            } else {
+                // Only a large argument streams: the partly sent command is
+                // abandoned (its connection is then never reused).
+                prop_assert!(commands[whole].forwarded().starts_with(tail), "cut at {}: stray bytes upstream", cut);
+                expected.push(Expect::Replies(whole as u32 + 1));
+                expected.push(Expect::Abandoned);
+            }
+            expected.push(Expect::InputEnded);
+            prop_assert_eq!(run.merged_expects(), expected, "cut at {}", cut);
+        }
+    }
+
+    #[test]
+    fn an_end_of_input_anywhere_relays_a_prefix_of_what_the_whole_input_relays(
+        commands in prop::collection::vec(any_command(), 1..10),
+    ) {
+        let client = concat(&commands, Command::wire);
+        let whole = relay_requests(&client, &[]);
+        for cut in cut_points(client.len(), &command_ends(&commands)) {
+            let run = relay_requests(&client[..cut], &[]);
+            prop_assert!(
+                matches!(run.stop, RequestStop::InputEnded | RequestStop::Closing),
+                "cut at {}: {:?}", cut, run.stop
+            );
+            prop_assert!(whole.upstream.starts_with(&run.upstream), "cut at {}: upstream bytes diverge", cut);
+            prop_assert!(!run.protocol_error(), "cut at {}", cut);
+            // The client is always closed once it has its replies.
+            prop_assert!(run.expects.contains(&Expect::InputEnded) || run.expects.contains(&Expect::Close), "cut at {}", cut);
+        }
     }
 
     #[test]

@@ -138,6 +138,15 @@ pub enum Expect {
     Local(Bytes),
     /// Close the client connection once everything before this was delivered.
     Close,
+    /// The client ended its input: close it once everything before this was
+    /// delivered. A blocking command still waiting for its reply is cancelled
+    /// as Redis cancels it when its client closes: after a short grace for a
+    /// reply already on its way, the upstream connection is closed (and the
+    /// server drops the command, and those queued behind it).
+    InputEnded,
+    /// A blocking command forwarded in one piece: relayed like an ordinary
+    /// reply, but cancelled if the client's input ends while it waits.
+    Blocking,
     /// The last command announced will get no reply after all (a protocol
     /// error cut it short after part of it was forwarded).
     Abandoned,

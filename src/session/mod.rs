@@ -59,6 +59,15 @@ fn pass_on(buf: &mut BytesMut, out: &mut BytesMut, n: usize) {
     }
 }
 
+/// Sleeps until `at`; never wakes for `None`. (A timer is made only when
+/// this is polled with a deadline, not every time the pump goes round.)
+pub(crate) async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Why a session ended, for the log.
 #[derive(Debug)]
 pub enum Ended {
@@ -66,6 +75,32 @@ pub enum Ended {
     Closed(&'static str),
     UpstreamClosed,
     Failed(String),
+}
+
+/// How long a closing client connection may take to send what it still had
+/// on its way (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes the client's side of the connection gracefully: a FIN after every
+/// reply already written, then whatever the client still sends is read and
+/// dropped until it closes too, for at most [`LINGER`]. Closing a socket with
+/// unread input makes the kernel reset the connection and discard replies not
+/// yet transmitted; a client pipelining when its upstream went away would
+/// lose replies the server had sent.
+async fn linger<C>(client: &mut C)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = client.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Serves one client connection to the end.
@@ -116,7 +151,7 @@ where
                 Err(failure) => {
                     let reply = encode::error(&format!("ERR redauth: {}", failure.message));
                     let _ = client.write_all(&reply).await;
-                    let _ = client.shutdown().await;
+                    linger(&mut client).await;
                     return Ended::Failed(failure.message);
                 }
             }
@@ -179,6 +214,7 @@ where
             max_bulk: ctx.max_bulk,
             idle_timeout: ctx.idle_timeout,
             client_password: ctx.client_password.clone(),
+            drain_timeout: ctx.output_timeout,
         },
     );
     let mut replies = replies::ReplyPump::new(
@@ -194,9 +230,28 @@ where
         let reply_side = replies.run();
         tokio::pin!(request_side, reply_side);
         tokio::select! {
-            ended = &mut request_side => match ended {
+            stop = &mut request_side => match stop {
                 // QUIT or a protocol error: let the reply side deliver what is owed.
-                requests::Stop::Closing => reply_side.await,
+                requests::Stop::Closing { deadline } => {
+                    tokio::time::timeout_at(deadline, reply_side).await.unwrap_or(Ended::Closed(requests::DRAIN_TIMED_OUT))
+                }
+                // A half-close: the reply side delivers every reply, then closes.
+                requests::Stop::InputEnded { deadline } => {
+                    match tokio::time::timeout_at(deadline, reply_side).await {
+                        Ok(Ended::Closed(_)) => Ended::ClientClosed,
+                        Ok(other) => other,
+                        Err(_) => Ended::Closed(requests::DRAIN_TIMED_OUT),
+                    }
+                }
+                // The server may have closed after replies not yet relayed:
+                // they go out first, as a direct connection would get them.
+                requests::Stop::UpstreamWriteFailed(why) => {
+                    let deadline = tokio::time::Instant::now() + ctx.output_timeout;
+                    match tokio::time::timeout_at(deadline, reply_side).await {
+                        Ok(Ended::UpstreamClosed) | Err(_) => Ended::Failed(why),
+                        Ok(other) => other,
+                    }
+                }
                 requests::Stop::Ended(ended) => ended,
             },
             ended = &mut reply_side => ended,
@@ -209,6 +264,11 @@ where
             stream,
             pending: BytesMut::new(),
         });
+    } else {
+        drop((requests, replies));
+    }
+    if !matches!(ended, Ended::ClientClosed) {
+        linger(&mut client).await;
     }
     ended
 }

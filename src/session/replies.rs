@@ -9,7 +9,7 @@
 
 use super::blocking::{self, SliceEnd};
 use super::reauth::{self, COUNTERS};
-use super::{pass_on, Ended, Expect, ExpectRx};
+use super::{pass_on, until, Ended, Expect, ExpectRx};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::SubscribeKind;
 use crate::resp::pubsub::{self, Peek};
@@ -21,6 +21,7 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -79,11 +80,20 @@ pub(super) struct ReplyPump<R, W> {
     requests_done: bool,
     /// How long a client may leave its replies unread.
     output_timeout: Duration,
+    /// When the client's input ended ([`Expect::InputEnded`] came).
+    input_ended: Option<Instant>,
 }
+
+/// How long a blocking command's reply may take to arrive after its client's
+/// input ended before the command is taken to be blocked and is cancelled: a
+/// few round trips, for a reply the server sent just before.
+const BLOCKED_GRACE: Duration = Duration::from_millis(250);
 
 /// What the frame loop asks of its caller.
 enum Next {
     Read,
+    /// Read, but if nothing comes by then, cancel the blocked command.
+    CancelAt(Instant),
     Close,
 }
 
@@ -116,6 +126,7 @@ where
             state: ServerState::default(),
             requests_done: false,
             output_timeout,
+            input_ended: None,
         }
     }
 
@@ -128,10 +139,14 @@ where
             if let Err(e) = self.write_out().await {
                 return Ended::Failed(format!("writing to client: {e}"));
             }
-            if let Next::Close = next {
-                let _ = self.client.shutdown().await;
-                return Ended::Closed("closed after the last reply");
-            }
+            let cancel_at = match next {
+                Next::Close => {
+                    let _ = self.client.shutdown().await;
+                    return Ended::Closed("closed after the last reply");
+                }
+                Next::CancelAt(at) => Some(at),
+                Next::Read => None,
+            };
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
                 self.buf.reserve(READ_CHUNK);
             }
@@ -149,6 +164,12 @@ where
                         return Ended::Failed(format!("reading from upstream: {e}"));
                     }
                 },
+                _ = until(cancel_at) => {
+                    // The session closes the upstream connection, which makes
+                    // the server drop the blocked command as if this client
+                    // had gone, and then the client.
+                    return Ended::Closed("the client ended its input while blocked");
+                }
             }
         }
     }
@@ -178,6 +199,9 @@ where
     }
 
     fn enqueue(&mut self, expect: Expect) {
+        if expect == Expect::InputEnded {
+            self.input_ended = Some(Instant::now());
+        }
         if expect != Expect::Abandoned {
             return self.queue.push_back(expect);
         }
@@ -229,7 +253,7 @@ where
                     return Ok(Next::Read);
                 }
                 if self.buf.is_empty() {
-                    return Ok(Next::Read);
+                    return Ok(self.blocked_since_input_ended());
                 }
                 match self.role() {
                     Some(role) => {
@@ -296,9 +320,24 @@ where
                     self.out.extend_from_slice(reply);
                     self.queue.pop_front();
                 }
-                Some(Expect::Close) => return Next::Close,
+                Some(Expect::Close | Expect::InputEnded) => {
+                    self.queue.pop_front();
+                    return Next::Close;
+                }
                 _ => return Next::Read,
             }
+        }
+    }
+
+    /// With nothing buffered: read on, and once the client's input has ended
+    /// and a blocking command is all that is left waiting (the reply to those
+    /// before it came), cancel it unless its reply comes within the grace.
+    fn blocked_since_input_ended(&self) -> Next {
+        match (self.input_ended, self.queue.front()) {
+            (Some(at), Some(Expect::Blocking | Expect::Slice)) => {
+                Next::CancelAt(at + BLOCKED_GRACE)
+            }
+            _ => Next::Read,
         }
     }
 

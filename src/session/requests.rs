@@ -13,7 +13,7 @@
 use super::blocking::{self, Call, SliceEnd};
 use super::gate;
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
-use super::{pass_on, Ended, Expect, ExpectTx};
+use super::{pass_on, until, Ended, Expect, ExpectTx};
 use crate::credentials::{Credential, CredentialWatch, NextCredential, Secret};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
@@ -36,6 +36,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// arguments; beyond this it is relayed without being looked at.
 const WHOLE_COMMAND_MAX: usize = 1024 * 1024;
 
+/// Why a session whose client ended its input was closed before it was served.
+pub(super) const DRAIN_TIMED_OUT: &str =
+    "the client ended its input and its replies were not done within the output timeout";
+
 /// How much a client may send while its blocking command runs in slices;
 /// beyond this redauth stops reading until the call is over.
 const HELD_MAX: usize = 1024 * 1024;
@@ -48,12 +52,27 @@ pub(super) struct Policy {
     pub idle_timeout: Option<Duration>,
     /// The password a client's AUTH must give (`--client-password-file`).
     pub client_password: Option<Arc<Secret>>,
+    /// How long a client that ended its input may wait for what it is owed
+    /// (`--output-timeout`).
+    pub drain_timeout: Duration,
 }
 
 /// How the request side stopped.
 pub(super) enum Stop {
-    /// QUIT or a protocol error was answered: the reply side finishes the session.
-    Closing,
+    /// QUIT or a protocol error was answered: the reply side finishes the
+    /// session by `deadline`.
+    Closing {
+        deadline: Instant,
+    },
+    /// The client ended its input (a half-close, or a close): every command
+    /// it sent whole before that was forwarded, and the reply side delivers
+    /// their replies and then closes the client, by `deadline`.
+    InputEnded {
+        deadline: Instant,
+    },
+    /// Writing to the upstream failed: the server may have closed the
+    /// connection after replies the reply side has yet to read and deliver.
+    UpstreamWriteFailed(String),
     Ended(Ended),
 }
 
@@ -90,6 +109,10 @@ pub(super) struct RequestPump<R, W> {
     idle_timeout: Option<Duration>,
     /// The password a client's AUTH must give, if any.
     client_password: Option<Arc<Secret>>,
+    /// How long a client that ended its input may wait for what it is owed.
+    drain_timeout: Duration,
+    /// The client ended its input (a read returned 0).
+    input_ended: bool,
     /// When the client last sent anything.
     last_active: Instant,
     /// The last command was a blocking one (maybe still blocked upstream):
@@ -161,6 +184,8 @@ where
             max_bulk: policy.max_bulk,
             idle_timeout: policy.idle_timeout,
             client_password: policy.client_password,
+            drain_timeout: policy.drain_timeout,
+            input_ended: false,
             last_active: Instant::now(),
             last_blocking: false,
             handled: 0,
@@ -196,12 +221,21 @@ where
             if !closing {
                 self.maybe_reauth();
             }
+            let input_done = self.input_ended && !closing && !self.quitting;
+            if input_done {
+                self.end_of_input();
+            }
             if let Err(e) = self.flush().await {
                 metrics::upstream_error(UpstreamError::Io);
-                return Stop::Ended(Ended::Failed(format!("writing to upstream: {e}")));
+                return Stop::UpstreamWriteFailed(format!("writing to upstream: {e}"));
             }
             if closing || self.quitting {
-                return Stop::Closing;
+                let deadline = Instant::now() + self.drain_timeout;
+                return Stop::Closing { deadline };
+            }
+            if input_done {
+                let deadline = Instant::now() + self.drain_timeout;
+                return Stop::InputEnded { deadline };
             }
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
                 self.buf.reserve(READ_CHUNK);
@@ -225,7 +259,7 @@ where
                 .map(|t| self.last_active + t);
             tokio::select! {
                 read = self.client.read_buf(&mut self.buf), if readable => match read {
-                    Ok(0) => return Stop::Ended(Ended::ClientClosed),
+                    Ok(0) => self.input_ended = true,
                     Ok(_) if self.idle_timeout.is_some() => self.last_active = Instant::now(),
                     Ok(_) => {}
                     Err(e) => return Stop::Ended(Ended::Failed(format!("reading from client: {e}"))),
@@ -245,6 +279,20 @@ where
                 _ = until(wake) => {}
             }
         }
+    }
+
+    /// The client's input ended and every whole command in it was handled,
+    /// as Redis handles what it read before the end of a client's input: a
+    /// command left incomplete is dropped with the rest of the query buffer
+    /// (one already partly forwarded will never be answered, and its
+    /// connection is not reused), and so are commands waiting behind a
+    /// blocking one. The reply side closes the client once its replies are
+    /// out, and cancels a blocked command (see [`Expect::InputEnded`]).
+    fn end_of_input(&mut self) {
+        if let Some((_, Rest::Forward)) = self.streaming {
+            self.announce(Expect::Abandoned);
+        }
+        self.announce(Expect::InputEnded);
     }
 
     /// Nothing sent upstream is unaccounted for: no command half-forwarded
@@ -602,7 +650,7 @@ where
             && self.reply_mode == ReplyMode::On
             && self.credential.expires_at.is_some();
         let Some(call) = sliceable.then(|| Call::parse(kind, args)).flatten() else {
-            return self.forward_counted(frame);
+            return self.forward_blocking(frame);
         };
         // Blocked, the connection could not take an AUTH: take a pending one now.
         if self.reauth.is_some() && self.reauth_blocker().is_none() {
@@ -610,7 +658,7 @@ where
         }
         let deadline = call.timeout.map(|t| Instant::now() + t);
         if deadline.is_some_and(|d| d <= Instant::now() + self.budget()) {
-            return self.forward_counted(frame);
+            return self.forward_blocking(frame);
         }
         let keys = call.unresolved_keys();
         self.held = Some(Held { call, deadline });
@@ -776,6 +824,15 @@ where
         self.out.unsplit(frame);
     }
 
+    /// Forwards a blocking command in one piece (in MULTI it never blocks).
+    fn forward_blocking(&mut self, frame: BytesMut) {
+        if self.in_multi {
+            self.forward_counted(frame);
+        } else {
+            self.forward_as(frame, Expect::Blocking);
+        }
+    }
+
     /// Forwards a command whose reply needs the reply side's attention.
     fn forward_as(&mut self, frame: BytesMut, expect: Expect) {
         if self.replied() {
@@ -921,15 +978,6 @@ where
         metrics::bytes(Direction::ClientToUpstream, out.len() as u64);
         self.upstream.write_all(&out).await?;
         self.upstream.flush().await
-    }
-}
-
-/// Sleeps until `at`; never wakes for `None`. (A timer is made only when
-/// this is polled with a deadline, not every time the pump goes round.)
-async fn until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
