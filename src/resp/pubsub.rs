@@ -19,8 +19,20 @@ pub enum Peek {
     Message,
     /// A subscribe-family confirmation.
     Confirmation(SubscribeKind),
+    /// A client-side caching push (RESP3 only): `invalidate` or
+    /// `tracking-redir-broken`.
+    Tracking(TrackingPush),
     /// Anything else (including RESP2's `pong` in subscribed mode).
     Other,
+}
+
+/// The client-side caching pushes Redis sends a RESP3 connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackingPush {
+    /// `invalidate <keys | null>`: keys changed (null: the database was flushed).
+    Invalidate,
+    /// `tracking-redir-broken <id>`: the client invalidations went to is gone.
+    RedirBroken,
 }
 
 /// One line starting at `pos`: its type byte, its text after the type byte,
@@ -53,12 +65,12 @@ pub fn bulk(buf: &[u8], pos: usize) -> Option<(Option<&[u8]>, usize)> {
     }
 }
 
-/// The longest first element worth reading: `punsubscribe`, `sunsubscribe`.
-const KIND_MAX: i64 = 12;
+/// The longest first element worth reading: `tracking-redir-broken`.
+const KIND_MAX: i64 = 21;
 
 /// Classifies the aggregate frame at the start of `buf`.
 pub fn peek(buf: &[u8]) -> Peek {
-    let Some((_, count, pos)) = line(buf, 0) else {
+    let Some((aggregate, count, pos)) = line(buf, 0) else {
         return Peek::NeedMore;
     };
     if !matches!(parse_i64(count), Some(n) if n >= 2) {
@@ -79,6 +91,8 @@ pub fn peek(buf: &[u8]) -> Peek {
     };
     match name {
         b"message" | b"pmessage" | b"smessage" => Peek::Message,
+        b"invalidate" if aggregate == b'>' => Peek::Tracking(TrackingPush::Invalidate),
+        b"tracking-redir-broken" if aggregate == b'>' => Peek::Tracking(TrackingPush::RedirBroken),
         other => SubscribeKind::from_confirmation(other)
             .map(Peek::Confirmation)
             .unwrap_or(Peek::Other),
@@ -139,6 +153,16 @@ mod tests {
         assert_eq!(peek(b"*2\r\n:1\r\n:2\r\n"), Peek::Other);
         assert_eq!(peek(b"*1\r\n$7\r\nmessage\r\n"), Peek::Other);
         assert_eq!(peek(b"*2\r\n$100\r\n"), Peek::Other);
+    }
+
+    #[test]
+    fn tells_client_side_caching_pushes_only_in_push_frames() {
+        let keys = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n";
+        assert_eq!(peek(keys), Peek::Tracking(TrackingPush::Invalidate));
+        let broken = b">2\r\n$21\r\ntracking-redir-broken\r\n:7\r\n";
+        assert_eq!(peek(broken), Peek::Tracking(TrackingPush::RedirBroken));
+        // An array reply that happens to start with the word is a reply.
+        assert_eq!(peek(b"*2\r\n$10\r\ninvalidate\r\n$1\r\nk\r\n"), Peek::Other);
     }
 
     #[test]

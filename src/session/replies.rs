@@ -12,7 +12,7 @@ use super::reauth::{self, COUNTERS};
 use super::{pass_on, until, Ended, Expect, ExpectRx};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::SubscribeKind;
-use crate::resp::pubsub::{self, Peek};
+use crate::resp::pubsub::{self, Peek, TrackingPush};
 use crate::resp::ReplyScanner;
 use bytes::BytesMut;
 use std::collections::{HashSet, VecDeque};
@@ -38,6 +38,9 @@ enum Role {
     Confirmation(SubscribeKind),
     /// An EXEC reply that may hold confirmations, parsed whole.
     Exec,
+    /// A client-side caching push to a RESP2 client whose connection runs in
+    /// RESP3: parsed whole, and given the shape RESP2 would have had, or none.
+    Tracking(TrackingPush),
 }
 
 /// The server-side connection state that decides how frames are read.
@@ -269,7 +272,9 @@ where
             let role = self.current.expect("set above");
             let done = match role {
                 Role::Reply { .. } | Role::Push => self.stream_frame()?,
-                Role::Injected | Role::Confirmation(_) | Role::Exec => self.whole_frame(role)?,
+                Role::Injected | Role::Confirmation(_) | Role::Exec | Role::Tracking(_) => {
+                    self.whole_frame(role)?
+                }
             };
             if !done {
                 return Ok(Next::Read);
@@ -358,6 +363,8 @@ where
                 Peek::NeedMore => return None,
                 Peek::Message => return Some(Role::Push),
                 Peek::Confirmation(kind) => return Some(Role::Confirmation(kind)),
+                Peek::Tracking(push) if self.state.translate => return Some(Role::Tracking(push)),
+                Peek::Tracking(_) => return Some(Role::Push),
                 Peek::Other if first == b'>' => return Some(Role::Push),
                 Peek::Other => {}
             }
@@ -440,6 +447,11 @@ where
                     }
                 }
                 self.out.unsplit(frame);
+            }
+            Role::Tracking(push) => {
+                if let Some(message) = resp2_tracking(push, &frame, self.state.subscribed()) {
+                    self.out.extend_from_slice(&message);
+                }
             }
             _ => unreachable!("only whole-frame roles come here"),
         }
@@ -569,6 +581,30 @@ fn resp2_confirmation(frame: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// What a RESP2 connection would have been sent in place of a RESP3
+/// client-side caching push. Redis delivers invalidations to a RESP2 client
+/// only as the redirect target of another client's tracking, and only while
+/// it is subscribed (to any channel): as a `message` on
+/// `__redis__:invalidate` whose payload is the array of keys, or a null
+/// bulk string for a flush. `tracking-redir-broken` goes to RESP3 clients
+/// only. (A RESP2 client that turned tracking on for itself, without a
+/// redirect, gets nothing from Redis; through the switch its own
+/// invalidations arrive like redirected ones: see README Limits.)
+fn resp2_tracking(push: TrackingPush, frame: &[u8], subscribed: bool) -> Option<Vec<u8>> {
+    const HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n";
+    if push != TrackingPush::Invalidate || !subscribed {
+        return None;
+    }
+    let payload = *pubsub::elements(frame).get(1)?;
+    let mut out = HEAD.to_vec();
+    if payload == b"_\r\n" {
+        out.extend_from_slice(b"$-1\r\n");
+    } else {
+        out.extend_from_slice(payload);
+    }
+    Some(out)
 }
 
 /// Counts and logs the server's answer to an injected re-authentication.
