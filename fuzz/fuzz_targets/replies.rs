@@ -26,7 +26,7 @@ const KINDS: [SubscribeKind; 6] = [
 
 /// One record from a tag byte and a parameter byte.
 fn record(tag: u8, param: u8) -> Expect {
-    match tag % 20 {
+    match tag % 22 {
         0..=4 => Expect::Replies(u32::from(param % 8) + 1),
         5 => Expect::Injected,
         6 => Expect::Reauth,
@@ -42,6 +42,8 @@ fn record(tag: u8, param: u8) -> Expect {
         16 => Expect::Monitor,
         17 => Expect::Slice,
         18 => Expect::LastId,
+        19 => Expect::InputEnded,
+        20 => Expect::Blocking,
         _ => Expect::Subscribe {
             kind: KINDS[usize::from(param % 6)],
             channels: u32::from(param / 6 % 4),

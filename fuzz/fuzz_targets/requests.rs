@@ -4,7 +4,9 @@
 //! the client made no protocol error; with one, the two runs agree up to it
 //! (a streamed command may have been partly forwarded before the error).
 //! The input also goes through once with an expiring token, where blocking
-//! commands run in slices (their timeouts are random, so only "no panic").
+//! commands run in slices (their timeouts are random, so only "no panic"),
+//! and once cut at a point taken from the input, as a client that ends its
+//! input there: it must relay a prefix of what the whole input relays.
 
 #![no_main]
 
@@ -12,6 +14,7 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use redauth::session::harness::{expiring_token, relay_requests, relay_requests_as, RequestStop};
+use redauth::session::Expect;
 
 fuzz_target!(|data: &[u8]| {
     let (chunks, client) = common::chunks_and_payload(data);
@@ -30,4 +33,20 @@ fuzz_target!(|data: &[u8]| {
     }
     let sliced = relay_requests_as(expiring_token(), client, &chunks);
     assert_ne!(sliced.stop, RequestStop::Stalled);
+    // The client ends its input part way (a half-close, or a close): what is
+    // relayed is what the whole input relays up to there, and the client is
+    // always closed once it has its replies.
+    let cut = common::cut_point(data, client.len());
+    let ended = relay_requests(&client[..cut], &chunks);
+    assert_ne!(ended.stop, RequestStop::Stalled);
+    if !ended.protocol_error() && !whole.protocol_error() {
+        assert!(
+            whole.upstream.starts_with(&ended.upstream),
+            "an end of input changed what went upstream before it"
+        );
+        assert!(ended
+            .expects
+            .iter()
+            .any(|e| matches!(e, Expect::InputEnded | Expect::Close)));
+    }
 });
