@@ -111,7 +111,9 @@ pub struct Settings {
     pub threads: Option<usize>,
 
     /// Close a client that has read none of its pending replies for this
-    /// long (its replies wait in the server meanwhile) [default: 60s]
+    /// long (its replies wait in the server meanwhile), or whose replies are
+    /// still not all out this long after it ended its input or sent QUIT
+    /// [default: 60s]
     #[arg(long, value_name = "DURATION")]
     pub output_timeout: Option<String>,
     /// Close a client connection that has sent nothing for this long; 0 never
