@@ -179,24 +179,7 @@ fn a_client_reset_mid_command_leaves_no_half_command_and_redauth_serves_on() {
     let mut partial = b"*3\r\n$3\r\nSET\r\n$7\r\nhc:huge\r\n$1048576\r\n".to_vec();
     partial.extend_from_slice(&vec![b'x'; 300 * 1024]);
     client.send(&partial);
-    // Reset, not close: SO_LINGER with a zero timeout makes close() send RST.
-    let socket = client.writer();
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket descriptor and a correctly sized option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt SO_LINGER");
-    drop(socket);
+    reset(client.writer());
     drop(client);
 
     let mut check = redis.direct();
@@ -223,6 +206,64 @@ fn a_client_reset_mid_command_leaves_no_half_command_and_redauth_serves_on() {
         assert_eq!(next.request(&["PING"]), b"+PONG\r\n");
         assert_eq!(next.request(&["EXISTS", "hc:huge"]), b":0\r\n");
     }
+}
+
+/// Closes `socket` with a reset rather than a FIN: SO_LINGER with a zero timeout makes close()
+/// send RST.
+fn reset(socket: TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt SO_LINGER");
+}
+
+#[test]
+fn every_command_forwarded_for_a_client_that_resets_is_run() {
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&["--pool-size", "0"]);
+    let command = |i: usize| cmd(&["SET", &format!("rk:{i:06}"), "v"]);
+    let len = command(0).len();
+    let pipeline: Vec<u8> = (0..100_000).flat_map(command).collect();
+    let mut client = TcpStream::connect(redauth.addr()).expect("connecting");
+    // Sent and reset at once, replies unread: redauth is cut off mid-stream.
+    let _ = client.write_all(&pipeline[..pipeline.len() / 2]);
+    reset(client);
+
+    // Every whole command redauth wrote upstream runs (the upstream connection is closed after
+    // them, not reset under them), and the one it had begun to stream does not.
+    let scrape = || support::http::get(redauth.admin_addr(), "/metrics").body;
+    let series = "redauth_bytes_total{direction=\"client_to_upstream\"}";
+    let mut check = redis.direct();
+    let mut last = (0, 0);
+    support::wait_for(
+        "every forwarded command to have run",
+        Duration::from_secs(20),
+        || {
+            let forwarded = support::http::sample(&scrape(), series).unwrap_or(0.0) as usize;
+            let dbsize = String::from_utf8(check.request(&["DBSIZE"])).expect("utf-8");
+            let dbsize: usize = dbsize
+                .trim_start_matches(':')
+                .trim_end()
+                .parse()
+                .expect("a count");
+            last = (forwarded, dbsize);
+            // A command cut short was streamed upstream in part: it must not run.
+            forwarded > 0 && forwarded / len == dbsize
+        },
+    );
+    let (forwarded, dbsize) = last;
+    assert!(dbsize > 0 && forwarded / len == dbsize, "{last:?}");
 }
 
 #[test]

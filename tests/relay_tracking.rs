@@ -81,7 +81,9 @@ fn both(scenario: fn(&mut Run)) -> (Transcript, Transcript) {
 fn assert_same((direct, relayed): (Transcript, Transcript)) {
     assert_eq!(relayed, direct, "through redauth (left) vs direct (right)");
     assert!(
-        direct.iter().any(|line| line.contains("__redis__:invalidate")),
+        direct
+            .iter()
+            .any(|line| line.contains("__redis__:invalidate")),
         "the scenario saw no invalidation at all: {direct:?}"
     );
 }
@@ -146,10 +148,14 @@ fn a_broken_redirect_is_never_pushed_to_a_resp2_client() {
         };
         let mut side = run.redis.direct();
         // Wait until the server has let the redirect target go.
-        wait_for("the redirect target to leave", Duration::from_secs(10), || {
-            let list = side.request(&["CLIENT", "LIST", "ID", &gone_id]);
-            list.starts_with(b"$0\r\n")
-        });
+        wait_for(
+            "the redirect target to leave",
+            Duration::from_secs(10),
+            || {
+                let list = side.request(&["CLIENT", "LIST", "ID", &gone_id]);
+                list.starts_with(b"$0\r\n")
+            },
+        );
         run.sub(&["SUBSCRIBE", "__redis__:invalidate"]);
         // The invalidation for k4 cannot be delivered: RESP3 would say so, RESP2 hears nothing.
         assert_eq!(side.request(&["SET", "k4", "v"]), b"+OK\r\n");

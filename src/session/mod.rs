@@ -103,6 +103,31 @@ where
     .await;
 }
 
+/// Closes an upstream connection that will not be reused, gracefully: the
+/// server is told there is no more input (TLS close_notify and a FIN after
+/// every byte already written), so it runs every whole command it was sent,
+/// drops an incomplete one and any blocked command, and closes. Its last
+/// replies are read and dropped in the background for at most [`LINGER`]:
+/// a connection dropped with unread input would be reset, and a reset can
+/// discard commands still on their way to the server.
+async fn close_upstream<S>(mut stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = tokio::time::timeout(LINGER, stream.shutdown()).await;
+    tokio::spawn(async move {
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+}
+
 /// Serves one client connection to the end.
 pub async fn serve<C>(client: C, ctx: Arc<SessionContext>, peer: &str)
 where
@@ -258,14 +283,15 @@ where
         }
     };
     // The client left with nothing in flight: its connection can serve another.
-    if matches!(ended, Ended::ClientClosed) && requests.quiet() && replies.quiet() {
-        let stream = replies.into_upstream().unsplit(requests.into_upstream());
+    let reusable = matches!(ended, Ended::ClientClosed) && requests.quiet() && replies.quiet();
+    let stream = replies.into_upstream().unsplit(requests.into_upstream());
+    if reusable {
         ctx.pool.recycle(Upstream {
             stream,
             pending: BytesMut::new(),
         });
     } else {
-        drop((requests, replies));
+        close_upstream(stream).await;
     }
     if !matches!(ended, Ended::ClientClosed) {
         linger(&mut client).await;
