@@ -335,6 +335,29 @@ mod tests {
         }
     }
 
+    // Found by fuzzing: a RESET with an argument (an arity error for the
+    // server) whose argument arrived in a later read had redauth's AUTH
+    // written inside it. Commands that take no arguments are acted on only
+    // when they have none.
+    #[test]
+    fn a_reset_with_an_argument_is_not_followed_by_auth_however_it_arrives() {
+        let client = b"*2\r\n$5\r\nRESET\r\n$1\r\nk\r\nMULTI x\r\nGET k\r\n";
+        let whole = relay_requests(client, &[]);
+        let mut expected = b"*2\r\n$5\r\nRESET\r\n$1\r\nk\r\n".to_vec();
+        expected
+            .extend_from_slice(b"*2\r\n$5\r\nMULTI\r\n$1\r\nx\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(whole.upstream, expected);
+        for chunks in [&[15][..], &[3], &[1]] {
+            let split = relay_requests(client, chunks);
+            assert_eq!(split.upstream, whole.upstream, "reads of {chunks:?}");
+            assert_eq!(split.merged_expects(), whole.merged_expects());
+        }
+        assert_eq!(
+            whole.merged_expects(),
+            vec![Expect::Replies(3), Expect::InputEnded]
+        );
+    }
+
     // Found by fuzzing: each of these panicked in a RESP scanner, which
     // ended the session's task without a reply to the client.
     #[test]

@@ -593,6 +593,21 @@ where
 
     /// Forwards a command known by kind and argument count.
     fn command_with_count(&mut self, kind: CommandKind, argc: u32, frame: BytesMut) {
+        // With arguments these take none of their effect: the server answers an
+        // arity error, and redauth must not act on them (a RESET with an argument
+        // still arriving must not be followed by its AUTH, which would land
+        // inside it).
+        let takes_no_arguments = matches!(
+            kind,
+            CommandKind::Reset
+                | CommandKind::Multi
+                | CommandKind::Exec
+                | CommandKind::Discard
+                | CommandKind::Monitor
+        );
+        if takes_no_arguments && argc != 1 {
+            return self.forward_counted(frame);
+        }
         match kind {
             CommandKind::Quit => self.quit(),
             CommandKind::Reset => self.reset(frame),
