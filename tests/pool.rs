@@ -194,7 +194,7 @@ fn a_used_connection_is_reset_to_a_fresh_one() {
             }
         }
 
-        let mut upstream = pool::reset(upstream, &credential).await.unwrap();
+        let mut upstream = pool::reset(upstream, &credential, &[]).await.unwrap();
         upstream
             .stream
             .write_all(&cmd(&["CLIENT", "INFO"]))

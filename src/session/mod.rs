@@ -15,6 +15,7 @@ mod blocking;
 mod expect;
 mod gate;
 pub mod harness;
+pub mod leftovers;
 pub mod reauth;
 mod replies;
 mod requests;
@@ -282,16 +283,27 @@ where
             ended = &mut reply_side => ended,
         }
     };
-    // The client left with nothing in flight: its connection can serve another.
-    let reusable = matches!(ended, Ended::ClientClosed) && requests.quiet() && replies.quiet();
-    let stream = replies.into_upstream().unsplit(requests.into_upstream());
-    if reusable {
-        ctx.pool.recycle(Upstream {
-            stream,
-            pending: BytesMut::new(),
-        });
-    } else {
-        close_upstream(stream).await;
+    // The client left with nothing in flight: its connection can serve
+    // another, once what the client set is undone (or it is closed).
+    let quiet = matches!(ended, Ended::ClientClosed) && requests.quiet() && replies.quiet();
+    let (write_half, leftovers) = requests.into_upstream();
+    let stream = replies.into_upstream().unsplit(write_half);
+    let undo = match leftovers.undo() {
+        Ok(undo) => Some(undo),
+        Err(command) => {
+            tracing::debug!(%command, "the client ran a command RESET may not undo; its upstream connection is closed, not reused");
+            None
+        }
+    };
+    match undo.filter(|_| quiet) {
+        Some(undo) => ctx.pool.recycle(
+            Upstream {
+                stream,
+                pending: BytesMut::new(),
+            },
+            undo,
+        ),
+        None => close_upstream(stream).await,
     }
     if !matches!(ended, Ended::ClientClosed) {
         linger(&mut client).await;

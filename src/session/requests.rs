@@ -12,6 +12,7 @@
 
 use super::blocking::{self, Call, SliceEnd};
 use super::gate;
+use super::leftovers::Leftovers;
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
 use super::{pass_on, until, Ended, Expect, ExpectTx};
 use crate::credentials::{Credential, CredentialWatch, NextCredential, Secret};
@@ -139,6 +140,8 @@ pub(super) struct RequestPump<R, W> {
     held: Option<Held>,
     /// How the slices of the held command end (from the reply side).
     slices: UnboundedReceiver<SliceEnd>,
+    /// Settings the client made that `RESET` does not undo.
+    leftovers: Leftovers,
 }
 
 /// A blocking command running in slices (see [`blocking`]).
@@ -199,6 +202,7 @@ where
             upgraded: false,
             held: None,
             slices,
+            leftovers: Leftovers::default(),
         }
     }
 
@@ -308,9 +312,9 @@ where
             && self.out.is_empty()
     }
 
-    /// The upstream side, once the pump is done.
-    pub(super) fn into_upstream(self) -> W {
-        self.upstream
+    /// The upstream side, and what the client left on it, once the pump is done.
+    pub(super) fn into_upstream(self) -> (W, Leftovers) {
+        (self.upstream, self.leftovers)
     }
 
     /// A new credential was published: re-authenticate within a window
@@ -555,6 +559,11 @@ where
                 self.command_with_count(kind, argc, head);
                 Rest::Forward
             }
+            CommandKind::Client => {
+                self.leftovers.unreadable_client_command();
+                self.command_with_count(kind, argc, head);
+                Rest::Forward
+            }
             _ => {
                 self.command_with_count(kind, argc, head);
                 Rest::Forward
@@ -580,6 +589,7 @@ where
             (CommandKind::Blocking(block), Some(args)) => self.blocking(block, frame, args),
             (CommandKind::Client, Some(args)) => {
                 self.client_reply(args);
+                self.leftovers.client(args);
                 self.forward_counted(frame);
             }
             (CommandKind::Subscribe(sub), args) => {

@@ -18,7 +18,11 @@ use tokio_rustls::TlsConnector;
 pub enum Stage {
     Dial,
     Tls,
+    /// The server refused the credential (an error reply to AUTH).
     Auth,
+    /// AUTH could not be exchanged: the connection was reset or closed, or
+    /// the reply was unreadable. Not a verdict on the credential.
+    AuthExchange,
     Timeout,
 }
 
@@ -28,6 +32,7 @@ impl fmt::Display for Stage {
             Stage::Dial => "upstream unreachable",
             Stage::Tls => "TLS handshake with upstream failed",
             Stage::Auth => "upstream rejected the credential",
+            Stage::AuthExchange => "upstream connection failed during AUTH",
             Stage::Timeout => "upstream connection timed out",
         })
     }
@@ -97,6 +102,7 @@ impl Connector {
                 Stage::Dial => UpstreamError::Connect,
                 Stage::Tls => UpstreamError::Tls,
                 Stage::Auth => UpstreamError::Auth,
+                Stage::AuthExchange => UpstreamError::Io,
                 Stage::Timeout => UpstreamError::Timeout,
             }),
         }
@@ -144,17 +150,17 @@ impl Connector {
         };
         let mut pending = BytesMut::with_capacity(1024);
         if let Some(auth) = credential.auth_command() {
-            stream
-                .write_all(&auth)
-                .await
-                .map_err(|e| self.error(Stage::Auth, format!("sending AUTH: {e}")))?;
-            stream
-                .flush()
-                .await
-                .map_err(|e| self.error(Stage::Auth, format!("sending AUTH: {e}")))?;
-            let reply = read_reply(&mut stream, &mut pending)
-                .await
-                .map_err(|e| self.error(Stage::Auth, e))?;
+            let sent = match stream.write_all(&auth).await {
+                Ok(()) => stream.flush().await,
+                Err(e) => Err(e),
+            };
+            sent.map_err(|e| self.error(Stage::AuthExchange, format!("sending AUTH: {e}")))?;
+            let reply = read_reply(&mut stream, &mut pending).await.map_err(|e| {
+                self.error(
+                    Stage::AuthExchange,
+                    format!("waiting for the AUTH reply: {e}"),
+                )
+            })?;
             if reply.first() != Some(&b'+') {
                 let text = String::from_utf8_lossy(&reply);
                 return Err(self.error(Stage::Auth, text.trim_start_matches('-').trim_end()));
@@ -187,5 +193,29 @@ pub(crate) async fn read_reply(
             Ok(_) => {}
             Err(e) => return Err(format!("reading reply: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_during_auth_is_not_called_a_rejection() {
+        let lost = ConnectError {
+            stage: Stage::AuthExchange,
+            addr: "cache.example:6380".into(),
+            cause: "waiting for the AUTH reply: reading reply: Connection reset by peer".into(),
+        };
+        let text = lost.to_string();
+        assert!(text.starts_with("upstream connection failed during AUTH (cache.example:6380)"));
+        assert!(!text.contains("rejected"), "{text}");
+        let refused = ConnectError {
+            stage: Stage::Auth,
+            ..lost
+        };
+        assert!(refused
+            .to_string()
+            .starts_with("upstream rejected the credential"));
     }
 }

@@ -8,10 +8,12 @@
 //! When a client leaves at a quiet moment (every reply delivered, nothing in
 //! flight, no subscription or MONITOR feed), its connection comes back
 //! ([`Pool::recycle`]): `RESET` (transaction, watches, database, protocol,
-//! tracking, reply mode, subscriptions, identity), `AUTH` with the current
-//! token and `CLIENT SETNAME ""` (which RESET keeps) return it to the state of
-//! a fresh dial before it waits for the next client; any other answer drops
-//! it. So a busy sidecar needs no TLS handshake per client. The refill counts
+//! tracking, reply mode, subscriptions, name, identity), the commands that
+//! undo what the client set and `RESET` keeps (see
+//! [`crate::session::leftovers`]), and `AUTH` with the current token return
+//! it to the state of a fresh dial before it waits for the next client; any
+//! other answer drops it. A client that ran a command whose effect `RESET`
+//! may not undo leaves a connection that is closed, never handed back. So a busy sidecar needs no TLS handshake per client. The refill counts
 //! connections on their way back and waits [`SETTLE`] after a take before
 //! dialing, so short sessions are served by returned connections and no
 //! handshake is spent on a replacement that would only be thrown away.
@@ -30,6 +32,7 @@ use super::connect::read_reply;
 use super::{Connector, Upstream};
 use crate::credentials::{Credential, Credentials};
 use crate::resp::encode;
+use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -162,9 +165,10 @@ impl Pool {
     }
 
     /// Takes back a connection whose client has left with nothing in flight
-    /// (the session checked), to serve another client once it has been reset
-    /// and authenticated again; dropped if that fails or the pool is full.
-    pub fn recycle(&self, upstream: Upstream) {
+    /// (the session checked), to serve another client once it has been reset,
+    /// rid of the client's settings by the `undo` commands, and authenticated
+    /// again; dropped if any of that fails or the pool is full.
+    pub fn recycle(&self, upstream: Upstream, undo: Vec<BytesMut>) {
         if !upstream.pending.is_empty() || self.idle() >= self.shared.size {
             return;
         }
@@ -175,7 +179,8 @@ impl Pool {
             let Ok(credential) = shared.credentials.current(Duration::ZERO).await else {
                 return;
             };
-            let reset = tokio::time::timeout(RESET_TIMEOUT, reset(upstream, &credential)).await;
+            let reset =
+                tokio::time::timeout(RESET_TIMEOUT, reset(upstream, &credential, &undo)).await;
             match reset {
                 Ok(Ok(upstream)) => {
                     let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -226,28 +231,37 @@ impl Drop for Returning {
     }
 }
 
-/// Returns a used connection to the state of a fresh dial: `RESET`, `AUTH`,
-/// and `CLIENT SETNAME ""`, each of which must succeed. Public for tests.
-pub async fn reset(mut upstream: Upstream, credential: &Credential) -> Result<Upstream, String> {
+/// Returns a used connection to the state of a fresh dial: `RESET` (which
+/// also clears the name), `AUTH`, and the `undo` commands, in one write; each
+/// must succeed. Public for tests.
+pub async fn reset(
+    mut upstream: Upstream,
+    credential: &Credential,
+    undo: &[BytesMut],
+) -> Result<Upstream, String> {
     let mut out = encode::command(&["RESET"]);
+    // AUTH before the rest: after RESET the connection is the default user's.
     let auth = credential.auth_command();
     if let Some(auth) = &auth {
         out.extend_from_slice(auth);
     }
-    out.unsplit(encode::command(&["CLIENT", "SETNAME", ""]));
-    upstream
-        .stream
-        .write_all(&out)
-        .await
-        .map_err(|e| e.to_string())?;
-    upstream.stream.flush().await.map_err(|e| e.to_string())?;
+    for command in undo {
+        out.extend_from_slice(command);
+    }
+    let sent = match upstream.stream.write_all(&out).await {
+        Ok(()) => upstream.stream.flush().await,
+        Err(e) => Err(e),
+    };
+    sent.map_err(|e| format!("sending RESET and AUTH: {e}"))?;
     let mut expected: Vec<&[u8]> = vec![b"+RESET\r\n"];
     if auth.is_some() {
         expected.push(b"+OK\r\n");
     }
-    expected.push(b"+OK\r\n");
+    expected.extend(undo.iter().map(|_| &b"+OK\r\n"[..]));
     for want in expected {
-        let reply = read_reply(&mut upstream.stream, &mut upstream.pending).await?;
+        let reply = read_reply(&mut upstream.stream, &mut upstream.pending)
+            .await
+            .map_err(|e| format!("waiting for the replies to RESET and AUTH: {e}"))?;
         if &reply[..] != want {
             // Never the AUTH's text: it may quote nothing secret, but keep it short.
             return Err(format!(
