@@ -7,11 +7,17 @@
 //! local replies in their place. The two run concurrently in one task and
 //! share only an ordered queue of [`Expect`] records.
 //!
-//! A session ends when the client leaves, the upstream drops (the client is
-//! then closed: its server-side state cannot be recreated), a QUIT or protocol
-//! error has been answered, or a write fails.
+//! A session ends when the client leaves (once every whole command it sent
+//! was forwarded and answered: a half-close is served like a close, see
+//! [`Expect::InputEnded`]), the upstream drops (the client is then closed,
+//! after every reply that came first: its server-side state cannot be
+//! recreated), a QUIT or protocol error has been answered, or a write fails.
+//! Connections are closed gracefully (see [`closing`]); an upstream connection
+//! whose client left at a quiet moment goes back to the warm pool instead,
+//! with what the client set that `RESET` keeps (see [`leftovers`]).
 
 mod blocking;
+mod closing;
 mod expect;
 mod gate;
 pub mod harness;
@@ -78,57 +84,6 @@ pub enum Ended {
     Failed(String),
 }
 
-/// How long a closing client connection may take to send what it still had
-/// on its way (see [`linger`]).
-const LINGER: Duration = Duration::from_secs(2);
-
-/// Closes the client's side of the connection gracefully: a FIN after every
-/// reply already written, then whatever the client still sends is read and
-/// dropped until it closes too, for at most [`LINGER`]. Closing a socket with
-/// unread input makes the kernel reset the connection and discard replies not
-/// yet transmitted; a client pipelining when its upstream went away would
-/// lose replies the server had sent.
-async fn linger<C>(client: &mut C)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
-    let _ = client.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(LINGER, async {
-        while let Ok(n) = client.read(&mut sink).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
-/// Closes an upstream connection that will not be reused, gracefully: the
-/// server is told there is no more input (TLS close_notify and a FIN after
-/// every byte already written), so it runs every whole command it was sent,
-/// drops an incomplete one and any blocked command, and closes. Its last
-/// replies are read and dropped in the background for at most [`LINGER`]:
-/// a connection dropped with unread input would be reset, and a reset can
-/// discard commands still on their way to the server.
-async fn close_upstream<S>(mut stream: S)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let _ = tokio::time::timeout(LINGER, stream.shutdown()).await;
-    tokio::spawn(async move {
-        let mut sink = [0u8; 4096];
-        let _ = tokio::time::timeout(LINGER, async {
-            while let Ok(n) = stream.read(&mut sink).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
-    });
-}
-
 /// Serves one client connection to the end.
 pub async fn serve<C>(client: C, ctx: Arc<SessionContext>, peer: &str)
 where
@@ -177,7 +132,7 @@ where
                 Err(failure) => {
                     let reply = encode::error(&format!("ERR redauth: {}", failure.message));
                     let _ = client.write_all(&reply).await;
-                    linger(&mut client).await;
+                    closing::linger(&mut client).await;
                     return Ended::Failed(failure.message);
                 }
             }
@@ -284,29 +239,23 @@ where
         }
     };
     // The client left with nothing in flight: its connection can serve
-    // another, once what the client set is undone (or it is closed).
+    // another, once what the client set is undone; otherwise it is closed.
     let quiet = matches!(ended, Ended::ClientClosed) && requests.quiet() && replies.quiet();
     let (write_half, leftovers) = requests.into_upstream();
     let stream = replies.into_upstream().unsplit(write_half);
-    let undo = match leftovers.undo() {
-        Ok(undo) => Some(undo),
-        Err(command) => {
-            tracing::debug!(%command, "the client ran a command RESET may not undo; its upstream connection is closed, not reused");
-            None
+    match leftovers.undo() {
+        Ok(undo) if quiet => {
+            let pending = BytesMut::new();
+            ctx.pool.recycle(Upstream { stream, pending }, undo);
         }
-    };
-    match undo.filter(|_| quiet) {
-        Some(undo) => ctx.pool.recycle(
-            Upstream {
-                stream,
-                pending: BytesMut::new(),
-            },
-            undo,
-        ),
-        None => close_upstream(stream).await,
+        Ok(_) => closing::close_upstream(stream).await,
+        Err(command) => {
+            tracing::debug!(%command, "the client ran a command RESET may not undo: its upstream connection is closed, not reused");
+            closing::close_upstream(stream).await;
+        }
     }
     if !matches!(ended, Ended::ClientClosed) {
-        linger(&mut client).await;
+        closing::linger(&mut client).await;
     }
     ended
 }
