@@ -10,7 +10,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 use support::*;
 
@@ -179,7 +178,7 @@ fn a_client_reset_mid_command_leaves_no_half_command_and_redauth_serves_on() {
     let mut partial = b"*3\r\n$3\r\nSET\r\n$7\r\nhc:huge\r\n$1048576\r\n".to_vec();
     partial.extend_from_slice(&vec![b'x'; 300 * 1024]);
     client.send(&partial);
-    reset(client.writer());
+    support::reset_connection(client.writer());
     drop(client);
 
     let mut check = redis.direct();
@@ -208,26 +207,6 @@ fn a_client_reset_mid_command_leaves_no_half_command_and_redauth_serves_on() {
     }
 }
 
-/// Closes `socket` with a reset rather than a FIN: SO_LINGER with a zero timeout makes close()
-/// send RST.
-fn reset(socket: TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket descriptor and a correctly sized option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt SO_LINGER");
-}
-
 #[test]
 fn every_command_forwarded_for_a_client_that_resets_is_run() {
     let redis = TlsRedis::start();
@@ -238,7 +217,7 @@ fn every_command_forwarded_for_a_client_that_resets_is_run() {
     let mut client = TcpStream::connect(redauth.addr()).expect("connecting");
     // Sent and reset at once, replies unread: redauth is cut off mid-stream.
     let _ = client.write_all(&pipeline[..pipeline.len() / 2]);
-    reset(client);
+    support::reset_connection(client);
 
     // Every whole command redauth wrote upstream runs (the upstream connection is closed after
     // them, not reset under them), and the one it had begun to stream does not.

@@ -9,7 +9,6 @@ mod support;
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::Duration;
 use support::*;
@@ -143,7 +142,7 @@ fn a_connection_reset_during_auth_is_not_reported_as_a_refused_credential() {
             let Ok(mut stream) = stream else { continue };
             let mut buf = [0u8; 256];
             let _ = stream.read(&mut buf);
-            reset(&stream);
+            support::reset_connection(stream);
         }
     });
     let redis = TlsRedis::start();
@@ -170,23 +169,4 @@ fn a_connection_reset_during_auth_is_not_reported_as_a_refused_credential() {
     assert!(!logs.contains("rejected the credential"), "{logs}");
     // (The cutter thread ends with the test process.)
     drop(cutter);
-}
-
-/// Closes `stream` with a reset (SO_LINGER with a zero timeout).
-fn reset(stream: &std::net::TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket descriptor and a correctly sized option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt SO_LINGER");
 }

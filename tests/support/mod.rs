@@ -94,3 +94,24 @@ pub fn wait_for_refreshes(redauth: &Redauth, n: usize) {
         || (log_events(&redauth.logs(), "token refreshed").len() >= n).then_some(()),
     );
 }
+
+/// Closes `stream` with a reset rather than a FIN: SO_LINGER with a zero timeout makes close()
+/// send RST, as a crashed client or a server cutting connections does.
+pub fn reset_connection(stream: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt SO_LINGER");
+}
