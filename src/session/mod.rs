@@ -14,14 +14,14 @@
 //! recreated), a QUIT or protocol error has been answered, or a write fails.
 //! Connections are closed gracefully (see [`closing`]); an upstream connection
 //! whose client left at a quiet moment goes back to the warm pool instead,
-//! with what the client set that `RESET` keeps (see [`leftovers`]).
+//! with what the client set that `RESET` keeps (see
+//! [`crate::upstream::leftovers`]).
 
 mod blocking;
 mod closing;
 mod expect;
 mod gate;
 pub mod harness;
-pub mod leftovers;
 pub mod reauth;
 mod replies;
 mod requests;

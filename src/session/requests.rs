@@ -12,7 +12,6 @@
 
 use super::blocking::{self, Call, SliceEnd};
 use super::gate;
-use super::leftovers::Leftovers;
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
 use super::{pass_on, until, Ended, Expect, ExpectTx};
 use crate::credentials::{Credential, CredentialWatch, NextCredential, Secret};
@@ -20,6 +19,7 @@ use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
 use crate::resp::request::{Request, RequestBody};
 use crate::resp::{encode, parse_i64, ProtocolError};
+use crate::upstream::leftovers::Leftovers;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

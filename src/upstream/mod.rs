@@ -5,12 +5,15 @@
 //! - [`tls::client_config`] builds the rustls configuration once at startup;
 //! - [`Connector::connect`] dials, handshakes and sends `AUTH`, within one
 //!   deadline, and says which of those steps failed;
-//! - [`Pool`] keeps connections dialed ahead of new clients.
+//! - [`Pool`] keeps connections dialed ahead of new clients, and takes back
+//!   those whose clients left, undoing what each client set
+//!   ([`leftovers::Leftovers`]).
 //!
 //! Relaying over an established connection is the session's job, not this module's.
 
 mod connect;
 mod endpoint;
+pub mod leftovers;
 pub mod pool;
 mod stream;
 pub mod tls;

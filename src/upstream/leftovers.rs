@@ -16,9 +16,16 @@
 //! [`Leftovers`] records which of these a session's client ran, so the
 //! recycle step undoes exactly those (an ordinary client costs nothing extra,
 //! and a library that sends `CLIENT SETINFO` on every connect, as redis-py
-//! does, keeps the pool's hit rate). A `CLIENT` subcommand redauth does not
-//! know, or one too large to read, makes the connection unfit for reuse: it
-//! is closed instead, as nothing says `RESET` undoes it.
+//! does, keeps the pool's hit rate; a server that does not know the
+//! subcommand answers the undo with "unknown subcommand", which is fine: the
+//! client could not have set it either).
+//!
+//! Some state no command takes away, and then the connection is closed
+//! instead of reused: `CLIENT TRACKING on` (the server remembers the keys the
+//! connection read under its client id, which a recycled connection keeps, so
+//! a next client turning tracking on would be told of the previous one's
+//! keys), and a `CLIENT` subcommand redauth does not know or could not read
+//! (too large), as nothing says `RESET` undoes it.
 
 use crate::resp::encode;
 use bytes::{Bytes, BytesMut};
@@ -46,7 +53,7 @@ impl Setting {
 
 /// `CLIENT` subcommands that leave nothing behind `RESET` misses: they only
 /// read, act on other connections or the server, or set state `RESET`
-/// restores (name, reply mode, tracking).
+/// restores (name, reply mode; tracking off, or its options).
 const HARMLESS: &[&[u8]] = &[
     b"caching",
     b"getname",
@@ -69,8 +76,9 @@ const HARMLESS: &[&[u8]] = &[
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Leftovers {
     settings: Vec<Setting>,
-    /// A `CLIENT` subcommand whose effect is not known (named for the log).
-    unknown: Option<String>,
+    /// State no command undoes, or a `CLIENT` subcommand whose effect is not
+    /// known (named for the log): the connection must not be reused.
+    lasting: Option<String>,
 }
 
 impl Leftovers {
@@ -89,9 +97,13 @@ impl Leftovers {
                 // Any other attribute is refused by the server.
                 _ => None,
             },
+            b"tracking" if args.get(2).is_some_and(|a| a.eq_ignore_ascii_case(b"on")) => {
+                self.lasting = Some("CLIENT TRACKING on".into());
+                None
+            }
             sub if HARMLESS.contains(&sub) => None,
             other => {
-                self.unknown = Some(format!("CLIENT {}", String::from_utf8_lossy(other)));
+                self.lasting = Some(format!("CLIENT {}", String::from_utf8_lossy(other)));
                 None
             }
         };
@@ -104,17 +116,24 @@ impl Leftovers {
 
     /// Notes a `CLIENT` command too large to be read: its effect is unknown.
     pub fn unreadable_client_command(&mut self) {
-        self.unknown = Some("CLIENT (too large to read)".into());
+        self.lasting = Some("CLIENT (too large to read)".into());
     }
 
     /// The commands that undo what the client set, or why the connection
     /// cannot be made fresh again and must be closed instead.
     pub fn undo(&self) -> Result<Vec<BytesMut>, &str> {
-        match &self.unknown {
+        match &self.lasting {
             Some(command) => Err(command),
             None => Ok(self.settings.iter().map(|s| s.undo()).collect()),
         }
     }
+}
+
+/// Whether `reply` to an undo command means the setting is as on a fresh
+/// connection: `+OK`, or a server that does not know the subcommand (so the
+/// client's own command set nothing either).
+pub fn undone_by(reply: &[u8]) -> bool {
+    reply == b"+OK\r\n" || reply.starts_with(b"-ERR unknown subcommand")
 }
 
 #[cfg(test)]
@@ -141,7 +160,7 @@ mod tests {
         let leftovers = after(&[
             &["CLIENT", "SETNAME", "app"],
             &["client", "id"],
-            &["CLIENT", "TRACKING", "on"],
+            &["CLIENT", "TRACKING", "off"],
             &["CLIENT", "REPLY", "ON"],
             &["CLIENT", "LIST"],
         ]);
@@ -178,5 +197,17 @@ mod tests {
         assert!(big.undo().is_err());
         // A bare CLIENT (an arity error) sets nothing.
         assert_eq!(after(&[&["CLIENT"]]).undo(), Ok(vec![]));
+        // Keys read under tracking outlive RESET.
+        let tracking = after(&[&["CLIENT", "TRACKING", "ON", "BCAST"]]);
+        assert_eq!(tracking.undo(), Err("CLIENT TRACKING on"));
+    }
+
+    #[test]
+    fn an_undo_the_server_does_not_know_is_nothing_to_undo() {
+        assert!(undone_by(b"+OK\r\n"));
+        assert!(undone_by(
+            b"-ERR unknown subcommand 'NO-TOUCH'. Try CLIENT HELP.\r\n"
+        ));
+        assert!(!undone_by(b"-NOAUTH Authentication required.\r\n"));
     }
 }
