@@ -140,9 +140,10 @@ pub enum Expect {
     Close,
     /// The client ended its input: close it once everything before this was
     /// delivered. A blocking command still waiting for its reply is cancelled
-    /// as Redis cancels it when its client closes: after a short grace for a
-    /// reply already on its way, the upstream connection is closed (and the
-    /// server drops the command, and those queued behind it).
+    /// as Redis cancels it when its client closes: the upstream connection is
+    /// closed (and the server drops the command, and those queued behind it),
+    /// after a short grace if the command was sent only just before (its
+    /// reply may be on its way).
     InputEnded,
     /// A blocking command forwarded in one piece: relayed like an ordinary
     /// reply, but cancelled if the client's input ends while it waits.

@@ -83,13 +83,18 @@ pub(super) struct ReplyPump<R, W> {
     requests_done: bool,
     /// How long a client may leave its replies unread.
     output_timeout: Duration,
-    /// When the client's input ended ([`Expect::InputEnded`] came).
-    input_ended: Option<Instant>,
+    /// The client's input ended ([`Expect::InputEnded`] came).
+    input_ended: bool,
+    /// When the latest blocking command (or slice of one) was sent.
+    blocking_sent: Option<Instant>,
 }
 
-/// How long a blocking command's reply may take to arrive after its client's
-/// input ended before the command is taken to be blocked and is cancelled: a
-/// few round trips, for a reply the server sent just before.
+/// How long after a blocking command was sent its reply may still be on its
+/// way: once the client's input has ended, a blocking command with no reply
+/// this long after it was sent is taken to be blocked, and is cancelled. A
+/// client blocked for a while is cancelled at once, as Redis cancels it when
+/// the client closes; one that sent `BLPOP` and its end of input together (a
+/// pipe into `nc`) still gets an answer the server gave at once.
 const BLOCKED_GRACE: Duration = Duration::from_millis(250);
 
 /// What the frame loop asks of its caller.
@@ -129,7 +134,8 @@ where
             state: ServerState::default(),
             requests_done: false,
             output_timeout,
-            input_ended: None,
+            input_ended: false,
+            blocking_sent: None,
         }
     }
 
@@ -202,8 +208,10 @@ where
     }
 
     fn enqueue(&mut self, expect: Expect) {
-        if expect == Expect::InputEnded {
-            self.input_ended = Some(Instant::now());
+        match expect {
+            Expect::InputEnded => self.input_ended = true,
+            Expect::Blocking | Expect::Slice => self.blocking_sent = Some(Instant::now()),
+            _ => {}
         }
         if expect != Expect::Abandoned {
             return self.queue.push_back(expect);
@@ -336,14 +344,11 @@ where
 
     /// With nothing buffered: read on, and once the client's input has ended
     /// and a blocking command is all that is left waiting (the reply to those
-    /// before it came), cancel it unless its reply comes within the grace.
+    /// before it came), cancel it unless its reply comes within the grace
+    /// (see [`BLOCKED_GRACE`]).
     fn blocked_since_input_ended(&self) -> Next {
-        match (self.input_ended, self.queue.front()) {
-            (Some(at), Some(Expect::Blocking | Expect::Slice)) => {
-                Next::CancelAt(at + BLOCKED_GRACE)
-            }
-            _ => Next::Read,
-        }
+        cancel_at(self.input_ended, self.blocking_sent, self.queue.front())
+            .map_or(Next::Read, Next::CancelAt)
     }
 
     /// Whether a frame starting with `first` may be a push or a pub/sub
@@ -568,6 +573,20 @@ where
     }
 }
 
+/// When to cancel the command at the head of the queue, if ever: only once
+/// the client's input ended, only a blocking command (or slice), and
+/// [`BLOCKED_GRACE`] after the latest one was sent (at once if that is past).
+fn cancel_at(
+    input_ended: bool,
+    blocking_sent: Option<Instant>,
+    head: Option<&Expect>,
+) -> Option<Instant> {
+    match (input_ended, blocking_sent, head) {
+        (true, Some(sent), Some(Expect::Blocking | Expect::Slice)) => Some(sent + BLOCKED_GRACE),
+        _ => None,
+    }
+}
+
 /// A RESP3 (un)subscribe confirmation push as the RESP2 array Redis sends a
 /// RESP2 client: `*3`, and a null channel as `$-1`.
 fn resp2_confirmation(frame: &[u8]) -> Vec<u8> {
@@ -619,5 +638,31 @@ fn reauthenticated(reply: &[u8]) {
             reply = %text,
             "the server refused re-authentication; the connection keeps its current identity"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocked_command_is_cancelled_only_after_the_input_ended() {
+        let now = Instant::now();
+        let head = Some(&Expect::Blocking);
+        assert_eq!(cancel_at(false, Some(now), head), None);
+        assert_eq!(cancel_at(true, Some(now), Some(&Expect::Replies(1))), None);
+        assert_eq!(cancel_at(true, Some(now), head), Some(now + BLOCKED_GRACE));
+        assert_eq!(
+            cancel_at(true, Some(now), Some(&Expect::Slice)),
+            Some(now + BLOCKED_GRACE)
+        );
+    }
+
+    #[test]
+    fn a_client_blocked_for_a_while_is_cancelled_at_once() {
+        // Sent long ago: its reply is not on its way, so there is nothing to wait for.
+        let long_ago = Instant::now() - Duration::from_secs(10);
+        let at = cancel_at(true, Some(long_ago), Some(&Expect::Blocking)).expect("cancelled");
+        assert!(at <= Instant::now());
     }
 }
