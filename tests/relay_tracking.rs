@@ -88,6 +88,12 @@ fn assert_same((direct, relayed): (Transcript, Transcript)) {
     );
 }
 
+/// The tracker reads a missing `key` (so it is tracked), then sets it: one invalidation.
+fn track_then_change(tracker: &mut RespConn, key: &str) {
+    assert_eq!(tracker.request(&["GET", key]), b"$-1\r\n");
+    assert_eq!(tracker.request(&["SET", key, "v"]), b"+OK\r\n");
+}
+
 #[test]
 fn a_subscribed_resp2_redirect_target_gets_invalidations_as_messages() {
     assert_same(both(|run| {
@@ -95,8 +101,7 @@ fn a_subscribed_resp2_redirect_target_gets_invalidations_as_messages() {
         run.sub(&["SUBSCRIBE", "__redis__:invalidate"]);
         let mut tracker = run.tracker(&id, &[]);
         // A key the tracker read changes: one message with the key.
-        assert_eq!(tracker.request(&["GET", "k1"]), b"$-1\r\n");
-        assert_eq!(tracker.request(&["SET", "k1", "v"]), b"+OK\r\n");
+        track_then_change(&mut tracker, "k1");
         run.read();
         // A flush: the payload is a null bulk string in RESP2.
         assert_eq!(tracker.request(&["GET", "k1"]), bulk("v"));
@@ -117,8 +122,7 @@ fn invalidations_follow_any_subscription_and_stop_without_one() {
         // Subscribed to some other channel: Redis still delivers the message.
         run.sub(&["SUBSCRIBE", "elsewhere"]);
         let mut tracker = run.tracker(&id, &[]);
-        assert_eq!(tracker.request(&["GET", "k2"]), b"$-1\r\n");
-        assert_eq!(tracker.request(&["SET", "k2", "v"]), b"+OK\r\n");
+        track_then_change(&mut tracker, "k2");
         run.read();
         // No subscription left: a RESP2 connection gets nothing.
         run.sub(&["UNSUBSCRIBE"]);
@@ -128,8 +132,7 @@ fn invalidations_follow_any_subscription_and_stop_without_one() {
         run.sub(&["GET", "k2"]);
         // Subscribed again (by pattern): delivered again.
         run.sub(&["PSUBSCRIBE", "p*"]);
-        assert_eq!(tracker.request(&["GET", "k3"]), b"$-1\r\n");
-        assert_eq!(tracker.request(&["SET", "k3", "v"]), b"+OK\r\n");
+        track_then_change(&mut tracker, "k3");
         run.read();
     }));
 }
@@ -163,8 +166,7 @@ fn a_broken_redirect_is_never_pushed_to_a_resp2_client() {
         // Other subscribers' redirects still reach it.
         let id = run.id_while_subscribed(&mut side);
         let mut tracker = run.tracker(&id, &[]);
-        assert_eq!(tracker.request(&["GET", "k5"]), b"$-1\r\n");
-        assert_eq!(tracker.request(&["SET", "k5", "v"]), b"+OK\r\n");
+        track_then_change(&mut tracker, "k5");
         run.read();
     }));
 }

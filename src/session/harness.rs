@@ -31,10 +31,6 @@ use tokio::sync::mpsc;
 /// stops the request side reading, and no reply will ever release it here).
 const STALL: Duration = Duration::from_secs(2);
 
-/// How long the request side waits, once the client's input ended, for a held
-/// blocking command that no reply side here will ever end.
-const DRAIN: Duration = Duration::from_millis(100);
-
 /// What the request side did with a client's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRun {
@@ -147,13 +143,12 @@ pub fn relay_requests_as(credential: Credential, client: &[u8], chunks: &[usize]
                 max_bulk: DEFAULT_MAX_BULK,
                 idle_timeout: None,
                 client_password: None,
-                drain_timeout: DRAIN,
             },
         );
         let stop = match tokio::time::timeout(STALL, pump.run()).await {
             Err(_) => RequestStop::Stalled,
-            Ok(Stop::Closing { .. }) => RequestStop::Closing,
-            Ok(Stop::InputEnded { .. }) => RequestStop::InputEnded,
+            Ok(Stop::Closing) => RequestStop::Closing,
+            Ok(Stop::InputEnded) => RequestStop::InputEnded,
             Ok(Stop::UpstreamWriteFailed(why)) => RequestStop::Other(why),
             Ok(Stop::Ended(other)) => RequestStop::Other(format!("{other:?}")),
         };

@@ -25,6 +25,7 @@ pub mod harness;
 pub mod reauth;
 mod replies;
 mod requests;
+mod resp2;
 
 pub use expect::Expect;
 use expect::{ExpectRx, ExpectTx};
@@ -72,6 +73,32 @@ pub(crate) async fn until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Why a session whose client ended its input (or sent QUIT) was closed
+/// before it was served.
+const DRAIN_TIMED_OUT: &str =
+    "the client's last replies were not all delivered within the output timeout";
+
+/// Once the request side has stopped (QUIT or a protocol error answered,
+/// the client's input ended, or writing upstream failed), lets the reply side
+/// deliver what is owed within `limit`, and says how the session ended.
+async fn finish(
+    stop: requests::Stop,
+    reply_side: impl std::future::Future<Output = Ended>,
+    limit: Duration,
+) -> Ended {
+    match (stop, tokio::time::timeout(limit, reply_side).await) {
+        // The server may have closed after replies not yet relayed: they went
+        // out first, as a direct connection would have received them.
+        (requests::Stop::UpstreamWriteFailed(why), Ok(Ended::UpstreamClosed) | Err(_)) => {
+            Ended::Failed(why)
+        }
+        (_, Err(_)) => Ended::Closed(DRAIN_TIMED_OUT),
+        // A half-close: every reply was delivered, then the close.
+        (requests::Stop::InputEnded, Ok(Ended::Closed(_))) => Ended::ClientClosed,
+        (_, Ok(ended)) => ended,
     }
 }
 
@@ -195,7 +222,6 @@ where
             max_bulk: ctx.max_bulk,
             idle_timeout: ctx.idle_timeout,
             client_password: ctx.client_password.clone(),
-            drain_timeout: ctx.output_timeout,
         },
     );
     let mut replies = replies::ReplyPump::new(
@@ -212,28 +238,9 @@ where
         tokio::pin!(request_side, reply_side);
         tokio::select! {
             stop = &mut request_side => match stop {
-                // QUIT or a protocol error: let the reply side deliver what is owed.
-                requests::Stop::Closing { deadline } => {
-                    tokio::time::timeout_at(deadline, reply_side).await.unwrap_or(Ended::Closed(requests::DRAIN_TIMED_OUT))
-                }
-                // A half-close: the reply side delivers every reply, then closes.
-                requests::Stop::InputEnded { deadline } => {
-                    match tokio::time::timeout_at(deadline, reply_side).await {
-                        Ok(Ended::Closed(_)) => Ended::ClientClosed,
-                        Ok(other) => other,
-                        Err(_) => Ended::Closed(requests::DRAIN_TIMED_OUT),
-                    }
-                }
-                // The server may have closed after replies not yet relayed:
-                // they go out first, as a direct connection would get them.
-                requests::Stop::UpstreamWriteFailed(why) => {
-                    let deadline = tokio::time::Instant::now() + ctx.output_timeout;
-                    match tokio::time::timeout_at(deadline, reply_side).await {
-                        Ok(Ended::UpstreamClosed) | Err(_) => Ended::Failed(why),
-                        Ok(other) => other,
-                    }
-                }
                 requests::Stop::Ended(ended) => ended,
+                // The reply side delivers what is owed, within the output timeout.
+                stop => finish(stop, reply_side, ctx.output_timeout).await,
             },
             ended = &mut reply_side => ended,
         }

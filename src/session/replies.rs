@@ -9,7 +9,7 @@
 
 use super::blocking::{self, SliceEnd};
 use super::reauth::{self, COUNTERS};
-use super::{pass_on, until, Ended, Expect, ExpectRx};
+use super::{pass_on, resp2, until, Ended, Expect, ExpectRx};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::SubscribeKind;
 use crate::resp::pubsub::{self, Peek, TrackingPush};
@@ -439,7 +439,7 @@ where
             Role::Confirmation(kind) => {
                 self.confirmation(kind, &frame);
                 if self.state.translate && frame.first() == Some(&b'>') {
-                    self.out.extend_from_slice(&resp2_confirmation(&frame));
+                    self.out.extend_from_slice(&resp2::confirmation(&frame));
                 } else {
                     self.out.unsplit(frame);
                 }
@@ -454,7 +454,7 @@ where
                 self.out.unsplit(frame);
             }
             Role::Tracking(push) => {
-                if let Some(message) = resp2_tracking(push, &frame, self.state.subscribed()) {
+                if let Some(message) = resp2::tracking(push, &frame, self.state.subscribed()) {
                     self.out.extend_from_slice(&message);
                 }
             }
@@ -585,45 +585,6 @@ fn cancel_at(
         (true, Some(sent), Some(Expect::Blocking | Expect::Slice)) => Some(sent + BLOCKED_GRACE),
         _ => None,
     }
-}
-
-/// A RESP3 (un)subscribe confirmation push as the RESP2 array Redis sends a
-/// RESP2 client: `*3`, and a null channel as `$-1`.
-fn resp2_confirmation(frame: &[u8]) -> Vec<u8> {
-    let elements = pubsub::elements(frame);
-    let mut out = format!("*{}\r\n", elements.len()).into_bytes();
-    for element in elements {
-        if element == b"_\r\n" {
-            out.extend_from_slice(b"$-1\r\n");
-        } else {
-            out.extend_from_slice(element);
-        }
-    }
-    out
-}
-
-/// What a RESP2 connection would have been sent in place of a RESP3
-/// client-side caching push. Redis delivers invalidations to a RESP2 client
-/// only as the redirect target of another client's tracking, and only while
-/// it is subscribed (to any channel): as a `message` on
-/// `__redis__:invalidate` whose payload is the array of keys, or a null
-/// bulk string for a flush. `tracking-redir-broken` goes to RESP3 clients
-/// only. (A RESP2 client that turned tracking on for itself, without a
-/// redirect, gets nothing from Redis; through the switch its own
-/// invalidations arrive like redirected ones: see README Limits.)
-fn resp2_tracking(push: TrackingPush, frame: &[u8], subscribed: bool) -> Option<Vec<u8>> {
-    const HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n";
-    if push != TrackingPush::Invalidate || !subscribed {
-        return None;
-    }
-    let payload = *pubsub::elements(frame).get(1)?;
-    let mut out = HEAD.to_vec();
-    if payload == b"_\r\n" {
-        out.extend_from_slice(b"$-1\r\n");
-    } else {
-        out.extend_from_slice(payload);
-    }
-    Some(out)
 }
 
 /// Counts and logs the server's answer to an injected re-authentication.

@@ -11,8 +11,8 @@
 //! [`blocking`]).
 
 use super::blocking::{self, Call, SliceEnd};
-use super::gate;
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
+use super::{gate, resp2};
 use super::{pass_on, until, Ended, Expect, ExpectTx};
 use crate::credentials::{Credential, CredentialWatch, NextCredential, Secret};
 use crate::metrics::{self, Direction, UpstreamError};
@@ -37,10 +37,6 @@ const READ_CHUNK: usize = 16 * 1024;
 /// arguments; beyond this it is relayed without being looked at.
 const WHOLE_COMMAND_MAX: usize = 1024 * 1024;
 
-/// Why a session whose client ended its input was closed before it was served.
-pub(super) const DRAIN_TIMED_OUT: &str =
-    "the client ended its input and its replies were not done within the output timeout";
-
 /// How much a client may send while its blocking command runs in slices;
 /// beyond this redauth stops reading until the call is over.
 const HELD_MAX: usize = 1024 * 1024;
@@ -53,24 +49,17 @@ pub(super) struct Policy {
     pub idle_timeout: Option<Duration>,
     /// The password a client's AUTH must give (`--client-password-file`).
     pub client_password: Option<Arc<Secret>>,
-    /// How long a client that ended its input may wait for what it is owed
-    /// (`--output-timeout`).
-    pub drain_timeout: Duration,
 }
 
 /// How the request side stopped.
 pub(super) enum Stop {
     /// QUIT or a protocol error was answered: the reply side finishes the
-    /// session by `deadline`.
-    Closing {
-        deadline: Instant,
-    },
+    /// session.
+    Closing,
     /// The client ended its input (a half-close, or a close): every command
     /// it sent whole before that was forwarded, and the reply side delivers
-    /// their replies and then closes the client, by `deadline`.
-    InputEnded {
-        deadline: Instant,
-    },
+    /// their replies and then closes the client.
+    InputEnded,
     /// Writing to the upstream failed: the server may have closed the
     /// connection after replies the reply side has yet to read and deliver.
     UpstreamWriteFailed(String),
@@ -110,8 +99,6 @@ pub(super) struct RequestPump<R, W> {
     idle_timeout: Option<Duration>,
     /// The password a client's AUTH must give, if any.
     client_password: Option<Arc<Secret>>,
-    /// How long a client that ended its input may wait for what it is owed.
-    drain_timeout: Duration,
     /// The client ended its input (a read returned 0).
     input_ended: bool,
     /// When the client last sent anything.
@@ -187,7 +174,6 @@ where
             max_bulk: policy.max_bulk,
             idle_timeout: policy.idle_timeout,
             client_password: policy.client_password,
-            drain_timeout: policy.drain_timeout,
             input_ended: false,
             last_active: Instant::now(),
             last_blocking: false,
@@ -234,12 +220,10 @@ where
                 return Stop::UpstreamWriteFailed(format!("writing to upstream: {e}"));
             }
             if closing || self.quitting {
-                let deadline = Instant::now() + self.drain_timeout;
-                return Stop::Closing { deadline };
+                return Stop::Closing;
             }
             if input_done {
-                let deadline = Instant::now() + self.drain_timeout;
-                return Stop::InputEnded { deadline };
+                return Stop::InputEnded;
             }
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
                 self.buf.reserve(READ_CHUNK);
@@ -810,7 +794,7 @@ where
             CommandKind::Subscribe(_) | CommandKind::Quit | CommandKind::Reset => false,
             CommandKind::Ping => match args {
                 Some(args) if args.len() <= 2 => {
-                    self.stand_in(subscribed_pong(args.get(1)));
+                    self.stand_in(resp2::subscribed_pong(args.get(1)));
                     true
                 }
                 _ => false, // an arity error, which the server words itself
@@ -1004,17 +988,6 @@ where
         self.upstream.write_all(&out).await?;
         self.upstream.flush().await
     }
-}
-
-/// PING's reply to a RESP2 subscribed client: `["pong", <arg or "">]`.
-fn subscribed_pong(arg: Option<&Bytes>) -> Bytes {
-    let arg = arg.map_or(&b""[..], |a| &a[..]);
-    let mut out = BytesMut::with_capacity(24 + arg.len());
-    out.extend_from_slice(b"*2\r\n$4\r\npong\r\n");
-    out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-    out.extend_from_slice(arg);
-    out.extend_from_slice(b"\r\n");
-    out.freeze()
 }
 
 /// Commands with subcommands, named `name|subcommand` in Redis's errors.
