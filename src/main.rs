@@ -16,12 +16,17 @@
 use clap::Parser;
 use redauth::admin::{AdminServer, Health};
 use redauth::config::{self, Auth, Config, Environment, LogFormat, ProcessEnv, Settings};
+use redauth::credentials::password_file::{self, Verdict};
 use redauth::credentials::schedule::RefreshPolicy;
-use redauth::credentials::{entra, refresher, Credentials};
+use redauth::credentials::{entra, refresher, CredentialState, Credentials};
 use redauth::lifecycle;
 use redauth::server::{Server, StartError};
+use redauth::session::ClientPassword;
+use redauth::upstream::{health, Connector};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// A credential-free local endpoint for a managed Redis.
@@ -169,25 +174,21 @@ fn init_logging(config: &Config) {
 async fn serve(config: Config) -> ExitCode {
     // Watch the signals before anything else, so none is lost during startup.
     let signal = redauth::server::shutdown_signal();
-    let (credentials, refresher_task) = match &config.auth {
-        Auth::Static(credential) => (Credentials::fixed(credential.clone()), None),
-        Auth::Entra { entra, username } => {
-            let source = match entra::build(entra, &ProcessEnv) {
-                Ok(source) => source,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot set up the Entra ID credential");
-                    return ExitCode::from(lifecycle::EXIT_CONFIG);
-                }
-            };
-            tracing::info!(credential = %source.kind(), scope = %entra.scope, "fetching Entra ID tokens");
-            let (credentials, task) =
-                refresher::start(source, username.clone(), RefreshPolicy::default());
-            (credentials, Some(task))
+    let upstream = match upstream_credentials(&config) {
+        Ok(upstream) => upstream,
+        Err(status) => return status,
+    };
+    let credentials = upstream.credentials.clone();
+    let (client_password, client_password_tx) = match &config.client_password {
+        Some(password) => {
+            let (tx, rx) = watch::channel(Some(Arc::new(password.clone())));
+            (ClientPassword::following(rx), Some(tx))
         }
+        None => (ClientPassword::none(), None),
     };
     let health = Health::new(credentials.clone());
     let started = async {
-        let server = Server::bind(&config, credentials).await?;
+        let server = Server::bind(&config, credentials.clone(), client_password).await?;
         let admin = AdminServer::bind(config.admin_listen, health.clone()).await?;
         Ok::<_, StartError>((server, admin))
     };
@@ -199,12 +200,103 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(lifecycle::EXIT_STARTUP);
         }
     };
+    let connector = server.connector().clone();
+    health.follow_dials(connector.health().clone());
+    if config.run_connection_test {
+        // The first token may take a while to fetch; the dial has its own bound.
+        let wait = CONNECTION_TEST_WAIT.max(config.connect_timeout);
+        match health::connection_test(&connector, &credentials, wait).await {
+            Ok(took) => tracing::info!(
+                took = %humantime::format_duration(Duration::from_millis(took.as_millis() as u64)),
+                "connection test passed: dial, TLS, AUTH and PING"
+            ),
+            Err(why) => {
+                tracing::error!(reason = %why, "connection test failed; exiting");
+                return ExitCode::from(lifecycle::EXIT_STARTUP);
+            }
+        }
+    }
+    tokio::spawn(health::probe(
+        connector.clone(),
+        credentials.clone(),
+        connector.health().clone(),
+    ));
+    if let (Some(tx), Some(path)) = (upstream.password_tx, config.password_file.clone()) {
+        let (notice_tx, notice) = watch::channel(None);
+        health.follow_notice(notice);
+        let verify = password_verifier(connector.detached());
+        tokio::spawn(password_file::follow_upstream(path, tx, verify, notice_tx));
+    }
+    if let (Some(tx), Some(path)) = (client_password_tx, config.client_password_file.clone()) {
+        tokio::spawn(password_file::follow_client(path, tx));
+    }
     health.set_listening();
     // Serves until the runtime ends, through the drain.
     tokio::spawn(admin.run());
     let (stop_accepting, accepting) = watch::channel(false);
     let serving = tokio::spawn(server.run(accepting, config.shutdown.max_delay));
-    let stop = lifecycle::wait_for_stop(signal, &health, refresher_task).await;
+    let stop = lifecycle::wait_for_stop(signal, &health, upstream.refresher).await;
     let cut = lifecycle::drain(&stop, &health, &config.shutdown, stop_accepting, serving).await;
     ExitCode::from(lifecycle::exit_status(&stop, cut, &config.shutdown))
+}
+
+/// How long `--run-connection-test` waits for a first credential.
+const CONNECTION_TEST_WAIT: Duration = Duration::from_secs(30);
+
+/// The upstream credential channel, and what feeds it.
+struct UpstreamCredentials {
+    credentials: Credentials,
+    /// The Entra token refresher.
+    refresher: Option<tokio::task::JoinHandle<Option<refresher::Fatal>>>,
+    /// The channel's sender, for following `--password-file`.
+    password_tx: Option<watch::Sender<CredentialState>>,
+}
+
+fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, ExitCode> {
+    Ok(match &config.auth {
+        Auth::Static(credential) if config.password_file.is_some() => {
+            let (tx, rx) = watch::channel(CredentialState::Ready(Arc::new(credential.clone())));
+            UpstreamCredentials {
+                credentials: Credentials::from_channel(rx),
+                refresher: None,
+                password_tx: Some(tx),
+            }
+        }
+        Auth::Static(credential) => UpstreamCredentials {
+            credentials: Credentials::fixed(credential.clone()),
+            refresher: None,
+            password_tx: None,
+        },
+        Auth::Entra { entra, username } => {
+            let source = match entra::build(entra, &ProcessEnv) {
+                Ok(source) => source,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the Entra ID credential");
+                    return Err(ExitCode::from(lifecycle::EXIT_CONFIG));
+                }
+            };
+            tracing::info!(credential = %source.kind(), scope = %entra.scope, "fetching Entra ID tokens");
+            let (credentials, task) =
+                refresher::start(source, username.clone(), RefreshPolicy::default());
+            UpstreamCredentials {
+                credentials,
+                refresher: Some(task),
+                password_tx: None,
+            }
+        }
+    })
+}
+
+/// Tries a changed upstream password on a dial of its own.
+fn password_verifier(connector: Connector) -> password_file::Verify {
+    Arc::new(move |credential| {
+        let connector = connector.clone();
+        Box::pin(async move {
+            match connector.connect(&credential).await {
+                Ok(_) => Verdict::Accepted,
+                Err(e) if health::credential_refused(&e) => Verdict::Refused(e.cause),
+                Err(e) => Verdict::Unknown(e.to_string()),
+            }
+        })
+    })
 }

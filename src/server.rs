@@ -13,7 +13,7 @@
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::metrics;
-use crate::session::SessionContext;
+use crate::session::{ClientPassword, SessionContext};
 use crate::shards::{self, Shards};
 use crate::upstream::{tls, Connector, Pool};
 use rustls::pki_types::ServerName;
@@ -49,11 +49,16 @@ pub struct Server {
     unix: Option<(UnixListener, PathBuf)>,
     shards: Arc<Shards>,
     max_connections: Option<usize>,
+    connector: Connector,
 }
 
 impl Server {
     /// Builds TLS and binds every listener in `config`.
-    pub async fn bind(config: &Config, credentials: Credentials) -> Result<Server, StartError> {
+    pub async fn bind(
+        config: &Config,
+        credentials: Credentials,
+        client_password: ClientPassword,
+    ) -> Result<Server, StartError> {
         let tls = if config.upstream.tls {
             let client = tls::client_config(&config.tls)?;
             let name = ServerName::try_from(config.tls_server_name.clone())
@@ -86,11 +91,11 @@ impl Server {
         let ctx = SessionContext {
             // Each relay thread starts its own share of the pool.
             pool: Pool::start(connector.clone(), credentials.clone(), 0),
-            connector,
+            connector: connector.clone(),
             credentials,
             connect_timeout: config.connect_timeout,
             max_bulk: config.max_bulk,
-            client_password: config.client_password.clone().map(Arc::new),
+            client_password,
             output_timeout: config.output_timeout,
             idle_timeout: config.idle_timeout,
         };
@@ -102,7 +107,14 @@ impl Server {
             unix,
             shards: Arc::new(shards),
             max_connections: config.max_connections,
+            connector,
         })
+    }
+
+    /// Dials the upstream as sessions do (for the connection test and the
+    /// readiness probe); its clones share one [`Connector::health`].
+    pub fn connector(&self) -> &Connector {
+        &self.connector
     }
 
     /// Addresses the TCP listeners are bound to.

@@ -2,16 +2,18 @@
 //! serve a new client now, and whether it has been asked to stop.
 //!
 //! [`Health`] is shared by the admin endpoints and `main`. It reads the
-//! credential channel's current value (never dials the upstream) and holds
+//! credential channel's current value and the outcome of recent dials
+//! ([`DialHealth`]; the probe itself never dials), and holds
 //! three latches: the listeners are bound, a first credential was obtained,
 //! and the drain has begun. It also carries the `/quitquitquit` request to
 //! whoever runs the shutdown.
 
 use crate::credentials::{CredentialState, Credentials};
+use crate::upstream::health::DialHealth;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// Health state shared by the admin endpoints and the process lifecycle.
 #[derive(Debug)]
@@ -21,6 +23,10 @@ pub struct Health {
     obtained: AtomicBool,
     draining: AtomicBool,
     quit: Notify,
+    /// Set once the connector exists (see [`Health::follow_dials`]).
+    dials: OnceLock<Arc<DialHealth>>,
+    /// Why a changed password file is not in use (see [`Health::follow_notice`]).
+    notice: OnceLock<watch::Receiver<Option<String>>>,
 }
 
 impl Health {
@@ -32,6 +38,8 @@ impl Health {
             obtained: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             quit: Notify::new(),
+            dials: OnceLock::new(),
+            notice: OnceLock::new(),
         });
         // Holds only a weak reference: the task ends with the process or the
         // first credential, whichever comes first.
@@ -49,6 +57,24 @@ impl Health {
     /// The credentials the probes and metrics look at.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// From now on readiness also fails while dials to the upstream do.
+    pub fn follow_dials(&self, dials: Arc<DialHealth>) {
+        // Only the first call counts; there is one connector.
+        let _ = self.dials.set(dials);
+    }
+
+    /// `/readyz` shows what is published on `notice` while ready: something
+    /// an operator must act on that does not stop redauth from serving.
+    pub fn follow_notice(&self, notice: watch::Receiver<Option<String>>) {
+        let _ = self.notice.set(notice);
+    }
+
+    /// The current notice, on one line.
+    pub fn notice(&self) -> Option<String> {
+        let notice = self.notice.get()?.borrow().clone()?;
+        Some(one_line(&notice))
     }
 
     /// Every client listener is bound.
@@ -95,12 +121,20 @@ impl Health {
     }
 
     /// `Ok` when a new client would be served now: a valid credential is
-    /// held and redauth is not draining. Otherwise why not, on one line,
-    /// without any secret.
+    /// held, the upstream takes it (see [`DialHealth::verdict`]) and redauth
+    /// is not draining. Otherwise why not, on one line, without any secret.
     pub fn readiness(&self, now: SystemTime) -> Result<(), String> {
         if self.is_draining() {
             return Err("draining".into());
         }
+        self.credential_readiness(now)?;
+        match self.dials.get() {
+            Some(dials) => dials.verdict().map_err(|why| one_line(&why)),
+            None => Ok(()),
+        }
+    }
+
+    fn credential_readiness(&self, now: SystemTime) -> Result<(), String> {
         match self.credentials.snapshot() {
             CredentialState::Ready(c) => match c.expires_at {
                 Some(at) if at <= now => Err(format!(

@@ -25,7 +25,14 @@ pub(super) fn respond(
         }
         "/livez" => text(StatusCode::OK, "ok\n".into()),
         "/startupz" => probe(health.startup()),
-        "/readyz" => probe(health.readiness(SystemTime::now())),
+        "/readyz" => match health.readiness(SystemTime::now()) {
+            // Ready, with what an operator should know (a refused new password).
+            Ok(()) => match health.notice() {
+                Some(notice) => text(StatusCode::OK, format!("ok, but {notice}\n")),
+                None => probe(Ok(())),
+            },
+            failing => probe(failing),
+        },
         "/metrics" => {
             let mut response = text(StatusCode::OK, metrics::render(health.credentials()));
             response.headers_mut().insert(

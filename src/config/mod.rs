@@ -36,6 +36,13 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// The password local clients must AUTH with, if any.
     pub client_password: Option<Secret>,
+    /// Where `client_password` was read from, to follow its changes.
+    pub client_password_file: Option<PathBuf>,
+    /// Where the upstream password was read from (`--auth password` with
+    /// `--password-file`), to follow its changes.
+    pub password_file: Option<PathBuf>,
+    /// Dial once at startup and exit 1 if that fails.
+    pub run_connection_test: bool,
     /// Largest bulk argument accepted from clients.
     pub max_bulk: u64,
     /// Things to warn about at startup (logging is not up while resolving).
@@ -309,6 +316,12 @@ pub fn resolve(settings: Settings, env: &dyn Environment) -> Result<Config, Vec<
         (true, Some(upstream)) => Ok(Config {
             listen,
             client_password,
+            client_password_file: settings.client_password_file,
+            password_file: match &auth {
+                Auth::Static(_) => settings.password_file,
+                Auth::Entra { .. } => None,
+            },
+            run_connection_test: settings.run_connection_test.unwrap_or(false),
             max_bulk,
             warnings,
             unix_socket: settings.unix_socket,

@@ -145,6 +145,11 @@ pub struct Settings {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub exit_zero_on_sigterm: Option<bool>,
 
+    /// At startup, dial the upstream once (TLS, AUTH, PING) before serving,
+    /// and exit with status 1 and the reason if that fails
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub run_connection_test: Option<bool>,
+
     /// Log format: text | json [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -195,6 +200,7 @@ pub(crate) const KEYS: &[(&str, Shape)] = &[
     ("min_shutdown_delay", Shape::Text),
     ("max_shutdown_delay", Shape::Text),
     ("exit_zero_on_sigterm", Shape::Flag),
+    ("run_connection_test", Shape::Flag),
     ("log_format", Shape::Text),
     ("log_level", Shape::Text),
 ];
@@ -237,6 +243,7 @@ impl Settings {
             min_shutdown_delay: self.min_shutdown_delay.or(lower.min_shutdown_delay),
             max_shutdown_delay: self.max_shutdown_delay.or(lower.max_shutdown_delay),
             exit_zero_on_sigterm: self.exit_zero_on_sigterm.or(lower.exit_zero_on_sigterm),
+            run_connection_test: self.run_connection_test.or(lower.run_connection_test),
             log_format: self.log_format.or(lower.log_format),
             log_level: self.log_level.or(lower.log_level),
         }

@@ -10,6 +10,7 @@
 
 pub mod entra;
 pub mod jwt;
+pub mod password_file;
 pub mod refresher;
 pub mod schedule;
 mod secret;

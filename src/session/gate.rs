@@ -7,13 +7,40 @@
 //! `-WRONGPASS`, and — as Redis limits unauthenticated clients — a command
 //! of more than 10 arguments or an argument over 16 KiB is a protocol error
 //! that closes the connection. Passwords are compared in constant time.
+//!
+//! The password follows its file ([`ClientPassword`]): a client's AUTH is
+//! checked against the one current when it is given.
 
 use super::requests::arguments;
 use super::Ended;
 use crate::credentials::Secret;
 use crate::resp::request::{Request, RequestBody};
 use bytes::{Buf, Bytes, BytesMut};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// The password local clients must give, if any, as its file now holds it
+/// (see [`crate::credentials::password_file::follow_client`]); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ClientPassword(watch::Receiver<Option<Arc<Secret>>>);
+
+impl ClientPassword {
+    /// No client password: any AUTH is answered `+OK`.
+    pub fn none() -> ClientPassword {
+        ClientPassword(watch::channel(None).1)
+    }
+
+    /// Follows the password published on `rx`.
+    pub fn following(rx: watch::Receiver<Option<Arc<Secret>>>) -> ClientPassword {
+        ClientPassword(rx)
+    }
+
+    /// The password as of now.
+    pub fn current(&self) -> Option<Arc<Secret>> {
+        self.0.borrow().clone()
+    }
+}
 
 /// Largest argument an unauthenticated client may send (Redis: 16 KiB).
 const MAX_BULK: u64 = 16 * 1024;

@@ -142,7 +142,7 @@ pub fn relay_requests_as(credential: Credential, client: &[u8], chunks: &[usize]
             super::requests::Policy {
                 max_bulk: DEFAULT_MAX_BULK,
                 idle_timeout: None,
-                client_password: None,
+                client_password: super::ClientPassword::none(),
             },
         );
         let stop = match tokio::time::timeout(STALL, pump.run()).await {

@@ -29,8 +29,9 @@ mod resp2;
 
 pub use expect::Expect;
 use expect::{ExpectRx, ExpectTx};
+pub use gate::ClientPassword;
 
-use crate::credentials::{Credential, Credentials, Secret};
+use crate::credentials::{Credential, Credentials};
 use crate::resp::encode;
 use crate::upstream::{Connector, Pool, Upstream};
 use bytes::BytesMut;
@@ -51,7 +52,7 @@ pub struct SessionContext {
     /// Largest bulk argument accepted from clients (`proto-max-bulk-len`).
     pub max_bulk: u64,
     /// The password local clients must AUTH with (`--client-password-file`).
-    pub client_password: Option<Arc<Secret>>,
+    pub client_password: ClientPassword,
     /// How long a client may leave its replies unread before it is closed.
     pub output_timeout: Duration,
     /// Close a client that has sent nothing for this long (`--idle-timeout`);
@@ -133,8 +134,8 @@ where
 {
     let mut early = BytesMut::new();
     // With a client password nothing is dialed until the client has given it.
-    if let Some(password) = &ctx.client_password {
-        if let Err(ended) = gate::authenticate(&mut client, password, &mut early).await {
+    if let Some(password) = ctx.client_password.current() {
+        if let Err(ended) = gate::authenticate(&mut client, &password, &mut early).await {
             return ended;
         }
     }

@@ -12,9 +12,9 @@
 
 use super::blocking::{self, Call, SliceEnd};
 use super::reauth::{self, Blocker, StreamState, COUNTERS};
-use super::{gate, resp2};
+use super::{gate, resp2, ClientPassword};
 use super::{pass_on, until, Ended, Expect, ExpectTx};
-use crate::credentials::{Credential, CredentialWatch, NextCredential, Secret};
+use crate::credentials::{Credential, CredentialWatch, NextCredential};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
 use crate::resp::request::{Request, RequestBody};
@@ -48,7 +48,7 @@ pub(super) struct Policy {
     /// Close the client after this long without a command (`--idle-timeout`).
     pub idle_timeout: Option<Duration>,
     /// The password a client's AUTH must give (`--client-password-file`).
-    pub client_password: Option<Arc<Secret>>,
+    pub client_password: ClientPassword,
 }
 
 /// How the request side stopped.
@@ -98,7 +98,7 @@ pub(super) struct RequestPump<R, W> {
     /// Close the client after this long without a command (`--idle-timeout`).
     idle_timeout: Option<Duration>,
     /// The password a client's AUTH must give, if any.
-    client_password: Option<Arc<Secret>>,
+    client_password: ClientPassword,
     /// The client ended its input (a read returned 0).
     input_ended: bool,
     /// When the client last sent anything.
@@ -860,8 +860,8 @@ where
     /// connection stays as it was, as in Redis. Inside MULTI a wrong one is
     /// still answered `+OK` in the EXEC array (see README Limits).
     fn auth(&mut self, args: Option<&[Bytes]>) {
-        if let Some(password) = &self.client_password {
-            let checked = args.map_or(Err(gate::WRONGPASS), |a| gate::check_auth(password, a));
+        if let Some(password) = self.client_password.current() {
+            let checked = args.map_or(Err(gate::WRONGPASS), |a| gate::check_auth(&password, a));
             if let (Err(reply), false) = (checked, self.in_multi) {
                 return self.stand_in(Bytes::from_static(reply));
             }
@@ -921,9 +921,9 @@ where
     /// client password, must give it).
     fn hello(&mut self, args: &[Bytes]) {
         if let (Some(password), Some((user, pass))) =
-            (&self.client_password, gate::hello_auth(args))
+            (self.client_password.current(), gate::hello_auth(args))
         {
-            if !gate::matches(password, Some(user), pass) {
+            if !gate::matches(&password, Some(user), pass) {
                 return self.stand_in(Bytes::from_static(gate::WRONGPASS));
             }
         }

@@ -1,5 +1,6 @@
 //! Dialing one authenticated upstream connection.
 
+use super::health::DialHealth;
 use super::{Endpoint, UpstreamStream};
 use crate::credentials::Credential;
 use crate::metrics::{self, UpstreamError};
@@ -60,6 +61,8 @@ pub struct Connector {
     endpoint: Arc<Endpoint>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     timeout: Duration,
+    /// Every dial's outcome, shared by all clones (see [`super::health`]).
+    health: Arc<DialHealth>,
 }
 
 impl fmt::Debug for Connector {
@@ -84,6 +87,7 @@ impl Connector {
             endpoint: Arc::new(endpoint),
             tls: tls.map(|(config, name)| (TlsConnector::from(config), name)),
             timeout,
+            health: DialHealth::new(),
         }
     }
 
@@ -91,11 +95,32 @@ impl Connector {
         &self.endpoint
     }
 
+    /// The same connector with a health record of its own: for dials that
+    /// try something out (a new password) and must not sway readiness.
+    pub fn detached(&self) -> Connector {
+        Connector {
+            health: DialHealth::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The bound on one dial, TLS handshake and AUTH (`--connect-timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The outcome of this connector's recent dials, for readiness.
+    pub fn health(&self) -> &Arc<DialHealth> {
+        &self.health
+    }
+
     /// Dials, handshakes and authenticates, all within the connect timeout;
-    /// counted in the connect-time and upstream-error metrics.
+    /// counted in the connect-time and upstream-error metrics and recorded in
+    /// [`Connector::health`].
     pub async fn connect(&self, credential: &Credential) -> Result<Upstream, ConnectError> {
         let started = std::time::Instant::now();
         let result = self.connect_timed(credential).await;
+        self.health.record(result.as_ref().map(|_| ()));
         match &result {
             Ok(_) => metrics::upstream_connected(started.elapsed()),
             Err(e) => metrics::upstream_error(match e.stage {

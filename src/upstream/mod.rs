@@ -5,6 +5,7 @@
 //! - [`tls::client_config`] builds the rustls configuration once at startup;
 //! - [`Connector::connect`] dials, handshakes and sends `AUTH`, within one
 //!   deadline, and says which of those steps failed;
+//! - [`health::DialHealth`] remembers how recent dials went, for readiness;
 //! - [`Pool`] keeps connections dialed ahead of new clients, and takes back
 //!   those whose clients left, undoing what each client set
 //!   ([`leftovers::Leftovers`]).
@@ -13,6 +14,7 @@
 
 mod connect;
 mod endpoint;
+pub mod health;
 pub mod leftovers;
 pub mod pool;
 mod stream;
