@@ -15,6 +15,7 @@
 //! - [`server`]: listeners, accept loops, `--max-connections`, and waiting for sessions on shutdown;
 //! - [`shards`]: the relay threads sessions run on, each with its own event loop and pool share;
 //! - [`lifecycle`]: why redauth stops, the phases of the drain, exit statuses;
+//! - [`logging`]: where the log goes and how it looks;
 //! - [`admin`]: `/livez`, `/startupz`, `/readyz`, `/metrics`, `POST /quitquitquit`;
 //! - [`metrics`]: process-wide counters and their OpenMetrics rendering;
 //! - [`emulator`]: the emulated Azure cloud (token endpoint, token-checking TLS
@@ -25,6 +26,7 @@ pub mod config;
 pub mod credentials;
 pub mod emulator;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod resp;
 pub mod server;

@@ -15,10 +15,10 @@
 
 use clap::Parser;
 use redauth::admin::{AdminServer, Health};
-use redauth::config::{self, Auth, Config, Environment, LogFormat, ProcessEnv, Settings};
+use redauth::config::{self, Auth, Config, Environment, ProcessEnv, Settings};
 use redauth::credentials::password_file::{self, Verdict};
 use redauth::credentials::schedule::RefreshPolicy;
-use redauth::credentials::{entra, refresher, CredentialState, Credentials};
+use redauth::credentials::{entra, refresher, Credential, CredentialState, Credentials};
 use redauth::lifecycle;
 use redauth::server::{Server, StartError};
 use redauth::session::ClientPassword;
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
             return ExitCode::from(lifecycle::EXIT_CONFIG);
         }
     };
-    init_logging(&config);
+    redauth::logging::init(config.log_format, &config.log_level);
     raise_file_limit();
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -158,17 +158,6 @@ fn load(cli: Cli, env: &dyn Environment) -> Result<Config, Vec<config::ConfigErr
     config::resolve(cli.settings.or(from_env).or(file), env)
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::new(&config.log_level);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 /// Runs until asked to stop, drains, and says with which status to exit
 /// (see the module documentation).
 async fn serve(config: Config) -> ExitCode {
@@ -216,6 +205,17 @@ async fn serve(config: Config) -> ExitCode {
             }
         }
     }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        auth = %upstream.summary,
+        upstream = %config.upstream,
+        tls_server_name = %config.tls_server_name,
+        listen = ?server.local_addrs(),
+        unix_socket = ?config.unix_socket,
+        admin = %admin.local_addr().map_or("?".into(), |a| a.to_string()),
+        threads = config.threads,
+        "redauth started"
+    );
     tokio::spawn(health::probe(
         connector.clone(),
         credentials.clone(),
@@ -250,6 +250,8 @@ struct UpstreamCredentials {
     refresher: Option<tokio::task::JoinHandle<Option<refresher::Fatal>>>,
     /// The channel's sender, for following `--password-file`.
     password_tx: Option<watch::Sender<CredentialState>>,
+    /// How redauth authenticates, for the startup line (never the secret).
+    summary: String,
 }
 
 fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, ExitCode> {
@@ -260,12 +262,14 @@ fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, ExitCode
                 credentials: Credentials::from_channel(rx),
                 refresher: None,
                 password_tx: Some(tx),
+                summary: static_summary(credential, "from --password-file, followed"),
             }
         }
         Auth::Static(credential) => UpstreamCredentials {
             credentials: Credentials::fixed(credential.clone()),
             refresher: None,
             password_tx: None,
+            summary: static_summary(credential, "from REDAUTH_PASSWORD"),
         },
         Auth::Entra { entra, username } => {
             let source = match entra::build(entra, &ProcessEnv) {
@@ -275,16 +279,26 @@ fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, ExitCode
                     return Err(ExitCode::from(lifecycle::EXIT_CONFIG));
                 }
             };
-            tracing::info!(credential = %source.kind(), scope = %entra.scope, "fetching Entra ID tokens");
+            let summary = format!("entra: {}, scope {}", source.kind(), entra.scope);
             let (credentials, task) =
                 refresher::start(source, username.clone(), RefreshPolicy::default());
             UpstreamCredentials {
                 credentials,
                 refresher: Some(task),
                 password_tx: None,
+                summary,
             }
         }
     })
+}
+
+/// `--auth password` or `none` in words, naming the user but not the password.
+fn static_summary(credential: &Credential, from: &str) -> String {
+    match (&credential.secret, &credential.username) {
+        (None, _) => "none".into(),
+        (Some(_), Some(user)) => format!("password for user {user} ({from})"),
+        (Some(_), None) => format!("password ({from})"),
+    }
 }
 
 /// Tries a changed upstream password on a dial of its own.

@@ -104,3 +104,36 @@ fn json_log_format_writes_one_json_object_per_line() {
         );
     }
 }
+
+#[test]
+fn text_logs_to_a_pipe_have_no_colour_and_start_with_a_summary_line() {
+    let redis = TlsRedis::start();
+    // Text format, stderr a pipe (as under journald or `kubectl logs`), NO_COLOR unset.
+    let mut args = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
+    args.extend(redis.redauth_args());
+    let redauth = RedauthCmd::new()
+        .bare()
+        .args(args)
+        .env("NO_COLOR", "")
+        .start_until("redauth started");
+    let logs = redauth.stop();
+    assert!(
+        !logs.contains("\x1b["),
+        "ANSI escapes in a piped log:\n{logs}"
+    );
+    let started = logs
+        .lines()
+        .find(|l| l.contains("redauth started"))
+        .unwrap_or_else(|| panic!("no startup line:\n{logs}"));
+    for field in [
+        "version=",
+        &format!("auth=password for user {USERNAME}"),
+        "upstream=127.0.0.1:",
+        "tls_server_name=127.0.0.1",
+        "listen=[127.0.0.1:",
+        "admin=127.0.0.1:",
+    ] {
+        assert!(started.contains(field), "{field} missing: {started}");
+    }
+    assert!(!logs.contains(PASSWORD), "{logs}");
+}

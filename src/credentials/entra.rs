@@ -292,7 +292,11 @@ impl Member {
                     humantime::format_duration(timeout)
                 ))
             })?
-            .map_err(|e| FetchError(format!("{}: {}", self.name, one_line(&e.to_string()))))?;
+            .map_err(|e| {
+                let why =
+                    super::cause::transport_failure(&e).unwrap_or_else(|| one_line(&e.to_string()));
+                FetchError(format!("{}: {why}", self.name))
+            })?;
         Ok(Token {
             secret: Secret::new(got.token.secret().to_string()),
             expires_at: SystemTime::from(got.expires_on),

@@ -8,6 +8,7 @@
 //! Sessions take a snapshot when they dial. This module does not dial or speak
 //! RESP beyond building the `AUTH` command.
 
+mod cause;
 pub mod entra;
 pub mod jwt;
 pub mod password_file;

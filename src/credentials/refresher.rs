@@ -7,10 +7,11 @@
 //! - A fetch that returns a token expiring no later than the one held (a
 //!   cached token) publishes nothing; it asks again at
 //!   [`schedule::retry_same_at`].
-//! - A failed fetch is logged with what was tried and retried after
-//!   [`schedule::backoff`]; the held token stays in use until it expires, and
-//!   when there is no valid one the state becomes `Failed(reason)`, so new
-//!   clients get an error instead of hanging.
+//! - A failed fetch is logged with what was tried (the same error again only
+//!   now and then) and retried after [`schedule::backoff`]; the held token
+//!   stays in use until it expires, and when there is no valid one the state
+//!   becomes `Failed(reason)`, so new clients get an error instead of
+//!   hanging, and fetches are retried every second or two.
 //! - The Redis username is `--username`, or else the token's `oid` claim. A
 //!   first token without either is [`Fatal`]: no retry can fix it.
 //! - Every fetch is counted in `redauth_token_refresh_total{result}`.
@@ -44,6 +45,7 @@ pub fn start(
         policy,
         tx,
         held: None,
+        last_error: None,
     };
     (Credentials::from_channel(rx), tokio::spawn(refresher.run()))
 }
@@ -54,6 +56,8 @@ struct Refresher {
     policy: RefreshPolicy,
     tx: watch::Sender<CredentialState>,
     held: Option<Held>,
+    /// The last failed fetch's error, to log a repeated one quietly.
+    last_error: Option<String>,
 }
 
 /// The credential being published, and when its token was issued.
@@ -73,6 +77,7 @@ impl Refresher {
             let next = match self.source.fetch().await {
                 Ok(token) => {
                     failures = 0;
+                    self.last_error = None;
                     match self.take(token) {
                         Ok(next) => {
                             metrics::token_refresh(Refresh::Ok);
@@ -89,26 +94,12 @@ impl Refresher {
                 Err(e) => {
                     metrics::token_refresh(Refresh::Failed);
                     failures += 1;
-                    let delay = schedule::backoff(failures, &self.policy, rand::random());
                     let now = SystemTime::now();
-                    let current = match &self.held {
-                        Some(h) if h.expires > now => format!(
-                            "in use until {}",
-                            humantime::format_rfc3339_seconds(h.expires)
-                        ),
-                        Some(_) => "expired".to_string(),
-                        None => "none yet".to_string(),
-                    };
-                    tracing::warn!(
-                        source = %self.source.kind(),
-                        failures,
-                        retry_in = %humantime::format_duration(round(delay)),
-                        current_token = %current,
-                        error = %e,
-                        "token refresh failed"
-                    );
+                    let valid = self.holds_valid(now);
+                    let delay = schedule::backoff(failures, valid, &self.policy, rand::random());
                     let reason = e.to_string();
-                    if !self.holds_valid(now) {
+                    self.log_failure(failures, delay, now, &reason);
+                    if !valid {
                         self.tx
                             .send_replace(CredentialState::Failed(self.failed_because(&reason)));
                     }
@@ -192,6 +183,35 @@ impl Refresher {
         });
         self.tx.send_replace(CredentialState::Ready(credential));
         Ok(next)
+    }
+
+    /// Logs a failed fetch: at WARN when its error is new (or on the 2nd,
+    /// 4th, 8th… failure in a row, so a long outage still shows), otherwise
+    /// at DEBUG, so a retry every second does not flood the log.
+    fn log_failure(&mut self, failures: u32, delay: Duration, now: SystemTime, error: &str) {
+        let repeated = failures > 1 && self.last_error.as_deref() == Some(error);
+        self.last_error = Some(error.to_string());
+        let current = match &self.held {
+            Some(h) if h.expires > now => format!(
+                "in use until {}",
+                humantime::format_rfc3339_seconds(h.expires)
+            ),
+            Some(_) => "expired".to_string(),
+            None => "none yet".to_string(),
+        };
+        let retry_in = humantime::format_duration(round(delay));
+        if repeated && !failures.is_power_of_two() {
+            tracing::debug!(source = %self.source.kind(), failures, %retry_in, current_token = %current, error, "token refresh failed again");
+            return;
+        }
+        tracing::warn!(
+            source = %self.source.kind(),
+            failures,
+            %retry_in,
+            current_token = %current,
+            error,
+            "token refresh failed"
+        );
     }
 
     fn holds_valid(&self, now: SystemTime) -> bool {
@@ -304,6 +324,7 @@ mod tests {
         RefreshPolicy {
             backoff_base: Duration::from_millis(20),
             backoff_cap: Duration::from_millis(80),
+            urgent_cap: Duration::from_millis(80),
             ..RefreshPolicy::default()
         }
     }

@@ -14,7 +14,8 @@
 //! [`retry_same_at`] halves the time left to the latest refresh point, so the
 //! retries land inside the cache's renewal window before that point passes.
 //! When a fetch fails, [`backoff`] waits exponentially longer, with jitter,
-//! up to a cap.
+//! up to a cap — a short one while no valid token is held, since then every
+//! new client is refused until a fetch succeeds.
 
 use std::time::{Duration, SystemTime};
 
@@ -29,8 +30,11 @@ pub struct RefreshPolicy {
     pub margin: Duration,
     /// First delay after a failed fetch; doubled per further failure.
     pub backoff_base: Duration,
-    /// Longest delay between failed fetches.
+    /// Longest delay between failed fetches while a valid token is held.
     pub backoff_cap: Duration,
+    /// Longest delay between failed fetches while none is (redauth cannot
+    /// serve new clients: recover as soon as the source does).
+    pub urgent_cap: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -41,6 +45,7 @@ impl Default for RefreshPolicy {
             margin: Duration::from_secs(180),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
+            urgent_cap: Duration::from_secs(2),
         }
     }
 }
@@ -88,14 +93,21 @@ pub fn retry_same_at(
     (now + (to_latest / 2).max(floor)).min(expires.max(now))
 }
 
-/// How long to wait after the `failures`-th failed fetch in a row (1-based).
-/// `jitter` in `[0, 1)` spreads the delay over its upper half.
-pub fn backoff(failures: u32, policy: &RefreshPolicy, jitter: f64) -> Duration {
+/// How long to wait after the `failures`-th failed fetch in a row (1-based),
+/// `holding_valid` saying whether a token still valid is held. `jitter` in
+/// `[0, 1)` spreads the delay over its upper half.
+pub fn backoff(
+    failures: u32,
+    holding_valid: bool,
+    policy: &RefreshPolicy,
+    jitter: f64,
+) -> Duration {
     let doublings = failures.saturating_sub(1).min(20);
-    let full = policy
-        .backoff_base
-        .saturating_mul(1 << doublings)
-        .min(policy.backoff_cap);
+    let cap = match holding_valid {
+        true => policy.backoff_cap,
+        false => policy.urgent_cap,
+    };
+    let full = policy.backoff_base.saturating_mul(1 << doublings).min(cap);
     full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
@@ -200,12 +212,26 @@ mod tests {
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
         let policy = RefreshPolicy::default();
-        let secs = |failures, jitter| backoff(failures, &policy, jitter).as_secs_f64();
+        let secs = |failures, jitter| backoff(failures, true, &policy, jitter).as_secs_f64();
         assert_eq!(secs(1, 0.999_999).round(), 1.0);
         assert_eq!(secs(1, 0.0), 0.5);
         assert_eq!(secs(3, 0.999_999).round(), 4.0);
         assert_eq!(secs(30, 0.999_999).round(), 60.0);
         assert_eq!(secs(u32::MAX, 0.0), 30.0);
+    }
+
+    #[test]
+    fn without_a_valid_token_retries_come_every_second_or_two() {
+        let policy = RefreshPolicy::default();
+        for failures in [1, 2, 5, 100, u32::MAX] {
+            for jitter in [0.0, 0.5, 0.999_999] {
+                let d = backoff(failures, false, &policy, jitter).as_secs_f64();
+                assert!((0.5..=2.0).contains(&d), "{failures} {jitter}: {d}");
+                if failures > 1 {
+                    assert!(d >= 1.0, "{failures} {jitter}: {d}");
+                }
+            }
+        }
     }
 
     #[test]

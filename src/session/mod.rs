@@ -119,10 +119,11 @@ where
 {
     tracing::debug!(%peer, "client connected");
     let ended = run(client, &ctx).await;
-    if let Ended::UpstreamClosed = ended {
-        crate::metrics::upstream_error(crate::metrics::UpstreamError::Closed);
-    }
     match &ended {
+        Ended::UpstreamClosed => {
+            crate::metrics::upstream_error(crate::metrics::UpstreamError::Closed);
+            tracing::info!(%peer, "the upstream closed the connection; its client was closed too");
+        }
         Ended::Failed(why) => tracing::warn!(%peer, error = %why, "session failed"),
         other => tracing::debug!(%peer, reason = ?other, "client disconnected"),
     }

@@ -68,6 +68,13 @@ impl DialHealth {
                 state.last_error = None;
             }
             Err(e) => {
+                // Said once per spell, when it starts; sessions and the pool
+                // say the rest at lower levels.
+                if credential_refused(e) && !refused(&state.last_error) {
+                    tracing::error!(error = %e, "the upstream refused the credential; new clients get an error until it accepts one");
+                } else if !credential_refused(e) && state.failures + 1 == FAILURES_BEFORE_UNREADY {
+                    tracing::warn!(error = %e, "{FAILURES_BEFORE_UNREADY} upstream dials in a row failed; not ready until one succeeds");
+                }
                 state.failures = state.failures.saturating_add(1);
                 state.last_error = Some(e.clone());
             }

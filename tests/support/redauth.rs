@@ -160,6 +160,29 @@ impl RedauthCmd {
         }
     }
 
+    /// Starts redauth and waits until its stderr contains `needle` (for text logs, which
+    /// [`RedauthCmd::start`] cannot parse).
+    pub fn start_until(self, needle: &str) -> Redauth {
+        let mut redauth = self.spawn();
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while !redauth.logs().contains(needle) {
+            if let Ok(Some(status)) = redauth.child.try_wait() {
+                redauth.join_readers();
+                panic!(
+                    "redauth exited ({status}) before logging {needle:?}\n{}",
+                    redauth.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redauth did not log {needle:?} within {STARTUP_TIMEOUT:?}\n{}",
+                redauth.output()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        redauth
+    }
+
     /// Runs redauth expecting it to exit by itself within `timeout` (e.g. a refused config).
     pub fn run_to_exit(self, timeout: Duration) -> Exited {
         let mut redauth = self.spawn();
