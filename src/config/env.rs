@@ -63,9 +63,9 @@ pub fn var_name(key: &str) -> String {
 }
 
 /// Reads the `REDAUTH_*` settings. Lists are comma-separated; flags take
-/// true/false/1/0/yes/no/on/off; numbers are decimal. Every malformed
-/// variable is reported.
-pub fn settings_from_env(env: &dyn Environment) -> Result<Settings, Vec<String>> {
+/// true/false/1/0/yes/no/on/off; numbers are decimal. Returns the settings
+/// of the well-formed variables and a message for each malformed one.
+pub fn settings_from_env(env: &dyn Environment) -> (Settings, Vec<String>) {
     let mut table = toml::Table::new();
     let mut errors = Vec::new();
     for (key, shape) in KEYS {
@@ -84,10 +84,13 @@ pub fn settings_from_env(env: &dyn Environment) -> Result<Settings, Vec<String>>
         }
         table.insert((*key).to_string(), value);
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    match Settings::deserialize(table) {
+        Ok(settings) => (settings, errors),
+        Err(e) => {
+            errors.push(format!("environment: {e}"));
+            (Settings::default(), errors)
+        }
     }
-    Settings::deserialize(table).map_err(|e| vec![format!("environment: {e}")])
 }
 
 /// A variable's text as a value of `shape`, or `None` if it is not one.
@@ -156,7 +159,8 @@ mod tests {
             ("REDAUTH_POOL_SIZE", "0"),
             ("UNRELATED", "z"),
         ]);
-        let s = settings_from_env(&env).unwrap();
+        let (s, errors) = settings_from_env(&env);
+        assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(s.listen.unwrap(), vec!["127.0.0.1:1", "127.0.0.1:2"]);
         assert_eq!(s.allow_plaintext_upstream, Some(true));
         assert_eq!(s.upstream.as_deref(), Some("rediss://x:1"));
@@ -167,12 +171,13 @@ mod tests {
 
     #[test]
     fn every_malformed_variable_is_named_with_its_type() {
-        let errors = settings_from_env(&env(&[
+        let (s, errors) = settings_from_env(&env(&[
             ("REDAUTH_ALLOW_PLAINTEXT_UPSTREAM", "maybe"),
             ("REDAUTH_MAX_CONNECTIONS", "many"),
             ("REDAUTH_POOL_SIZE", "-1"),
-        ]))
-        .unwrap_err();
+            ("REDAUTH_THREADS", "2"),
+        ]));
+        assert_eq!(s.threads, Some(2));
         assert_eq!(
             errors,
             vec![

@@ -1,7 +1,8 @@
 //! The TOML configuration file, checked key by key so that every mistake in
 //! it is reported at once: an unknown key (with the key it most likely
 //! meant), a value of the wrong type, and `password`, which has no place in
-//! a file. The keys that are right are still read.
+//! a file. The keys that are right are still read, so that their own
+//! values are checked too.
 
 use super::names::in_file;
 use super::settings::{shape_of, Settings, KEYS};
@@ -9,14 +10,15 @@ use super::suggest::did_you_mean;
 use serde::Deserialize;
 use std::path::Path;
 
-/// Reads the settings in the TOML file at `path`, or every problem with it.
+/// Reads the TOML file at `path`: the settings of its good keys and a
+/// message for each bad one, or why it cannot be read or parsed at all.
 /// `name` is how the user named the file (`--config` or `REDAUTH_CONFIG`).
-pub fn load_file(name: &str, path: &Path) -> Result<Settings, Vec<String>> {
-    super::files::check(name, path).map_err(|e| vec![e])?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("{name} {}: {e}", path.display())])?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| vec![format!("{} is not valid TOML: {e}", path.display())])?;
+pub fn load_file(name: &str, path: &Path) -> Result<(Settings, Vec<String>), String> {
+    super::files::check(name, path)?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{name} {}: {e}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
     let mut good = toml::Table::new();
     let mut errors = Vec::new();
     for (key, value) in table {
@@ -27,10 +29,8 @@ pub fn load_file(name: &str, path: &Path) -> Result<Settings, Vec<String>> {
             Err(problem) => errors.push(format!("{}: {problem}", in_file(&key, path))),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Settings::deserialize(good).map_err(|e| vec![format!("{}: {e}", path.display())])
+    let settings = Settings::deserialize(good).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((settings, errors))
 }
 
 /// What is wrong with `key = value`, if anything. Never shows the value.
@@ -70,7 +70,7 @@ fn a_type(value: &toml::Value) -> String {
 mod tests {
     use super::*;
 
-    fn load(text: &str) -> (std::path::PathBuf, Result<Settings, Vec<String>>) {
+    fn load(text: &str) -> (std::path::PathBuf, Result<(Settings, Vec<String>), String>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.toml");
         std::fs::write(&path, text).unwrap();
@@ -82,7 +82,8 @@ mod tests {
         let (path, loaded) = load(
             "upstrem = \"rediss://x:1\"\npool_size = \"four\"\npassword = \"hunter2\"\nthreads = -1\nlisten = [\"6379\"]\n",
         );
-        let errors = loaded.unwrap_err();
+        let (settings, errors) = loaded.unwrap();
+        assert_eq!(settings.listen, Some(vec!["6379".to_string()]));
         let p = path.display();
         assert_eq!(
             errors,
@@ -99,7 +100,8 @@ mod tests {
     #[test]
     fn good_keys_are_read() {
         let (_, loaded) = load("upstream = \"rediss://x:1\"\npool_size = 2\n");
-        let s = loaded.unwrap();
+        let (s, errors) = loaded.unwrap();
+        assert!(errors.is_empty());
         assert_eq!(
             (s.upstream.as_deref(), s.pool_size),
             (Some("rediss://x:1"), Some(2))
@@ -109,6 +111,6 @@ mod tests {
     #[test]
     fn a_missing_file_names_the_flag() {
         let e = load_file("REDAUTH_CONFIG", Path::new("/nonexistent/r.toml")).unwrap_err();
-        assert_eq!(e, vec!["REDAUTH_CONFIG /nonexistent/r.toml: no such file"]);
+        assert_eq!(e, "REDAUTH_CONFIG /nonexistent/r.toml: no such file");
     }
 }

@@ -140,6 +140,12 @@ pub struct Rejected {
     pub warnings: Vec<String>,
 }
 
+impl Rejected {
+    fn add(&mut self, messages: Vec<String>) {
+        self.errors.extend(messages.into_iter().map(ConfigError));
+    }
+}
+
 /// Reads the file (`config_flag`, else `REDAUTH_CONFIG`) and the environment
 /// under `flags`, resolves them, and checks that the listen addresses can be
 /// bound.
@@ -152,33 +158,26 @@ pub fn load(
         errors: Vec::new(),
         warnings: unknown_vars(env),
     };
-    let mut reject = |messages: Vec<String>| {
-        rejected
-            .errors
-            .extend(messages.into_iter().map(ConfigError));
-    };
-    let from_env = settings_from_env(env).unwrap_or_else(|e| {
-        reject(e);
-        Settings::default()
-    });
+    let (from_env, env_errors) = settings_from_env(env);
+    rejected.add(env_errors);
     let file_path = match config_flag {
         Some(path) => Some(("--config", path)),
         None => env.var(CONFIG_VAR).map(|p| (CONFIG_VAR, PathBuf::from(p))),
     };
     let file = match &file_path {
         Some((name, path)) => match load_file(name, path) {
-            Ok(settings) => Some((path.as_path(), settings)),
+            Ok((settings, key_errors)) => {
+                rejected.add(key_errors);
+                Some((path.as_path(), settings))
+            }
             Err(e) => {
-                reject(e);
-                None
+                // Without the file, what else is missing is no news.
+                rejected.add(vec![e]);
+                return Err(rejected);
             }
         },
         None => None,
     };
-    if file_path.is_some() && file.is_none() {
-        // Without the file, what else is missing is no news.
-        return Err(rejected);
-    }
     let names = Names::new(&flags, &from_env, file.as_ref().map(|(p, s)| (*p, s)));
     let file_settings = file.map(|(_, s)| s).unwrap_or_default();
     let merged = flags.or(from_env).or(file_settings);

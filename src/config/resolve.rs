@@ -602,7 +602,7 @@ mod tests {
             "upstream = \"rediss://file:1\"\nusername = \"from-file\"\nlisten = [\"127.0.0.1:1\"]",
         )
         .unwrap();
-        let from_env = settings_from_env(&env(&[("REDAUTH_UPSTREAM", "rediss://env:2")])).unwrap();
+        let (from_env, _) = settings_from_env(&env(&[("REDAUTH_UPSTREAM", "rediss://env:2")]));
         let flags = Settings {
             listen: Some(vec!["127.0.0.1:3".into()]),
             ..Settings::default()
