@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Why `path` cannot be read as a file, in a few words; `None` when it can.
-pub(crate) fn unreadable(path: &Path) -> Option<String> {
+fn unreadable(path: &Path) -> Option<String> {
     match std::fs::metadata(path) {
         Err(e) => return Some(io_reason(&e)),
         Ok(meta) if meta.is_dir() => return Some("is a directory, not a file".into()),

@@ -58,13 +58,13 @@ pub(super) fn resolve_named(
         names,
         errors: Vec::new(),
     };
-    for key in ["ca_file", "client_cert", "client_key"] {
-        let path = match key {
-            "ca_file" => settings.ca_file.as_ref(),
-            "client_cert" => settings.client_cert.as_ref(),
-            _ => settings.client_key.as_ref(),
-        };
-        c.readable(key, path);
+    let tls_files = [
+        ("ca_file", &settings.ca_file),
+        ("client_cert", &settings.client_cert),
+        ("client_key", &settings.client_key),
+    ];
+    for (key, path) in tls_files {
+        c.readable(key, path.as_ref());
     }
     let auth = auth::resolve_auth(&settings, names, env).unwrap_or_else(|e| {
         c.fail_plain(e);
