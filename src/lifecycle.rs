@@ -27,9 +27,10 @@ use tokio::task::JoinHandle;
 /// Exit status after a clean shutdown (SIGINT, `/quitquitquit`, or SIGTERM
 /// with `--exit-zero-on-sigterm`).
 pub const EXIT_CLEAN: u8 = 0;
-/// Exit status when startup failed (a port that cannot be bound, TLS files).
+/// Exit status when startup failed (an unusable certificate, the runtime).
 pub const EXIT_STARTUP: u8 = 1;
-/// Exit status for a configuration error, or a credential no retry can fix.
+/// Exit status for a configuration error (an address that cannot be bound
+/// included), or a credential no retry can fix.
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit status when the drain period ran out and connections were cut.
 pub const EXIT_DRAIN_CUT: u8 = 3;

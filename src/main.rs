@@ -5,9 +5,12 @@
 //! Exit statuses:
 //! - 0: a clean shutdown: SIGINT, `POST /quitquitquit`, or SIGTERM with
 //!   `--exit-zero-on-sigterm`, and every client finished in time;
-//! - 1: startup failed (a port that cannot be bound, an unreadable certificate);
-//! - 2: configuration errors (all of them are printed), including a first
-//!   Entra token that names no user;
+//! - 1: startup failed (an unusable certificate, the runtime or relay
+//!   threads cannot start);
+//! - 2: configuration errors (all of them are printed, each naming the flag,
+//!   variable or TOML key it came from), including a file that cannot be
+//!   read, an address that cannot be bound, and a first Entra token that
+//!   names no user;
 //! - 3: the drain period (`--max-shutdown-delay`) ran out and open
 //!   connections were cut;
 //! - 143: SIGTERM without `--exit-zero-on-sigterm` (128 + 15, the status a
@@ -65,13 +68,16 @@ fn main() -> ExitCode {
     let env = ProcessEnv;
     let config = match load(cli, &env) {
         Ok(config) => config,
-        Err(errors) => {
+        Err(rejected) => {
             eprintln!(
                 "redauth: the configuration has {} problem(s):",
-                errors.len()
+                rejected.errors.len()
             );
-            for e in errors {
+            for e in rejected.errors {
                 eprintln!("  - {e}");
+            }
+            for warning in rejected.warnings {
+                eprintln!("redauth: warning: {warning}");
             }
             return ExitCode::from(lifecycle::EXIT_CONFIG);
         }
@@ -146,16 +152,8 @@ fn raise_file_limit() {
 }
 
 /// Merges flags over environment over file, and validates.
-fn load(cli: Cli, env: &dyn Environment) -> Result<Config, Vec<config::ConfigError>> {
-    let file_path = cli
-        .config
-        .or_else(|| env.var(config::CONFIG_VAR).map(PathBuf::from));
-    let file = match file_path {
-        Some(path) => config::load_file(&path).map_err(|e| vec![e])?,
-        None => Settings::default(),
-    };
-    let from_env = config::settings_from_env(env).map_err(|e| vec![config::ConfigError(e)])?;
-    config::resolve(cli.settings.or(from_env).or(file), env)
+fn load(cli: Cli, env: &dyn Environment) -> Result<Config, config::Rejected> {
+    config::load(cli.settings, cli.config, env)
 }
 
 /// Runs until asked to stop, drains, and says with which status to exit
@@ -184,9 +182,13 @@ async fn serve(config: Config) -> ExitCode {
     let (server, admin) = match started.await {
         Ok(bound) => bound,
         Err(e) => {
+            let status = match e {
+                StartError::Bind { .. } => lifecycle::EXIT_CONFIG,
+                _ => lifecycle::EXIT_STARTUP,
+            };
             let e = anyhow::Error::from(e).context("starting the listeners");
             tracing::error!(error = format!("{e:#}"), "redauth stopped");
-            return ExitCode::from(lifecycle::EXIT_STARTUP);
+            return ExitCode::from(status);
         }
     };
     let connector = server.connector().clone();

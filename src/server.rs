@@ -31,8 +31,15 @@ use tokio::task::JoinSet;
 /// Failure to start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("binding {addr}: {cause}")]
-    Bind { addr: String, cause: std::io::Error },
+    /// `setting` is the flag that gave the address (`--listen`,
+    /// `--admin-listen`, `--unix-socket`): a bind failure is a configuration
+    /// problem.
+    #[error("{setting} {addr}: cannot bind: {cause}")]
+    Bind {
+        setting: &'static str,
+        addr: String,
+        cause: std::io::Error,
+    },
     /// The cause is the source, not repeated here: `{:#}` chains print both.
     #[error("building the TLS configuration")]
     Tls(#[from] tls::TlsError),
@@ -74,10 +81,12 @@ impl Server {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|cause| StartError::Bind {
+                    setting: "--listen",
                     addr: addr.to_string(),
                     cause,
                 })?;
             let local = listener.local_addr().map_err(|cause| StartError::Bind {
+                setting: "--listen",
                 addr: addr.to_string(),
                 cause,
             })?;
@@ -315,6 +324,7 @@ async fn accept(listener: &Listener) -> std::io::Result<(Client, String)> {
 /// Binds a Unix socket, replacing a stale socket file, with the given mode.
 fn bind_unix(path: &PathBuf, mode: u32) -> Result<UnixListener, StartError> {
     let bind_err = |cause| StartError::Bind {
+        setting: "--unix-socket",
         addr: path.display().to_string(),
         cause,
     };

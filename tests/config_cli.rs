@@ -265,3 +265,161 @@ fn an_unknown_auth_mode_is_refused_at_startup() {
         exited.stderr
     );
 }
+
+/// Runs redauth with `cmd` expecting a refused configuration: exit status 2.
+fn refused(cmd: RedauthCmd) -> String {
+    let exited = cmd.run_to_exit(Duration::from_secs(20));
+    assert_eq!(exited.status.code(), Some(2), "{}", exited.stderr);
+    exited.stderr
+}
+
+fn assert_says(stderr: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            stderr.lines().any(|l| l.contains(line)),
+            "stderr lacks {line:?}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn every_config_error_is_reported_at_once_naming_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("redauth.toml");
+    std::fs::write(
+        &file,
+        "upstrem = \"rediss://x:1\"\npool_size = \"four\"\npassword = \"hunter2\"\nlog_level = \"warning\"\n",
+    )
+    .unwrap();
+    let f = file.display();
+    let stderr = refused(
+        RedauthCmd::new()
+            .bare()
+            .args([
+                "--config",
+                &f.to_string(),
+                "--upstream",
+                "rediss://cache:6380",
+            ])
+            .args(["--ca-file", "/nonexistent/ca.pem", "--auth", "none"])
+            .args([
+                "--client-cert",
+                dir.path().to_str().unwrap(),
+                "--client-key",
+                &f.to_string(),
+            ])
+            .env("REDAUTH_THREADS", "many")
+            .env("REDAUTH_ALLOW_REMOTE_CLIENTS", "maybe")
+            .env("REDAUTH_LISTEN", "nowhere")
+            .env("REDAUTH_UPSTREM", "x"),
+    );
+    assert_says(
+        &stderr,
+        &[
+            &format!("upstrem in {f}: not a setting (did you mean upstream?)"),
+            &format!("pool_size in {f}: expected a whole number (0 or more), got a string"),
+            &format!("password in {f}: a password does not go in the config file: use password_file, or the REDAUTH_PASSWORD variable"),
+            &format!("log_level in {f}: \"warning\" is not a log level (did you mean warn?): use trace, debug, info, warn, error or off"),
+            "REDAUTH_THREADS: expected a whole number (0 or more), got \"many\"",
+            "REDAUTH_ALLOW_REMOTE_CLIENTS: expected true or false, got \"maybe\"",
+            "REDAUTH_LISTEN: \"nowhere\" has no port",
+            "--ca-file /nonexistent/ca.pem: no such file",
+            &format!("--client-cert {}: is a directory, not a file", dir.path().display()),
+            "warning: REDAUTH_UPSTREM is not a redauth setting and is ignored (did you mean REDAUTH_UPSTREAM?)",
+        ],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn unknown_log_levels_are_refused_and_directives_accepted() {
+    for (flag, shown) in [
+        ("verbose", "\"verbose\""),
+        (
+            "warning",
+            "\"warning\" is not a log level (did you mean warn?)",
+        ),
+    ] {
+        let stderr = refused(
+            RedauthCmd::new()
+                .args(["--upstream", "rediss://127.0.0.1:1", "--auth", "none"])
+                .args(["--log-level", flag]),
+        );
+        assert_says(&stderr, &[&format!("--log-level: {shown}")]);
+    }
+    let redauth = RedauthCmd::new()
+        .args(["--upstream", "rediss://127.0.0.1:1", "--auth", "none"])
+        .args(["--log-level", "redauth=debug,info"])
+        .start();
+    assert!(
+        redauth.logs().contains("relay threads started"),
+        "{}",
+        redauth.output()
+    );
+}
+
+#[test]
+fn missing_secret_files_name_their_flag() {
+    let stderr = refused(
+        RedauthCmd::new()
+            .args(["--upstream", "rediss://127.0.0.1:1"])
+            .args(["--password-file", "/nonexistent/pw"])
+            .args(["--client-password-file", "/nonexistent/client-pw"]),
+    );
+    assert_says(
+        &stderr,
+        &[
+            "--password-file /nonexistent/pw: no such file",
+            "--client-password-file /nonexistent/client-pw: no such file",
+        ],
+    );
+}
+
+#[test]
+fn addresses_in_use_are_config_errors_naming_their_flags() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let stderr = refused(
+        RedauthCmd::new()
+            .bare()
+            .args(["--upstream", "rediss://127.0.0.1:1", "--auth", "none"])
+            .args(["--listen", &addr, "--admin-listen", &addr]),
+    );
+    assert_says(
+        &stderr,
+        &[
+            &format!("--listen {addr}: cannot bind: Address already in use"),
+            &format!("--admin-listen {addr}: cannot bind: Address already in use"),
+        ],
+    );
+}
+
+#[test]
+fn a_bare_port_listens_on_loopback_and_host_names_resolve() {
+    let port = free_port();
+    let redauth = RedauthCmd::new()
+        .bare()
+        .args(["--upstream", "rediss://127.0.0.1:1", "--auth", "none"])
+        .args(["--listen", &port.to_string(), "--log-format", "json"])
+        .start();
+    assert_eq!(
+        redauth.addr(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    );
+    drop(redauth);
+    let by_name = RedauthCmd::new()
+        .bare()
+        .args(["--upstream", "rediss://127.0.0.1:1", "--auth", "none"])
+        .args(["--listen", "localhost:0", "--log-format", "json"])
+        .start();
+    assert!(by_name.addr().ip().is_loopback(), "{}", by_name.output());
+}
+
+#[test]
+fn no_auth_and_no_password_hints_at_entra() {
+    let stderr = refused(RedauthCmd::new().args(["--upstream", "rediss://127.0.0.1:1"]));
+    assert_says(
+        &stderr,
+        &["no upstream password and no --auth: for Entra ID tokens, did you mean --auth entra?"],
+    );
+}

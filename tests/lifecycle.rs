@@ -143,7 +143,7 @@ fn a_drain_that_runs_out_cuts_the_rest_and_exits_3() {
 }
 
 #[test]
-fn an_admin_address_in_use_is_a_startup_failure() {
+fn an_admin_address_in_use_is_a_config_error_naming_the_flag() {
     let redis = TlsRedis::start();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
@@ -151,8 +151,14 @@ fn an_admin_address_in_use_is_a_startup_failure() {
         .redauth_cmd()
         .args(["--admin-listen", addr.as_str()])
         .run_to_exit(Duration::from_secs(20));
-    assert_eq!(exited.status.code(), Some(1), "{}", exited.stderr);
-    assert!(exited.stderr.contains(&addr), "{}", exited.stderr);
+    assert_eq!(exited.status.code(), Some(2), "{}", exited.stderr);
+    assert!(
+        exited
+            .stderr
+            .contains(&format!("--admin-listen {addr}: cannot bind")),
+        "{}",
+        exited.stderr
+    );
 }
 
 #[test]

@@ -153,3 +153,35 @@ fn the_bulk_length_limit_can_be_set() {
     );
     assert_eq!(redauth.connect().request(&["PING"]), b"+PONG\r\n");
 }
+
+#[test]
+fn a_password_in_the_upstream_url_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rediss://{USERNAME}:{PASSWORD}@127.0.0.1:6380");
+    let file = dir.path().join("redauth.toml");
+    std::fs::write(&file, format!("upstream = {url:?}\n")).unwrap();
+    let runs = [
+        RedauthCmd::new().args(["--upstream", &url]),
+        RedauthCmd::new().env("REDAUTH_UPSTREAM", url.clone()),
+        RedauthCmd::new().args(["--config", file.to_str().unwrap()]),
+        // Refused for another reason too: plaintext.
+        RedauthCmd::new().args(["--upstream", &url.replace("rediss", "redis")]),
+    ];
+    for cmd in runs {
+        let exited = cmd
+            .args(["--auth", "none"])
+            .run_to_exit(Duration::from_secs(20));
+        assert_eq!(exited.status.code(), Some(2), "{}", exited.stderr);
+        assert!(
+            exited
+                .stderr
+                .contains(&format!("{USERNAME}:***@127.0.0.1:6380"))
+                && exited
+                    .stderr
+                    .contains("--password-file or REDAUTH_PASSWORD"),
+            "{}",
+            exited.stderr
+        );
+        assert_no_secret(&exited.stderr);
+    }
+}

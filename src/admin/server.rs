@@ -29,6 +29,7 @@ impl AdminServer {
     /// Binds `addr`; logs `admin endpoints listening` with the bound address.
     pub async fn bind(addr: SocketAddr, health: Arc<Health>) -> Result<AdminServer, StartError> {
         let bind_error = |cause| StartError::Bind {
+            setting: "--admin-listen",
             addr: addr.to_string(),
             cause,
         };

@@ -1,15 +1,21 @@
 //! The settings as given: every field optional, one struct for all three
-//! sources (flags, environment, file) so they merge field by field.
+//! sources (flags, environment, file) so they merge field by field. [`KEYS`]
+//! lists every key with the shape of its value, for reading the environment
+//! and checking a TOML file key by key.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 /// One layer of settings. Each `///` line here is the reference text for the
 /// flag, the `REDAUTH_*` variable and the TOML key of the same name.
-#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Local address to listen on (repeatable) [default: 127.0.0.1:6379]
+    /// Local address to listen on (repeatable): 127.0.0.1:6379, [::1]:6379, a
+    /// bare port (6379: loopback, 127.0.0.1), or host:port (the host name is
+    /// resolved once at startup and every address it has is bound)
+    /// [default: 127.0.0.1:6379]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<Vec<String>>,
 
@@ -36,7 +42,8 @@ pub struct Settings {
     #[arg(long, value_name = "MODE")]
     pub unix_socket_mode: Option<String>,
 
-    /// Upstream Redis URL: rediss://host:port (TLS)
+    /// Upstream Redis URL: rediss://host:port (TLS). No user or password in
+    /// it: use --username and --password-file
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
 
@@ -127,7 +134,8 @@ pub struct Settings {
     pub max_connections: Option<u64>,
 
     /// Address of the admin HTTP endpoints: /livez, /startupz, /readyz,
-    /// /metrics, POST /quitquitquit [default: 127.0.0.1:9180]
+    /// /metrics, POST /quitquitquit; a bare port means loopback, a host
+    /// name is resolved once at startup [default: 127.0.0.1:9180]
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
 
@@ -154,18 +162,31 @@ pub struct Settings {
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
 
-    /// Log level or tracing filter directives [default: info]
+    /// Log level: trace | debug | info | warn | error | off, or tracing filter
+    /// directives like redauth=debug,info [default: info]
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 }
 
-/// How a setting is written in an environment variable.
+/// How a setting's value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shape {
     Text,
     Flag,
     List,
     Number,
+}
+
+impl Shape {
+    /// What a value of this shape looks like, for error messages.
+    pub(crate) fn expected(self) -> &'static str {
+        match self {
+            Shape::Text => "a string",
+            Shape::Flag => "true or false",
+            Shape::List => "a list of strings",
+            Shape::Number => "a whole number (0 or more)",
+        }
+    }
 }
 
 /// Every setting's key and shape, for reading `REDAUTH_<KEY>` variables.
@@ -191,8 +212,8 @@ pub(crate) const KEYS: &[(&str, Shape)] = &[
     ("entra_scope", Shape::Text),
     ("entra_client_secret_file", Shape::Text),
     ("connect_timeout", Shape::Text),
-    ("pool_size", Shape::Text),
-    ("threads", Shape::Text),
+    ("pool_size", Shape::Number),
+    ("threads", Shape::Number),
     ("output_timeout", Shape::Text),
     ("idle_timeout", Shape::Text),
     ("max_connections", Shape::Number),
@@ -205,7 +226,22 @@ pub(crate) const KEYS: &[(&str, Shape)] = &[
     ("log_level", Shape::Text),
 ];
 
+/// The shape of `key`'s value, if `key` is a setting.
+pub(crate) fn shape_of(key: &str) -> Option<Shape> {
+    KEYS.iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, shape)| *shape)
+}
+
 impl Settings {
+    /// The keys this layer sets.
+    pub fn keys_set(&self) -> BTreeSet<String> {
+        // Serialising leaves the unset (None) fields out.
+        toml::Table::try_from(self)
+            .map(|table| table.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Fills every field this layer leaves empty from `lower`.
     pub fn or(self, lower: Settings) -> Settings {
         Settings {

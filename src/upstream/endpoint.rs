@@ -1,4 +1,6 @@
 //! The upstream URL: `rediss://host:port` (TLS) or `redis://host:port`.
+//! A user or password in the URL is refused, and [`redact_url`] hides it in any
+//! message that shows the URL as given.
 
 use std::fmt;
 
@@ -18,7 +20,7 @@ pub enum EndpointError {
     Scheme(String),
     #[error("the URL has no host")]
     NoHost,
-    #[error("credentials in the URL are not accepted; use --username and --password-file")]
+    #[error("a user or password in the URL is not accepted (it would show in `ps` and in logs); use --username, and --password-file or REDAUTH_PASSWORD")]
     Credentials,
     #[error("a path or query in the URL is not supported (select a database with SELECT)")]
     Path,
@@ -51,6 +53,26 @@ impl Endpoint {
             tls,
         })
     }
+}
+
+/// `text` with any password in it replaced by `***`: `rediss://user:***@host`,
+/// or `rediss://***@host` when the userinfo has no `:`. Works on text that is
+/// not a valid URL too, so an error about a malformed URL cannot leak one.
+pub fn redact_url(text: &str) -> String {
+    let Some(scheme_end) = text.find("://").map(|i| i + 3) else {
+        return text.to_string();
+    };
+    let rest = &text[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return text.to_string();
+    };
+    let userinfo = &rest[..at];
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    format!("{}{shown}{}", &text[..scheme_end], &rest[at..])
 }
 
 impl fmt::Display for Endpoint {
@@ -86,6 +108,19 @@ mod tests {
             (v6.host.as_str(), v6.to_string()),
             ("::1", "[::1]:6380".to_string())
         );
+    }
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("rediss://user:pw@h:6380"),
+            "rediss://user:***@h:6380"
+        );
+        assert_eq!(redact_url("rediss://:pw@h"), "rediss://:***@h");
+        assert_eq!(redact_url("rediss://pw@h/0"), "rediss://***@h/0");
+        assert_eq!(redact_url("rediss://u:p@ss@h"), "rediss://u:***@h");
+        assert_eq!(redact_url("rediss://h:1/a@b"), "rediss://h:1/a@b");
+        assert_eq!(redact_url("h:1"), "h:1");
     }
 
     #[test]

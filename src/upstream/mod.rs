@@ -21,6 +21,6 @@ mod stream;
 pub mod tls;
 
 pub use connect::{ConnectError, Connector, Stage, Upstream};
-pub use endpoint::{Endpoint, EndpointError};
+pub use endpoint::{redact_url, Endpoint, EndpointError};
 pub use pool::Pool;
 pub use stream::UpstreamStream;
