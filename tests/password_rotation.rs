@@ -178,6 +178,7 @@ fn a_rotated_password_reauthenticates_every_live_connection_and_closes_none() {
         sample(&scrape, "redauth_reauth_total{result=\"failed\"}"),
         Some(0.0)
     );
+    drop((plain, subscriber, blocked, admin));
     let logs = redauth.stop();
     assert!(
         !logs.contains("rotated-pw-2"),
@@ -228,6 +229,7 @@ fn a_new_password_the_server_refuses_is_held_back_while_the_old_one_works() {
         "the held-back password to be taken up",
         || (readyz(&redauth).body == "ok\n").then_some(()),
     );
+    drop(client);
     let logs = redauth.stop();
     assert!(!logs.contains("typo-in-the-new-secret"), "{logs}");
     assert!(
@@ -275,4 +277,40 @@ fn the_connection_test_passes_or_stops_redauth_with_the_reason() {
         "{}",
         exited.stderr
     );
+}
+
+#[test]
+fn a_changed_client_password_is_asked_of_clients_from_then_on() {
+    let redis = TlsRedis::start();
+    let mut volume = SecretVolume::new(redis.dir(), "client-pw-1");
+    let redauth = redis.redauth(&[
+        "--client-password-file",
+        &volume.path().display().to_string(),
+    ]);
+    let mut early = redauth.connect();
+    assert_eq!(early.request(&["AUTH", "client-pw-1"]), b"+OK\r\n");
+
+    volume.update("client-pw-2");
+    eventually(
+        &redauth,
+        WAIT,
+        "the new client password to be asked",
+        || {
+            let mut conn = redauth.connect();
+            let reply = conn.request(&["AUTH", "client-pw-1"]);
+            reply.starts_with(b"-WRONGPASS").then_some(())
+        },
+    );
+    let mut late = redauth.connect();
+    assert_eq!(late.request(&["AUTH", "client-pw-2"]), b"+OK\r\n");
+    assert_eq!(late.request(&["PING"]), b"+PONG\r\n");
+    // A client authenticated before the change stays authenticated; its next AUTH is
+    // checked against the new password.
+    assert_eq!(early.request(&["PING"]), b"+PONG\r\n");
+    let again = early.request(&["AUTH", "client-pw-1"]);
+    assert!(again.starts_with(b"-WRONGPASS"), "{}", show(&again));
+    assert_eq!(early.request(&["AUTH", "client-pw-2"]), b"+OK\r\n");
+    drop((early, late));
+    let logs = redauth.stop();
+    assert!(!logs.contains("client-pw-"), "{logs}");
 }
