@@ -208,7 +208,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     }
     tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
+        version = %env!("CARGO_PKG_VERSION"),
         auth = %upstream.summary,
         upstream = %config.upstream,
         tls_server_name = %config.tls_server_name,
