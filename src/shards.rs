@@ -60,7 +60,8 @@ pub struct Shards {
 
 impl Shards {
     /// Starts `threads` relay threads serving sessions with `ctx`; each
-    /// starts its own warm pool, `pool_size` being shared out among them.
+    /// starts its own warm pool, the cap `pool_size` being shared out among
+    /// them (each adapts below its share, keeping one when quiet).
     pub fn start(
         threads: usize,
         ctx: &SessionContext,

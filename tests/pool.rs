@@ -1,7 +1,9 @@
 //! Connecting fast. The warm pool: new clients get connections dialed ahead of them, each as
 //! fresh as a new dial; a pooled connection the server closed is never handed out, and pooled
-//! connections follow token rotation (the front would close one still on an expired token). And
-//! TLS session resumption: dials after the first skip the full handshake.
+//! connections follow token rotation (the front would close one still on an expired token). The
+//! pool keeps one connection per relay thread when quiet, grows under a burst of connects within
+//! its cap, and shrinks back. And TLS session resumption: dials after the first skip the full
+//! handshake.
 
 mod support;
 
@@ -29,11 +31,11 @@ fn direct(redis: &TlsRedis) -> RespConn {
 #[test]
 fn the_pool_fills_and_hands_out_fresh_connections() {
     let redis = TlsRedis::start();
-    let redauth = redis.redauth(&["--pool-size", "3"]);
+    let redauth = redis.redauth(&["--pool-size", "3", "--threads", "2"]);
     let mut admin = direct(&redis);
-    // The admin connection is the superuser too: count it.
-    wait_for("3 pooled connections", Duration::from_secs(20), || {
-        upstream_connections(&mut admin) == 4
+    // One per relay thread while quiet; the admin connection is the superuser too: count it.
+    wait_for("2 pooled connections", Duration::from_secs(20), || {
+        upstream_connections(&mut admin) == 3
     });
 
     // A client that leaves state behind, then a new one: it sees none of it.
@@ -55,21 +57,21 @@ fn the_pool_fills_and_hands_out_fresh_connections() {
     }
     // It was taken from the pool, and the pool is refilled behind it.
     wait_for("the pool refilled", Duration::from_secs(20), || {
-        upstream_connections(&mut admin) == 5
+        upstream_connections(&mut admin) == 4
     });
 }
 
 #[test]
 fn connections_the_server_closed_are_not_handed_out() {
     let redis = TlsRedis::start();
-    let redauth = redis.redauth(&["--pool-size", "3"]);
+    let redauth = redis.redauth(&["--pool-size", "3", "--threads", "2"]);
     let mut admin = direct(&redis);
-    wait_for("3 pooled connections", Duration::from_secs(20), || {
-        upstream_connections(&mut admin) == 4
+    wait_for("2 pooled connections", Duration::from_secs(20), || {
+        upstream_connections(&mut admin) == 3
     });
     // Kill every pooled connection (SKIPME keeps the admin connection).
     let killed = admin.request(&["CLIENT", "KILL", "USER", USERNAME, "SKIPME", "yes"]);
-    assert_eq!(killed, b":3\r\n");
+    assert_eq!(killed, b":2\r\n");
     thread::sleep(Duration::from_millis(100));
     for _ in 0..4 {
         let mut c = redauth.connect();
@@ -222,8 +224,8 @@ fn short_sessions_run_on_returned_connections_without_new_dials() {
     let redis = TlsRedis::start();
     let redauth = redis.redauth(&["--pool-size", "2", "--threads", "1"]);
     let mut admin = direct(&redis);
-    wait_for("2 pooled connections", Duration::from_secs(20), || {
-        upstream_connections(&mut admin) == 3
+    wait_for("1 pooled connection", Duration::from_secs(20), || {
+        upstream_connections(&mut admin) == 2
     });
     let dials_so_far = |admin: &mut RespConn| -> u64 {
         let info = String::from_utf8(admin.request(&["INFO", "stats"])).unwrap();
@@ -249,5 +251,51 @@ fn short_sessions_run_on_returned_connections_without_new_dials() {
     let dials = dials_so_far(&mut admin) - before;
     eprintln!("50 short sessions took {dials} new upstream connections");
     assert!(dials <= 5, "{dials} dials for 50 short sessions");
-    assert_eq!(upstream_connections(&mut admin), 3);
+    // The pool's floor, up to its cap of 2 while the recent takes still count.
+    let held = upstream_connections(&mut admin) - 1;
+    assert!((1..=2).contains(&held), "{held} connections held");
+}
+
+#[test]
+fn the_pool_grows_under_a_burst_of_connects_and_shrinks_back_when_idle() {
+    let redis = TlsRedis::start();
+    // A cap of 8, 4 per relay thread; one per thread when quiet.
+    let redauth = redis.redauth(&["--pool-size", "8", "--threads", "2"]);
+    let mut admin = direct(&redis);
+    let pooled = |admin: &mut RespConn| upstream_connections(admin) - 1;
+    wait_for(
+        "1 pooled connection per thread",
+        Duration::from_secs(20),
+        || pooled(&mut admin) == 2,
+    );
+
+    // 10 clients connecting over and over, one command each, as `redis-benchmark -k 0 -c 10`.
+    let port = redauth.port();
+    let burst: Vec<_> = (0..10)
+        .map(|_| {
+            thread::spawn(move || {
+                for _ in 0..100 {
+                    let mut c = RespConn::connect(port);
+                    assert_eq!(c.request(&["PING"]), b"+PONG\r\n");
+                }
+            })
+        })
+        .collect();
+    for client in burst {
+        client.join().unwrap();
+    }
+    // Every client has left; once their sessions have ended, what the server sees is the pool,
+    // grown past its floor (connections beyond it wait 10 s unused before they are closed) and
+    // never past its cap.
+    thread::sleep(Duration::from_millis(500));
+    let grown = pooled(&mut admin);
+    eprintln!("after the burst: {grown} pooled connections");
+    assert!((3..=8).contains(&grown), "{grown} connections held, cap 8");
+
+    // Quiet again: back to one per thread.
+    wait_for(
+        "the pool back at its floor",
+        Duration::from_secs(60),
+        || pooled(&mut admin) == 2,
+    );
 }

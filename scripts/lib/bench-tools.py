@@ -226,6 +226,7 @@ METRICS = {
     "set_c50_p16": ("SET, 50 clients, -P 16", "req/s", True),
     "get_c50_p16": ("GET, 50 clients, -P 16", "req/s", True),
     "connect": ("new connections (-k 0 -c 10, PING)", "conn/s", True),
+    "connect_c50": ("new connections (-k 0 -c 50, PING)", "conn/s", True),
     "cpu_c50": ("proxy CPU per request, 50 clients", "us", False),
     "cpu_c50_p16": ("proxy CPU per request, -P 16", "us", False),
     "set_c1_p50": ("SET, 1 client, p50 latency", "ms", False),

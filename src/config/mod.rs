@@ -51,8 +51,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Warm pool size when none is configured.
-pub const DEFAULT_POOL_SIZE: usize = 4;
+/// Warm pool cap when none is configured.
+pub const DEFAULT_POOL_SIZE: usize = 64;
 
 /// Everything redauth runs with, validated.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub struct Config {
     pub tls_server_name: String,
     pub auth: Auth,
     pub connect_timeout: Duration,
-    /// Warm pool size (0: none), shared out among the relay threads.
+    /// Warm pool cap (0: none), shared out among the relay threads.
     pub pool_size: usize,
     /// Relay threads (see [`crate::shards`]).
     pub threads: usize,

@@ -107,8 +107,8 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
 
-    /// Upstream connections kept dialed and authenticated ahead of new
-    /// clients; 0 turns the warm pool off [default: 4]
+    /// Most upstream connections kept dialed and authenticated ahead of new
+    /// clients (the pool adapts below it); 0 turns the warm pool off [default: 64]
     #[arg(long, value_name = "N")]
     pub pool_size: Option<usize>,
 

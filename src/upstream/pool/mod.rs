@@ -2,8 +2,13 @@
 //!
 //! Without it, a new client waits for a TCP connect, a TLS handshake and an
 //! AUTH round trip before its first command can go. With it, a background task
-//! keeps up to `size` connections dialed and authenticated ahead of demand; a
-//! new session takes one at once and the task dials a replacement.
+//! keeps connections dialed and authenticated ahead of demand; a new session
+//! takes one at once and the task dials a replacement.
+//!
+//! How many it keeps adapts to demand ([`sizing`]): enough for the takes
+//! expected while a replacement is dialed, at the recent rate of takes, within
+//! a cap (the thread's share of `--pool-size`) and down to one connection when
+//! no client comes.
 //!
 //! When a client leaves at a quiet moment (every reply delivered, nothing in
 //! flight, no subscription or MONITOR feed), its connection comes back
@@ -13,7 +18,10 @@
 //! [`super::leftovers`]), and `AUTH` with the current token return
 //! it to the state of a fresh dial before it waits for the next client; any
 //! other answer drops it. A client that ran a command whose effect `RESET`
-//! may not undo leaves a connection that is closed, never handed back. So a busy sidecar needs no TLS handshake per client. The refill counts
+//! may not undo leaves a connection that is closed, never handed back. So a
+//! busy sidecar needs no TLS handshake per client: returned connections are
+//! kept up to the cap, and those the recent demand does not call for are
+//! closed after [`sizing::LINGER`] unused. The refill counts
 //! connections on their way back and waits [`SETTLE`] after a take before
 //! dialing, so short sessions are served by returned connections and no
 //! handshake is spent on a replacement that would only be thrown away.
@@ -28,12 +36,15 @@
 //! connections; Azure after ten minutes), or when the server closed it or sent
 //! anything unasked.
 
+mod sizing;
+
 use super::connect::read_reply;
 use super::leftovers;
 use super::{Connector, Upstream};
 use crate::credentials::{Credential, Credentials};
 use crate::resp::encode;
 use bytes::BytesMut;
+use sizing::{Limits, TakeRate};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,7 +76,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// on both ends; a longer session's replacement is merely this much later.
 const SETTLE: Duration = Duration::from_millis(25);
 
-/// Handle to the pool; cheap to clone. Size 0 keeps no connections.
+/// Handle to the pool; cheap to clone. A cap of 0 keeps no connections.
 #[derive(Clone)]
 pub struct Pool {
     shared: Arc<Shared>,
@@ -74,21 +85,62 @@ pub struct Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("size", &self.shared.size)
+            .field("limits", &self.shared.limits)
             .field("idle", &self.idle())
             .finish()
     }
 }
 
 struct Shared {
-    idle: Mutex<VecDeque<Warm>>,
+    state: Mutex<State>,
     /// Wakes the refill task when a connection was taken, and when a used
     /// one's return ended (returned or dropped).
     taken: Notify,
     /// Used connections being reset on their way back.
     returning: AtomicUsize,
-    size: usize,
+    limits: Limits,
     credentials: Credentials,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the pool holds and what it has seen of demand.
+struct State {
+    /// Oldest first. Arrivals go to the back and takes come from the back too,
+    /// so under light demand the same few are reused and a surplus, at the
+    /// front, ages out.
+    idle: VecDeque<Warm>,
+    takes: TakeRate,
+    /// The recent time a dial took (connect, TLS, AUTH).
+    dial: Duration,
+}
+
+impl State {
+    /// How many connections the refill keeps waiting now.
+    fn target(&self, now: Instant, limits: Limits) -> usize {
+        let refill = SETTLE + self.dial;
+        sizing::target(self.takes.per_second(now), refill, limits)
+    }
+
+    /// Closes connections beyond `target` that have waited [`sizing::LINGER`]
+    /// (the oldest are at the front); returns how many.
+    fn close_surplus(&mut self, target: usize, now: Instant) -> usize {
+        let mut closed = 0;
+        while self.idle.len() > target
+            && self
+                .idle
+                .front()
+                .is_some_and(|w| now.duration_since(w.since) >= sizing::LINGER)
+        {
+            self.idle.pop_front();
+            closed += 1;
+        }
+        closed
+    }
 }
 
 /// A connection waiting in the pool.
@@ -124,17 +176,22 @@ fn quiet(upstream: &mut Upstream) -> bool {
 }
 
 impl Pool {
-    /// A pool of `size` connections, filled in the background from now on
-    /// (nothing is spawned for size 0). Must be called inside a runtime.
-    pub fn start(connector: Connector, credentials: Credentials, size: usize) -> Pool {
+    /// A pool of up to `cap` connections (one when quiet), filled in the
+    /// background from now on (nothing is spawned for cap 0). Must be called
+    /// inside a runtime.
+    pub fn start(connector: Connector, credentials: Credentials, cap: usize) -> Pool {
         let shared = Arc::new(Shared {
-            idle: Mutex::new(VecDeque::with_capacity(size)),
+            state: Mutex::new(State {
+                idle: VecDeque::new(),
+                takes: TakeRate::default(),
+                dial: sizing::FIRST_DIAL,
+            }),
             taken: Notify::new(),
             returning: AtomicUsize::new(0),
-            size,
+            limits: Limits::up_to(cap),
             credentials: credentials.clone(),
         });
-        if size > 0 {
+        if cap > 0 {
             tokio::spawn(refill(shared.clone(), connector, credentials));
         }
         Pool { shared }
@@ -143,15 +200,16 @@ impl Pool {
     /// A ready connection and the credential it authenticated with, if one is
     /// waiting; stale or broken ones met on the way are dropped.
     pub fn take(&self) -> Option<(Upstream, Arc<Credential>)> {
-        if self.shared.size == 0 {
+        if self.shared.limits.cap == 0 {
             return None;
         }
         let (now, wall) = (Instant::now(), SystemTime::now());
         let mut dropped = Vec::new();
         let found = {
-            let mut idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = self.shared.state();
+            state.takes.record(now);
             loop {
-                let Some(mut warm) = idle.pop_front() else {
+                let Some(mut warm) = state.idle.pop_back() else {
                     break None;
                 };
                 if warm.usable(now, wall) {
@@ -168,9 +226,9 @@ impl Pool {
     /// Takes back a connection whose client has left with nothing in flight
     /// (the session checked), to serve another client once it has been reset,
     /// rid of the client's settings by the `undo` commands, and authenticated
-    /// again; dropped if any of that fails or the pool is full.
+    /// again; dropped if any of that fails or the pool is at its cap.
     pub fn recycle(&self, upstream: Upstream, undo: Vec<BytesMut>) {
-        if !upstream.pending.is_empty() || self.idle() >= self.shared.size {
+        if !upstream.pending.is_empty() || self.idle() >= self.shared.limits.cap {
             return;
         }
         let shared = self.shared.clone();
@@ -184,10 +242,10 @@ impl Pool {
                 tokio::time::timeout(RESET_TIMEOUT, reset(upstream, &credential, &undo)).await;
             match reset {
                 Ok(Ok(upstream)) => {
-                    let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    if idle.len() < shared.size {
+                    let mut state = shared.state();
+                    if state.idle.len() < shared.limits.cap {
                         tracing::trace!("warm pool: a used connection was reset and returned");
-                        idle.push_back(Warm {
+                        state.idle.push_back(Warm {
                             upstream,
                             credential,
                             since: Instant::now(),
@@ -206,11 +264,7 @@ impl Pool {
 
     /// Connections waiting now.
     pub fn idle(&self) -> usize {
-        self.shared
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.shared.state().idle.len()
     }
 }
 
@@ -279,8 +333,8 @@ pub async fn reset(
     Ok(upstream)
 }
 
-/// Keeps the pool full of connections authenticated with the current
-/// credential, for as long as the process runs.
+/// Keeps the pool at its target ([`sizing`]) with connections authenticated
+/// with the current credential, for as long as the process runs.
 async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credentials) {
     let mut dials = JoinSet::new();
     let mut failures = 0u32;
@@ -293,35 +347,57 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
                 continue;
             }
         };
-        let missing = {
-            let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let (missing, above_floor) = {
+            let mut state = shared.state();
             let now = Instant::now();
-            idle.retain(|w| {
+            state.idle.retain(|w| {
                 Arc::ptr_eq(&w.credential, &credential) && now.duration_since(w.since) < MAX_IDLE
             });
-            let coming = idle.len() + shared.returning.load(Ordering::Relaxed);
-            shared.size.saturating_sub(coming)
+            let target = state.target(now, shared.limits);
+            let closed = state.close_surplus(target, now);
+            if closed > 0 {
+                tracing::debug!(
+                    closed,
+                    target,
+                    "warm pool: closed connections no longer needed"
+                );
+            }
+            let coming = state.idle.len() + shared.returning.load(Ordering::Relaxed);
+            (
+                target.saturating_sub(coming),
+                state.idle.len() > shared.limits.floor,
+            )
         };
         let room = PARALLEL.saturating_sub(dials.len());
         for _ in 0..missing.saturating_sub(dials.len()).min(room) {
             let (connector, credential) = (connector.clone(), credential.clone());
             dials.spawn(async move {
+                let started = Instant::now();
                 let upstream = connector.connect(&credential).await?;
-                Ok::<_, super::ConnectError>(Warm {
+                let warm = Warm {
                     upstream,
                     credential,
                     since: Instant::now(),
-                })
+                };
+                Ok::<_, super::ConnectError>((warm, started.elapsed()))
             });
         }
+        // While more than the floor waits, look again soon to close what is
+        // no longer needed.
+        let wake = if above_floor {
+            Duration::from_secs(1)
+        } else {
+            MAX_IDLE / 4
+        };
         let mut watch = credentials.watch_from(credential);
         tokio::select! {
             Some(done) = dials.join_next(), if !dials.is_empty() => match done {
-                Ok(Ok(warm)) => {
+                Ok(Ok((warm, took))) => {
                     failures = 0;
-                    let mut idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    if idle.len() < shared.size {
-                        idle.push_back(warm);
+                    let mut state = shared.state();
+                    state.dial = sizing::smoothed(state.dial, took);
+                    if state.idle.len() < shared.limits.cap {
+                        state.idle.push_back(warm);
                     }
                 }
                 Ok(Err(e)) => {
@@ -336,7 +412,7 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
             },
             _ = shared.taken.notified() => tokio::time::sleep(SETTLE).await,
             _ = watch.next() => {}
-            _ = tokio::time::sleep(MAX_IDLE / 4) => {}
+            _ = tokio::time::sleep(wake) => {}
         }
     }
 }
