@@ -19,9 +19,11 @@ FROM rust:1-slim-bookworm AS builder
 WORKDIR /build
 
 # Dependencies first, in their own layer: build the locked dependency graph against empty
-# sources, so editing src/ does not rebuild every crate. Only Cargo.toml and Cargo.lock decide
-# whether this layer is reused.
+# sources, so editing src/ does not rebuild every crate. Only Cargo.toml, Cargo.lock and the
+# micro-benchmarks (which cargo must find to parse the manifest's [[bench]] targets; a release
+# build compiles none of them) decide whether this layer is reused.
 COPY Cargo.toml Cargo.lock ./
+COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
