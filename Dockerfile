@@ -1,6 +1,7 @@
 # redauth container image.
 #
-#   docker build -t ghcr.io/example/redauth:0.1.0 .
+#   docker build --build-arg REDAUTH_GIT_COMMIT=$(git rev-parse --short=12 HEAD) \
+#     -t ghcr.io/example/redauth:0.1.0 .
 #
 # Two stages: the builder compiles the release binary on Debian 12 (bookworm); the runtime is
 # distroless "cc" on Debian 12 too. The binary links glibc, libm and libgcc_s dynamically (rustls
@@ -22,7 +23,7 @@ WORKDIR /build
 # sources, so editing src/ does not rebuild every crate. Only Cargo.toml, Cargo.lock and the
 # micro-benchmarks (which cargo must find to parse the manifest's [[bench]] targets; a release
 # build compiles none of them) decide whether this layer is reused.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
@@ -30,7 +31,11 @@ RUN mkdir src \
     && cargo build --release --locked \
     && rm -rf src
 
-# Then redauth itself. COPY keeps the files' own modification times, which may be older than
+# Then redauth itself, naming the commit it is built from (the context holds no .git):
+#   docker build --build-arg REDAUTH_GIT_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG REDAUTH_GIT_COMMIT=unknown
+ENV REDAUTH_GIT_COMMIT=${REDAUTH_GIT_COMMIT}
+# COPY keeps the files' own modification times, which may be older than
 # the placeholder build above; touching them makes cargo rebuild the crate for certain.
 COPY src ./src
 RUN touch src/lib.rs src/main.rs \

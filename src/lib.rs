@@ -18,6 +18,8 @@
 //! - [`logging`]: where the log goes and how it looks;
 //! - [`admin`]: `/livez`, `/startupz`, `/readyz`, `/metrics`, `POST /quitquitquit`;
 //! - [`metrics`]: process-wide counters and their OpenMetrics rendering;
+//! - [`notify`]: systemd's `READY=1` and `STOPPING=1`;
+//! - [`version`]: the version and git commit of this build;
 //! - [`emulator`]: the emulated Azure cloud (token endpoint, token-checking TLS
 //!   front) for tests and the demo — never used in production.
 
@@ -28,8 +30,10 @@ pub mod emulator;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod resp;
 pub mod server;
 pub mod session;
 pub mod shards;
 pub mod upstream;
+pub mod version;

@@ -99,6 +99,7 @@ pub async fn drain(
     serving: JoinHandle<usize>,
 ) -> usize {
     health.begin_draining();
+    crate::notify::stopping();
     let accept_for = match stop {
         Stop::Fatal(_) => std::time::Duration::ZERO,
         _ => policy.min_delay,

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 #[derive(Debug, Parser)]
 #[command(
     name = "redauth",
-    version,
+    version = redauth::version::LONG,
     about,
     args_conflicts_with_subcommands = true
 )]
@@ -58,12 +58,18 @@ enum Command {
     /// token-checking TLS front before a local redis-server. For the demo and
     /// tests; never for production.
     EmulateCloud(redauth::emulator::cli::EmulatorArgs),
+    /// Wait until a running redauth has started (its /startupz answers 200):
+    /// exit 0 then, or 1 after --timeout. For an application container that
+    /// must not start before its redauth sidecar, or a Job.
+    Wait(redauth::admin::wait::WaitArgs),
 }
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Some(Command::EmulateCloud(args)) = cli.command.take() {
-        return emulate_cloud(args);
+    match cli.command.take() {
+        Some(Command::EmulateCloud(args)) => return emulate_cloud(args),
+        Some(Command::Wait(args)) => return wait(&args),
+        None => {}
     }
     let env = ProcessEnv;
     let config = match load(cli, &env) {
@@ -121,6 +127,23 @@ fn emulate_cloud(args: redauth::emulator::cli::EmulatorArgs) -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "the emulated cloud stopped");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn wait(args: &redauth::admin::wait::WaitArgs) -> ExitCode {
+    match redauth::admin::wait::wait(args) {
+        Ok(took) => {
+            let took = Duration::from_millis(took.as_millis() as u64);
+            eprintln!(
+                "redauth wait: started (after {})",
+                humantime::format_duration(took)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("redauth wait: {why}");
+            ExitCode::from(lifecycle::EXIT_STARTUP)
         }
     }
 }
@@ -208,7 +231,8 @@ async fn serve(config: Config) -> ExitCode {
         }
     }
     tracing::info!(
-        version = %env!("CARGO_PKG_VERSION"),
+        version = %redauth::version::VERSION,
+        commit = %redauth::version::COMMIT,
         auth = %upstream.summary,
         upstream = %config.upstream,
         tls_server_name = %config.tls_server_name,
@@ -233,6 +257,12 @@ async fn serve(config: Config) -> ExitCode {
         tokio::spawn(password_file::follow_client(path, tx));
     }
     health.set_listening();
+    // systemd's Type=notify: ready when /startupz would say so.
+    let first = credentials.clone();
+    tokio::spawn(async move {
+        first.obtained().await;
+        redauth::notify::ready();
+    });
     // Serves until the runtime ends, through the drain.
     tokio::spawn(admin.run());
     let (stop_accepting, accepting) = watch::channel(false);

@@ -235,6 +235,14 @@ impl Metrics {
             "kind",
             UpstreamError::ALL.map(UpstreamError::label),
         );
+        registry.register(
+            "redauth_build",
+            "The version and git commit of this build",
+            prometheus_client::metrics::info::Info::new([
+                ("version", crate::version::VERSION),
+                ("commit", crate::version::COMMIT),
+            ]),
+        );
         let token_refresh = labelled(
             &mut registry,
             "redauth_token_refresh",

@@ -248,3 +248,78 @@ fn quitquitquit_drains_and_exits_zero() {
     assert_eq!(draining.len(), 1, "{}", exited.stderr);
     assert_eq!(draining[0]["fields"]["reason"], "POST /quitquitquit");
 }
+
+/// Runs `redauth wait` with `args` to its end.
+fn redauth_wait(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_redauth"))
+        .arg("wait")
+        .args(args)
+        .env_remove("REDAUTH_ADMIN_LISTEN")
+        .output()
+        .expect("running redauth wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn redauth_wait_returns_once_started_and_gives_up_with_the_reason() {
+    // Nothing there at all.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let (status, said) = redauth_wait(&["--admin", &nobody, "--timeout", "1s"]);
+    assert_eq!(status, Some(1), "{said}");
+    assert!(said.contains("did not answer 200 within 1s"), "{said}");
+    assert!(said.contains("connecting to"), "{said}");
+
+    // A redauth that has no token yet: not started.
+    let cloud = TestCloud::start(Duration::from_secs(30));
+    cloud.identity().set_failing(true);
+    let redauth = cloud.redauth_cmd("managed-identity").start();
+    let admin = redauth.admin_addr().to_string();
+    let (status, said) = redauth_wait(&["--admin", &admin, "--timeout", "1s"]);
+    assert_eq!(status, Some(1), "{said}");
+    assert!(said.contains("last: 503 no credential yet"), "{said}");
+
+    // The token comes: started.
+    cloud.identity().set_failing(false);
+    let (status, said) = redauth_wait(&["--admin", &admin, "--timeout", "30s"]);
+    assert_eq!(status, Some(0), "{said}");
+    assert!(said.starts_with("redauth wait: started"), "{said}");
+    assert_eq!(http::get(redauth.admin_addr(), "/startupz").status, 200);
+}
+
+#[test]
+fn the_version_and_commit_show_in_the_flag_the_startup_line_and_the_metrics() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_redauth"))
+        .arg("--version")
+        .output()
+        .expect("running redauth --version");
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // `redauth 0.1.0 (abc123def456)`.
+    let (name_and_version, commit) = version
+        .strip_suffix(')')
+        .and_then(|v| v.split_once(" ("))
+        .unwrap_or_else(|| panic!("{version:?}"));
+    assert_eq!(
+        name_and_version,
+        concat!("redauth ", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(!commit.is_empty() && !commit.contains(' '), "{version:?}");
+
+    let redis = TlsRedis::start();
+    let redauth = redis.redauth(&[]);
+    let scrape = http::get(redauth.admin_addr(), "/metrics").body;
+    let series = format!(
+        "redauth_build_info{{version=\"{}\",commit=\"{commit}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&scrape, &series), Some(1.0), "{series}\n{scrape}");
+    let started = eventually(
+        &redauth,
+        Duration::from_secs(10),
+        "the startup line",
+        || log_events(&redauth.logs(), "redauth started").pop(),
+    );
+    assert_eq!(started["fields"]["commit"], commit);
+}

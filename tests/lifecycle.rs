@@ -240,3 +240,30 @@ fn idle_clients_are_closed_but_blocked_and_subscribed_ones_are_not() {
         b"*2\r\n$9\r\nidle:list\r\n$1\r\nx\r\n"
     );
 }
+
+#[test]
+fn systemd_hears_ready_once_serving_and_stopping_when_the_drain_begins() {
+    let redis = TlsRedis::start();
+    let socket_path = redis.dir().join("notify.sock");
+    let systemd =
+        std::os::unix::net::UnixDatagram::bind(&socket_path).expect("binding NOTIFY_SOCKET");
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let redauth = redis
+        .redauth_cmd()
+        .env("NOTIFY_SOCKET", socket_path.display().to_string())
+        .start();
+    let mut message = [0u8; 256];
+    let n = systemd.recv(&mut message).expect("READY=1 within 20 s");
+    assert_eq!(&message[..n], b"READY=1\n");
+    // Ready means serving.
+    assert_eq!(redauth.connect().request(&["PING"]), b"+PONG\r\n");
+    redauth.signal("TERM");
+    let n = systemd.recv(&mut message).expect("STOPPING=1 within 20 s");
+    assert_eq!(&message[..n], b"STOPPING=1\n");
+    assert_eq!(
+        redauth.wait_exit(Duration::from_secs(20)).status.code(),
+        Some(143)
+    );
+}
