@@ -351,10 +351,17 @@ fn unknown_log_levels_are_refused_and_directives_accepted() {
         .args(["--upstream", "rediss://127.0.0.1:1", "--auth", "none"])
         .args(["--log-level", "redauth=debug,info"])
         .start();
-    assert!(
-        redauth.logs().contains("relay threads started"),
-        "{}",
-        redauth.output()
+    // Logged at DEBUG just after the listeners: the directive took effect.
+    eventually(
+        &redauth,
+        std::time::Duration::from_secs(10),
+        "a DEBUG line",
+        || {
+            redauth
+                .logs()
+                .contains("relay threads started")
+                .then_some(())
+        },
     );
 }
 
