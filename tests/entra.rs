@@ -277,3 +277,127 @@ fn a_token_without_oid_is_a_clear_startup_error_unless_username_is_given() {
     );
     assert_no_token_text(&redauth.stop(), &[]);
 }
+
+/// The certificate and key the client-certificate tests sign with (a throwaway test key).
+fn test_certificate() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/entra-client-certificate.pem"
+    )
+    .to_string()
+}
+
+#[test]
+fn a_client_certificate_is_used_to_ask_the_authority_for_tokens() {
+    // The authority is a port nobody listens on: the credential is built from the certificate,
+    // and its token request goes there (Entra's own endpoint is not reachable from a test).
+    let port = free_port();
+    let redauth = RedauthCmd::new()
+        .args([
+            "--upstream",
+            "rediss://127.0.0.1:1",
+            "--auth",
+            "entra",
+            "--entra-credential",
+            "client-certificate",
+            "--username",
+            "app",
+        ])
+        .env("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa")
+        .env("AZURE_CLIENT_ID", "00000000-0000-0000-0000-0000000000bb")
+        .env("AZURE_CLIENT_CERTIFICATE_PATH", test_certificate())
+        .env("AZURE_AUTHORITY_HOST", format!("https://127.0.0.1:{port}"))
+        .start();
+    let why = eventually(
+        &redauth,
+        Duration::from_secs(20),
+        "a failed token request",
+        || {
+            let startup = support::http::get(redauth.admin_addr(), "/startupz");
+            (startup.status == 503 && startup.body.contains("client-certificate"))
+                .then_some(startup.body)
+        },
+    );
+    assert!(
+        why.contains(&format!("connection refused to 127.0.0.1:{port}")),
+        "{why}"
+    );
+    let logs = redauth.stop();
+    assert!(!logs.contains("PRIVATE KEY"), "{logs}");
+    let key = std::fs::read_to_string(test_certificate()).unwrap();
+    let key_body = key.lines().rev().nth(1).unwrap();
+    assert!(!logs.contains(key_body), "{logs}");
+}
+
+#[test]
+fn an_encrypted_or_missing_client_certificate_is_a_configuration_error() {
+    let cmd = |extra: (&str, &str)| {
+        RedauthCmd::new()
+            .args([
+                "--upstream",
+                "rediss://127.0.0.1:1",
+                "--auth",
+                "entra",
+                "--entra-credential",
+                "client-certificate",
+            ])
+            .env("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa")
+            .env("AZURE_CLIENT_ID", "00000000-0000-0000-0000-0000000000bb")
+            .env(extra.0, extra.1)
+    };
+    let encrypted = cmd(("AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw"))
+        .env("AZURE_CLIENT_CERTIFICATE_PATH", test_certificate())
+        .run_to_exit(Duration::from_secs(20));
+    assert_eq!(encrypted.status.code(), Some(2), "{}", encrypted.stderr);
+    assert!(
+        encrypted
+            .stderr
+            .contains("encrypted keys are not supported"),
+        "{}",
+        encrypted.stderr
+    );
+    let missing = cmd(("AZURE_CLIENT_CERTIFICATE_PATH", "/nonexistent/cert.pem"))
+        .run_to_exit(Duration::from_secs(20));
+    assert_eq!(missing.status.code(), Some(2), "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains("reading the client certificate /nonexistent/cert.pem"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn a_client_certificate_gets_tokens_from_an_entra_authority_and_authenticates() {
+    const TENANT: &str = "00000000-0000-0000-0000-0000000000aa";
+    const CLIENT: &str = "00000000-0000-0000-0000-0000000000bb";
+    let cloud = TestCloud::start(Duration::from_secs(600));
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let authority = support::authority::Authority::start(
+        cloud.runtime(),
+        &read(&cloud.certs().server_cert),
+        &read(&cloud.certs().server_key),
+        &read(std::path::Path::new(&test_certificate())),
+        TENANT,
+        CLIENT,
+        cloud.shared_issuer(),
+    );
+    let redauth = RedauthCmd::new()
+        .args(cloud.redauth_args("client-certificate"))
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_CLIENT_ID", CLIENT)
+        .env("AZURE_CLIENT_CERTIFICATE_PATH", test_certificate())
+        .env("AZURE_AUTHORITY_HOST", authority.url())
+        // The authority's certificate is the test CA's, trusted for the token request.
+        .env("SSL_CERT_FILE", cloud.certs().ca.display().to_string())
+        .start();
+    assert_eq!(whoami(&mut redauth.connect()), bulk(OID));
+    assert!(authority.issued() >= 1);
+    assert_eq!(authority.refusals(), Vec::<String>::new());
+    let logs = redauth.stop();
+    assert!(
+        !logs.contains("PRIVATE KEY") && !logs.contains("eyJ"),
+        "{logs}"
+    );
+}

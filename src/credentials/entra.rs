@@ -7,6 +7,8 @@
 //! 1. **client-secret** — a service principal from the environment, when
 //!    `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and a client secret
 //!    (`AZURE_CLIENT_SECRET` or `--entra-client-secret-file`) are all set;
+//!    **client-certificate** — the same with `AZURE_CLIENT_CERTIFICATE_PATH`
+//!    (a PEM certificate and key; see [`super::entra_certificate`]);
 //! 2. **workload-identity** — Kubernetes workload identity, when
 //!    `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID` and `AZURE_TENANT_ID` are set;
 //! 3. **managed-identity** — App Service / Functions / Container Apps when
@@ -24,10 +26,10 @@ use crate::config::Environment;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, RetryOptions};
 use azure_identity::{
-    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredentialOptions,
-    ClientSecretCredential, ClientSecretCredentialOptions, DeveloperToolsCredential,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredential,
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    DeveloperToolsCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 use std::fmt;
 use std::str::FromStr;
@@ -50,6 +52,7 @@ pub enum EntraKind {
     ManagedIdentity,
     WorkloadIdentity,
     ClientSecret,
+    ClientCertificate,
     AzureCli,
     DeveloperTools,
 }
@@ -62,16 +65,18 @@ impl EntraKind {
             EntraKind::ManagedIdentity => "managed-identity",
             EntraKind::WorkloadIdentity => "workload-identity",
             EntraKind::ClientSecret => "client-secret",
+            EntraKind::ClientCertificate => "client-certificate",
             EntraKind::AzureCli => "azure-cli",
             EntraKind::DeveloperTools => "developer-tools",
         }
     }
 
-    const ALL: [EntraKind; 6] = [
+    const ALL: [EntraKind; 7] = [
         EntraKind::Default,
         EntraKind::ManagedIdentity,
         EntraKind::WorkloadIdentity,
         EntraKind::ClientSecret,
+        EntraKind::ClientCertificate,
         EntraKind::AzureCli,
         EntraKind::DeveloperTools,
     ];
@@ -119,6 +124,7 @@ pub fn build(config: &EntraConfig, env: &dyn Environment) -> Result<Arc<dyn Toke
     let mut skipped = Vec::new();
     for kind in [
         EntraKind::ClientSecret,
+        EntraKind::ClientCertificate,
         EntraKind::WorkloadIdentity,
         EntraKind::ManagedIdentity,
         EntraKind::DeveloperTools,
@@ -142,6 +148,11 @@ struct Inputs {
     client_secret: Option<Secret>,
     federated_token_file: Option<String>,
     identity_endpoint: bool,
+    certificate_path: Option<String>,
+    /// `AZURE_CLIENT_CERTIFICATE_PASSWORD` is set (an encrypted key: refused).
+    certificate_password: bool,
+    /// `AZURE_AUTHORITY_HOST`, or the public cloud.
+    authority: String,
 }
 
 impl Inputs {
@@ -156,6 +167,10 @@ impl Inputs {
                 .or_else(|| var("AZURE_CLIENT_SECRET").map(Secret::new)),
             federated_token_file: var("AZURE_FEDERATED_TOKEN_FILE"),
             identity_endpoint: var("IDENTITY_ENDPOINT").is_some(),
+            certificate_path: var("AZURE_CLIENT_CERTIFICATE_PATH"),
+            certificate_password: var("AZURE_CLIENT_CERTIFICATE_PASSWORD").is_some(),
+            authority: var("AZURE_AUTHORITY_HOST")
+                .unwrap_or_else(|| super::entra_certificate::PUBLIC_AUTHORITY.into()),
         }
     }
 
@@ -172,6 +187,14 @@ impl Inputs {
                 need(self.tenant_id.is_some(), "AZURE_TENANT_ID");
                 need(self.client_id.is_some(), "AZURE_CLIENT_ID");
                 need(self.client_secret.is_some(), "AZURE_CLIENT_SECRET");
+            }
+            EntraKind::ClientCertificate => {
+                need(self.tenant_id.is_some(), "AZURE_TENANT_ID");
+                need(self.client_id.is_some(), "AZURE_CLIENT_ID");
+                need(
+                    self.certificate_path.is_some(),
+                    "AZURE_CLIENT_CERTIFICATE_PATH",
+                );
             }
             EntraKind::WorkloadIdentity => {
                 need(
@@ -229,6 +252,32 @@ fn member(kind: EntraKind, inputs: &Inputs, config: &EntraConfig) -> Result<Memb
                 inputs.client_id.clone().unwrap_or_default(),
                 azure_core::credentials::Secret::new(secret.unwrap_or_default()),
                 Some(ClientSecretCredentialOptions {
+                    client_options: client_options(),
+                }),
+            )
+            .map(|c| c as Arc<dyn TokenCredential>)
+        }
+        EntraKind::ClientCertificate => {
+            if inputs.certificate_password {
+                return Err("--entra-credential client-certificate: AZURE_CLIENT_CERTIFICATE_PASSWORD is set, but encrypted keys are not supported (redauth links no OpenSSL); give a PEM with an unencrypted key (openssl pkcs12 -in cert.pfx -nodes -out cert.pem) and keep it readable by redauth only".into());
+            }
+            let (tenant, client) = (
+                inputs.tenant_id.clone().unwrap_or_default(),
+                inputs.client_id.clone().unwrap_or_default(),
+            );
+            let path = inputs.certificate_path.clone().unwrap_or_default();
+            let assertion = super::entra_certificate::CertificateAssertion::load(
+                std::path::Path::new(&path),
+                &tenant,
+                &client,
+                &inputs.authority,
+            )
+            .map_err(|e| format!("--entra-credential client-certificate: {e}"))?;
+            ClientAssertionCredential::new(
+                tenant,
+                client,
+                assertion,
+                Some(ClientAssertionCredentialOptions {
                     client_options: client_options(),
                 }),
             )
@@ -420,6 +469,10 @@ mod tests {
         assert_eq!(chain.kind(), "default");
         let shown = format!("{chain:?}");
         assert!(shown.contains("client-secret: AZURE_TENANT_ID"), "{shown}");
+        assert!(
+            shown.contains("client-certificate: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_CERTIFICATE_PATH not set"),
+            "{shown}"
+        );
         assert!(
             shown.contains("workload-identity: AZURE_FEDERATED_TOKEN_FILE"),
             "{shown}"

@@ -10,6 +10,7 @@
 
 mod cause;
 pub mod entra;
+pub mod entra_certificate;
 pub mod jwt;
 pub mod password_file;
 pub mod refresher;

@@ -67,6 +67,11 @@ impl TestCloud {
         self.cloud.issuer()
     }
 
+    /// The issuer, for another token endpoint that must issue this cloud's tokens.
+    pub fn shared_issuer(&self) -> std::sync::Arc<Issuer> {
+        self.cloud.issuer().clone()
+    }
+
     /// How many connections the front closed because their token expired.
     pub fn expired_closes(&self) -> u64 {
         self.cloud.front().stats().expired_closes
@@ -101,6 +106,11 @@ impl TestCloud {
     /// A fake `az` in this cloud's directory.
     pub fn fake_az(&self) -> FakeAz {
         FakeAz::new(self.dir.path().join("bin"))
+    }
+
+    /// The test PKI: the front's certificate, and the CA redauth trusts for it.
+    pub fn certs(&self) -> &Certs {
+        &self.certs
     }
 
     /// Keeps the runtime named; the servers run on it.

@@ -2,6 +2,7 @@
 //! and raw RESP clients to talk to both.
 //!
 //! Layout:
+//! - [`authority`] — an emulated Entra authority for the client-certificate credential;
 //! - [`certs`] — an in-process test PKI (CA, server and client certificates, an unrelated CA);
 //! - [`cloud`] — the emulated Azure cloud (token endpoint, token-checking front) and a fake `az`;
 //! - [`http`] — a minimal HTTP client for the admin endpoints;
@@ -13,6 +14,7 @@
 //! Every wait has a deadline and panics with what was seen so far; nothing relies on sleeping.
 #![allow(dead_code, unused_imports)]
 
+pub mod authority;
 pub mod certs;
 pub mod cloud;
 pub mod http;
