@@ -90,8 +90,7 @@ impl Server {
                 addr: addr.to_string(),
                 cause,
             })?;
-            tracing::info!(addr = %local, upstream = %config.upstream, "listening");
-            tcp.push(listener);
+            tcp.push((listener, local));
         }
         let unix = match &config.unix_socket {
             Some(path) => Some((bind_unix(path, config.unix_socket_mode)?, path.clone())),
@@ -111,8 +110,12 @@ impl Server {
         let shards =
             Shards::start(config.threads, &ctx, config.pool_size).map_err(StartError::Threads)?;
         tracing::debug!(threads = config.threads, "relay threads started");
+        // Said once everything a client needs is up: the relay threads included.
+        for (_, local) in &tcp {
+            tracing::info!(addr = %local, upstream = %config.upstream, "listening");
+        }
         Ok(Server {
-            tcp,
+            tcp: tcp.into_iter().map(|(listener, _)| listener).collect(),
             unix,
             shards: Arc::new(shards),
             max_connections: config.max_connections,
