@@ -65,11 +65,13 @@ impl CertificateAssertion {
         authority: &str,
     ) -> Result<CertificateAssertion, String> {
         let at = path.display();
-        let cert = CertificateDer::pem_file_iter(path)
+        let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| format!("reading the client certificate {at}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{at} holds no PEM certificate (a PKCS#12 file? convert it: openssl pkcs12 -in cert.pfx -nodes -out cert.pem)"))?
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("reading the client certificate {at}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{at} holds no PEM certificate (a PKCS#12 file? convert it: openssl pkcs12 -in cert.pfx -nodes -out cert.pem)"));
+        }
         let key = match PrivateKeyDer::from_pem_file(path) {
             Ok(PrivateKeyDer::Pkcs8(der)) => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()),
             Ok(PrivateKeyDer::Pkcs1(der)) => RsaKeyPair::from_der(der.secret_pkcs1_der()),
@@ -81,6 +83,16 @@ impl CertificateAssertion {
             }
         }
         .map_err(|e| format!("the private key in {at} is not a usable RSA key: {e}"))?;
+        // The certificate is the one whose public key is the key's: its DER holds the key's
+        // RSAPublicKey as is (inside the subjectPublicKeyInfo), so a chain in any order works
+        // and a key for another certificate is refused here, not by Entra at the first fetch.
+        let public = key.public().as_ref();
+        let cert = certs
+            .iter()
+            .find(|c| c.as_ref().windows(public.len()).any(|w| w == public))
+            .ok_or_else(|| {
+                format!("the private key in {at} belongs to none of its certificates")
+            })?;
         let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
         Ok(CertificateAssertion {
             client_id: client_id.to_string(),
@@ -225,6 +237,13 @@ mod tests {
         assert!(
             no_key.contains("holds no unencrypted private key"),
             "{no_key}"
+        );
+        // The fixture's key with another certificate: refused at load.
+        let other = rcgen::generate_simple_self_signed(vec!["other".into()]).unwrap();
+        let mismatched = load("mismatched.pem", &format!("{}{key}", other.cert.pem()));
+        assert!(
+            mismatched.contains("belongs to none of its certificates"),
+            "{mismatched}"
         );
         let missing =
             CertificateAssertion::load(&dir.path().join("nope"), "t", "c", PUBLIC_AUTHORITY)
