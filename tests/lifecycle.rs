@@ -1,12 +1,14 @@
 //! How the real binary stops and turns clients away: SIGTERM drains (readiness fails at once, a
 //! client blocked in BLPOP is still served), the exit statuses (143, 0 with
 //! `--exit-zero-on-sigterm` or on SIGINT, 3 when the drain runs out, 1 when a port cannot be
-//! bound), `--min-shutdown-delay`, and `--max-connections` answering Redis's own error.
+//! bound), `--min-shutdown-delay`, `--max-connections` answering Redis's own error, and what
+//! systemd hears (`READY=1` once serving with a first credential, `STOPPING=1` at the drain).
 
 mod support;
 
 use std::net::TcpListener;
 use std::time::Duration;
+use support::cloud::TestCloud;
 use support::http;
 use support::*;
 
@@ -239,6 +241,42 @@ fn idle_clients_are_closed_but_blocked_and_subscribed_ones_are_not() {
         blocked.read_reply(),
         b"*2\r\n$9\r\nidle:list\r\n$1\r\nx\r\n"
     );
+}
+
+#[test]
+fn systemd_hears_ready_only_once_a_first_token_is_held() {
+    let cloud = TestCloud::start(Duration::from_secs(30));
+    cloud.identity().set_failing(true);
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let socket_path = dir.path().join("notify.sock");
+    let systemd =
+        std::os::unix::net::UnixDatagram::bind(&socket_path).expect("binding NOTIFY_SOCKET");
+    let redauth = cloud
+        .redauth_cmd("managed-identity")
+        .env("NOTIFY_SOCKET", socket_path.display().to_string())
+        .start();
+    // Listening, but the token endpoint fails: not ready yet.
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut message = [0u8; 256];
+    if let Ok(n) = systemd.recv(&mut message) {
+        panic!(
+            "{:?} before any token",
+            String::from_utf8_lossy(&message[..n])
+        );
+    }
+    assert_eq!(http::get(redauth.admin_addr(), "/startupz").status, 503);
+
+    cloud.identity().set_failing(false);
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let n = systemd
+        .recv(&mut message)
+        .expect("READY=1 once a token comes");
+    assert_eq!(&message[..n], b"READY=1\n");
+    assert_eq!(http::get(redauth.admin_addr(), "/startupz").status, 200);
 }
 
 #[test]
