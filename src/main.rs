@@ -258,10 +258,13 @@ async fn serve(config: Config) -> ExitCode {
     }
     health.set_listening();
     // systemd's Type=notify: ready when /startupz would say so.
-    let first = credentials.clone();
+    let (first, ready_health) = (credentials.clone(), health.clone());
     tokio::spawn(async move {
         first.obtained().await;
-        redauth::notify::ready();
+        // A first token that comes only during the drain: STOPPING=1 was said already.
+        if !ready_health.is_draining() {
+            redauth::notify::ready();
+        }
     });
     // Serves until the runtime ends, through the drain.
     tokio::spawn(admin.run());
