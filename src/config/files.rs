@@ -32,8 +32,7 @@ pub(crate) fn read_secret(name: &str, path: &Path) -> Result<String, String> {
     check(name, path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{name} {}: {}", path.display(), io_reason(&e)))?;
-    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-    Ok(trimmed.strip_suffix('\r').unwrap_or(trimmed).to_string())
+    Ok(crate::credentials::password_file::content(&text).to_string())
 }
 
 /// A warning when a file holding a secret can be read by group or others.

@@ -42,12 +42,19 @@ pub const RETRY_REFUSED: Duration = Duration::from_secs(10);
 pub fn read(path: &Path) -> Result<Secret, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("reading password file {}: {e}", path.display()))?;
-    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    let trimmed = content(&text);
     if trimmed.is_empty() {
         return Err(format!("password file {} is empty", path.display()));
     }
     Ok(Secret::new(trimmed.to_string()))
+}
+
+/// A password file's content less one trailing newline (`\n` or `\r\n`).
+/// The one rule for startup ([`crate::config`]) and every re-read, so an
+/// unchanged file never reads as a change.
+pub fn content(text: &str) -> &str {
+    let trimmed = text.strip_suffix('\n').unwrap_or(text);
+    trimmed.strip_suffix('\r').unwrap_or(trimmed)
 }
 
 /// What the server made of a candidate password.
