@@ -18,10 +18,11 @@
 
 use clap::Parser;
 use redauth::admin::{AdminServer, Health};
-use redauth::config::{self, Auth, Config, Environment, ProcessEnv, Settings};
+use redauth::config::{self, Auth, Config, Settings};
 use redauth::credentials::password_file::{self, Verdict};
 use redauth::credentials::schedule::RefreshPolicy;
 use redauth::credentials::{entra, refresher, Credential, CredentialState, Credentials};
+use redauth::environment::{Environment, ProcessEnv};
 use redauth::lifecycle;
 use redauth::server::{Server, StartError};
 use redauth::session::ClientPassword;
@@ -206,7 +207,7 @@ async fn serve(config: Config) -> ExitCode {
         Ok(bound) => bound,
         Err(e) => {
             let status = match e {
-                StartError::Bind { .. } => lifecycle::EXIT_CONFIG,
+                StartError::Bind(_) => lifecycle::EXIT_CONFIG,
                 _ => lifecycle::EXIT_STARTUP,
             };
             let e = anyhow::Error::from(e).context("starting the listeners");

@@ -9,23 +9,18 @@
 //! lock" is the connect-time histogram, observed once per upstream
 //! connection, never per command.
 //!
-//! Two families are read when scraped rather than counted here: the
-//! re-authentication counts (kept by [`crate::session::reauth::COUNTERS`])
-//! and the time the current credential has left ([`render`] is handed the
-//! [`Credentials`]). This module only counts and renders; serving HTTP is
-//! [`crate::admin`]'s job.
+//! One family is read when scraped rather than counted here: the time the
+//! current credential has left ([`render`] is handed its expiry). This module
+//! builds on nothing else of redauth's: it only counts and renders; serving
+//! HTTP is [`crate::admin`]'s job.
 
-use crate::credentials::{CredentialState, Credentials};
-use crate::session::reauth::COUNTERS;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
@@ -109,6 +104,38 @@ impl Refresh {
     }
 }
 
+/// What became of a re-authentication of a live connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reauth {
+    /// AUTH with a newer credential was injected into the connection.
+    Injected,
+    /// It had to wait for a safe point (MULTI, a subscribed RESP2
+    /// connection, a reply skip, a command mid-stream, a blocked command).
+    Deferred,
+    /// The server accepted the injected AUTH.
+    Ok,
+    /// The server refused it (the connection keeps its identity).
+    Failed,
+}
+
+impl Reauth {
+    const ALL: [Reauth; 4] = [
+        Reauth::Injected,
+        Reauth::Deferred,
+        Reauth::Ok,
+        Reauth::Failed,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Reauth::Injected => "injected",
+            Reauth::Deferred => "deferred",
+            Reauth::Ok => "ok",
+            Reauth::Failed => "failed",
+        }
+    }
+}
+
 /// A command relayed from a client: `n` of them (a pipeline counts each).
 pub fn commands(n: u64) {
     METRICS.commands.inc_by(n);
@@ -150,13 +177,17 @@ pub fn token_refresh(result: Refresh) {
     METRICS.token_refresh[result as usize].inc();
 }
 
-/// Renders every metric. `credentials` gives the time left on the current one.
-pub fn render(credentials: &Credentials) -> String {
+/// A step of re-authenticating a live connection.
+pub fn reauth(event: Reauth) {
+    METRICS.reauth[event as usize].inc();
+}
+
+/// Renders every metric; `token_expires_at` is when the current credential
+/// expires (`None`: there is none, or it never expires).
+pub fn render(token_expires_at: Option<SystemTime>) -> String {
     let mut out = String::with_capacity(4096);
     let mut scrape = Registry::default();
-    scrape.register_collector(Box::new(AtScrape {
-        credentials: credentials.clone(),
-    }));
+    scrape.register_collector(Box::new(AtScrape { token_expires_at }));
     // Writing to a String cannot fail; the encoder's error type is fmt::Error.
     let _ = prometheus_client::encoding::text::encode_registry(&mut out, &METRICS.registry)
         .and_then(|()| prometheus_client::encoding::text::encode_registry(&mut out, &scrape))
@@ -178,6 +209,8 @@ struct Metrics {
     upstream_errors: [Counter; 6],
     /// Indexed by `Refresh as usize`.
     token_refresh: [Counter; 2],
+    /// Indexed by `Reauth as usize`.
+    reauth: [Counter; 4],
 }
 
 type Labels = [(&'static str, &'static str); 1];
@@ -250,6 +283,13 @@ impl Metrics {
             "result",
             Refresh::ALL.map(Refresh::label),
         );
+        let reauth = labelled(
+            &mut registry,
+            "redauth_reauth",
+            "Re-authentications of live connections: AUTHs injected, deferred to a safe point, accepted (ok) and refused (failed).",
+            "result",
+            Reauth::ALL.map(Reauth::label),
+        );
         Metrics {
             registry,
             client_connections,
@@ -260,6 +300,7 @@ impl Metrics {
             bytes,
             upstream_errors,
             token_refresh,
+            reauth,
         }
     }
 }
@@ -279,32 +320,15 @@ fn labelled<const N: usize>(
     handles
 }
 
-/// The families read when scraped.
+/// The family read when scraped.
 #[derive(Debug)]
 struct AtScrape {
-    credentials: Credentials,
+    token_expires_at: Option<SystemTime>,
 }
 
 impl Collector for AtScrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let reauth = [
-            ("injected", &COUNTERS.injected),
-            ("deferred", &COUNTERS.deferred),
-            ("ok", &COUNTERS.succeeded),
-            ("failed", &COUNTERS.failed),
-        ];
-        let mut family = encoder.encode_descriptor(
-            "redauth_reauth",
-            "Re-authentications of live connections: AUTHs injected, deferred to a safe point, accepted (ok) and refused (failed).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (result, count) in reauth {
-            let labels: Labels = [("result", result)];
-            ConstCounter::new(count.load(Ordering::Relaxed))
-                .encode(family.encode_family(&labels)?)?;
-        }
-        if let Some(left) = expires_in(&self.credentials.snapshot(), SystemTime::now()) {
+        if let Some(left) = expires_in(self.token_expires_at, SystemTime::now()) {
             let gauge = ConstGauge::new(left);
             let metric = encoder.encode_descriptor(
                 "redauth_token_expiry",
@@ -318,13 +342,10 @@ impl Collector for AtScrape {
     }
 }
 
-/// Seconds the credential in `state` has left (0 once expired), or `None`
-/// when there is none or it never expires.
-fn expires_in(state: &CredentialState, now: SystemTime) -> Option<f64> {
-    let CredentialState::Ready(credential) = state else {
-        return None;
-    };
-    let expires = credential.expires_at?;
+/// Seconds a credential expiring at `expires` has left (0 once expired), or
+/// `None` when there is none or it never expires.
+fn expires_in(expires: Option<SystemTime>, now: SystemTime) -> Option<f64> {
+    let expires = expires?;
     Some(
         expires
             .duration_since(now)
@@ -336,8 +357,6 @@ fn expires_in(state: &CredentialState, now: SystemTime) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::{Credential, Secret};
-    use std::sync::Arc;
 
     /// The value of the sample line starting with `series ` in `text`.
     fn sample(text: &str, series: &str) -> Option<f64> {
@@ -357,7 +376,8 @@ mod tests {
         client_opened();
         client_closed();
         client_rejected();
-        let text = render(&Credentials::fixed(Credential::none()));
+        reauth(Reauth::Injected);
+        let text = render(None);
         assert!(text.ends_with("# EOF\n"), "{text}");
         for series in [
             "redauth_client_connections",
@@ -391,22 +411,12 @@ mod tests {
     #[test]
     fn the_expiry_gauge_counts_down_and_stops_at_zero() {
         let now = SystemTime::now();
-        let expiring = |at| {
-            CredentialState::Ready(Arc::new(Credential {
-                username: Some("u".into()),
-                secret: Some(Secret::new("s".into())),
-                expires_at: Some(at),
-            }))
-        };
-        let left = expires_in(&expiring(now + Duration::from_secs(90)), now).unwrap();
+        let left = expires_in(Some(now + Duration::from_secs(90)), now).unwrap();
         assert!((left - 90.0).abs() < 1e-6, "{left}");
         assert_eq!(
-            expires_in(&expiring(now - Duration::from_secs(1)), now),
+            expires_in(Some(now - Duration::from_secs(1)), now),
             Some(0.0)
         );
-        assert_eq!(expires_in(&CredentialState::Pending, now), None);
-        assert_eq!(expires_in(&CredentialState::Failed("x".into()), now), None);
-        let fixed = CredentialState::Ready(Arc::new(Credential::none()));
-        assert_eq!(expires_in(&fixed, now), None);
+        assert_eq!(expires_in(None, now), None);
     }
 }

@@ -10,7 +10,7 @@
 //! connection is made. Open and refused clients are counted in
 //! [`crate::metrics`].
 
-use crate::config::Config;
+use crate::config::{BindError, Config};
 use crate::credentials::Credentials;
 use crate::metrics;
 use crate::session::{ClientPassword, SessionContext};
@@ -31,15 +31,9 @@ use tokio::task::JoinSet;
 /// Failure to start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `setting` is the flag that gave the address (`--listen`,
-    /// `--admin-listen`, `--unix-socket`): a bind failure is a configuration
-    /// problem.
-    #[error("{setting} {addr}: cannot bind: {cause}")]
-    Bind {
-        setting: &'static str,
-        addr: String,
-        cause: std::io::Error,
-    },
+    /// A configuration problem: the flag's address cannot be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// The cause is the source, not repeated here: `{:#}` chains print both.
     #[error("building the TLS configuration")]
     Tls(#[from] tls::TlsError),
@@ -78,18 +72,9 @@ impl Server {
         let connector = Connector::new(config.upstream.clone(), tls, config.connect_timeout);
         let mut tcp = Vec::new();
         for addr in &config.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|cause| StartError::Bind {
-                    setting: "--listen",
-                    addr: addr.to_string(),
-                    cause,
-                })?;
-            let local = listener.local_addr().map_err(|cause| StartError::Bind {
-                setting: "--listen",
-                addr: addr.to_string(),
-                cause,
-            })?;
+            let bind_error = BindError::maker("--listen", addr);
+            let listener = TcpListener::bind(addr).await.map_err(&bind_error)?;
+            let local = listener.local_addr().map_err(bind_error)?;
             tcp.push((listener, local));
         }
         let unix = match &config.unix_socket {
@@ -325,20 +310,16 @@ async fn accept(listener: &Listener) -> std::io::Result<(Client, String)> {
 }
 
 /// Binds a Unix socket, replacing a stale socket file, with the given mode.
-fn bind_unix(path: &PathBuf, mode: u32) -> Result<UnixListener, StartError> {
-    let bind_err = |cause| StartError::Bind {
-        setting: "--unix-socket",
-        addr: path.display().to_string(),
-        cause,
-    };
+fn bind_unix(path: &PathBuf, mode: u32) -> Result<UnixListener, BindError> {
+    let bind_err = BindError::maker("--unix-socket", path.display());
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if meta.file_type().is_socket() {
-            std::fs::remove_file(path).map_err(bind_err)?;
+            std::fs::remove_file(path).map_err(&bind_err)?;
         }
     }
-    let listener = UnixListener::bind(path).map_err(bind_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+    let listener = UnixListener::bind(path).map_err(&bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(&bind_err)?;
     tracing::info!(path = %path.display(), mode = format!("{mode:o}"), "listening");
     Ok(listener)
 }

@@ -26,9 +26,9 @@ const KINDS: [SubscribeKind; 6] = [
 
 /// One record from a tag byte and a parameter byte.
 fn record(tag: u8, param: u8) -> Expect {
-    match tag % 22 {
+    match tag % 23 {
         0..=4 => Expect::Replies(u32::from(param % 8) + 1),
-        5 => Expect::Injected,
+        5 => Expect::AuthAfterReset,
         6 => Expect::Reauth,
         7 => Expect::StandIn(Bytes::from_static(b"+OK\r\n")),
         8 => Expect::Local(Bytes::from_static(b"-ERR local\r\n")),
@@ -44,6 +44,7 @@ fn record(tag: u8, param: u8) -> Expect {
         18 => Expect::LastId,
         19 => Expect::InputEnded,
         20 => Expect::Blocking,
+        21 => Expect::ReplyOn,
         _ => Expect::Subscribe {
             kind: KINDS[usize::from(param % 6)],
             channels: u32::from(param / 6 % 4),

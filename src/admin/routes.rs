@@ -34,7 +34,10 @@ pub(super) fn respond(
             failing => probe(failing),
         },
         "/metrics" => {
-            let mut response = text(StatusCode::OK, metrics::render(health.credentials()));
+            let mut response = text(
+                StatusCode::OK,
+                metrics::render(health.credentials().snapshot().expires_at()),
+            );
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(metrics::CONTENT_TYPE),

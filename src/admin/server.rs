@@ -3,7 +3,7 @@
 
 use super::routes::respond;
 use super::Health;
-use crate::server::StartError;
+use crate::config::BindError;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -27,13 +27,9 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Binds `addr`; logs `admin endpoints listening` with the bound address.
-    pub async fn bind(addr: SocketAddr, health: Arc<Health>) -> Result<AdminServer, StartError> {
-        let bind_error = |cause| StartError::Bind {
-            setting: "--admin-listen",
-            addr: addr.to_string(),
-            cause,
-        };
-        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    pub async fn bind(addr: SocketAddr, health: Arc<Health>) -> Result<AdminServer, BindError> {
+        let bind_error = BindError::maker("--admin-listen", addr);
+        let listener = TcpListener::bind(addr).await.map_err(&bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
         tracing::info!(addr = %local, "admin endpoints listening");
         Ok(AdminServer { listener, health })

@@ -2,13 +2,14 @@
 //! and every combination that cannot work. Secret files are read here; their
 //! content never appears in a message.
 
-use super::env::{Environment, PASSWORD_VAR};
+use super::env::PASSWORD_VAR;
 use super::files::read_secret;
 use super::names::Names;
 use super::settings::Settings;
 use super::Auth;
 use crate::credentials::entra::{EntraConfig, EntraKind, DEFAULT_SCOPE};
 use crate::credentials::{Credential, Secret};
+use crate::environment::Environment;
 
 /// How upstream connections authenticate, or what is wrong.
 pub(crate) fn resolve_auth(

@@ -1,45 +1,11 @@
-//! The environment, read through a trait so tests never touch the process's
-//! own: the `REDAUTH_*` settings (every malformed one reported, naming the
+//! The environment layer of the configuration: the `REDAUTH_*` settings (every malformed one reported, naming the
 //! variable and the type it needs) and a warning for each `REDAUTH_*`
 //! variable that is no setting, since a typo would otherwise go unnoticed.
 
 use super::settings::{Settings, Shape, KEYS};
 use super::suggest::did_you_mean;
+use crate::environment::Environment;
 use serde::Deserialize;
-use std::collections::HashMap;
-
-/// Source of environment variables.
-pub trait Environment {
-    fn var(&self, key: &str) -> Option<String>;
-    /// The names of every variable set.
-    fn names(&self) -> Vec<String>;
-}
-
-/// The real process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Environment for ProcessEnv {
-    fn var(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok()
-    }
-
-    fn names(&self) -> Vec<String> {
-        std::env::vars_os()
-            .filter_map(|(name, _)| name.into_string().ok())
-            .collect()
-    }
-}
-
-impl Environment for HashMap<String, String> {
-    fn var(&self, key: &str) -> Option<String> {
-        self.get(key).cloned()
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.keys().cloned().collect()
-    }
-}
 
 /// The variable that holds the upstream password (there is no flag for it).
 pub const PASSWORD_VAR: &str = "REDAUTH_PASSWORD";
@@ -141,6 +107,7 @@ pub fn unknown_vars(env: &dyn Environment) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

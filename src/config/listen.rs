@@ -8,6 +8,32 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::Path;
 
+/// A listener that could not be bound at startup. `setting` is the flag that
+/// gave the address (`--listen`, `--admin-listen`, `--unix-socket`): a bind
+/// failure is a configuration problem, reported as one.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting} {addr}: cannot bind: {cause}")]
+pub struct BindError {
+    pub setting: &'static str,
+    pub addr: String,
+    pub cause: std::io::Error,
+}
+
+impl BindError {
+    /// The error-maker for binding `addr`, given by `setting`.
+    pub fn maker(
+        setting: &'static str,
+        addr: impl ToString,
+    ) -> impl Fn(std::io::Error) -> BindError {
+        let addr = addr.to_string();
+        move |cause| BindError {
+            setting,
+            addr: addr.clone(),
+            cause,
+        }
+    }
+}
+
 /// The addresses `text` stands for.
 pub(crate) fn addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
     let text = text.trim();

@@ -27,10 +27,9 @@ mod resolve;
 mod settings;
 mod suggest;
 
-pub use env::{
-    settings_from_env, unknown_vars, var_name, Environment, ProcessEnv, CONFIG_VAR, PASSWORD_VAR,
-};
+pub use env::{settings_from_env, unknown_vars, var_name, CONFIG_VAR, PASSWORD_VAR};
 pub use file::load_file;
+pub use listen::BindError;
 pub use names::Names;
 pub use resolve::resolve;
 use resolve::resolve_named;
@@ -38,6 +37,7 @@ pub use settings::Settings;
 
 use crate::credentials::entra::EntraConfig;
 use crate::credentials::{Credential, Secret};
+use crate::environment::Environment;
 use crate::upstream::tls::TlsSettings;
 use crate::upstream::Endpoint;
 use std::net::SocketAddr;

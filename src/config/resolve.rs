@@ -5,10 +5,11 @@
 use super::names::Names;
 use super::settings::Settings;
 use super::{
-    auth, files, listen, log_level, Auth, Config, ConfigError, Environment, LogFormat,
-    ShutdownPolicy, DEFAULT_ADMIN_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_SIZE,
+    auth, files, listen, log_level, Auth, Config, ConfigError, LogFormat, ShutdownPolicy,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_SIZE,
 };
 use crate::credentials::{Credential, Secret};
+use crate::environment::Environment;
 use crate::upstream::tls::TlsSettings;
 use crate::upstream::{redact_url, Endpoint};
 use std::net::SocketAddr;

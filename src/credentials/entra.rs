@@ -22,7 +22,7 @@
 
 use super::source::{FetchError, Token, TokenSource};
 use super::Secret;
-use crate::config::Environment;
+use crate::environment::Environment;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, RetryOptions};
 use azure_identity::{

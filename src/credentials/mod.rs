@@ -21,8 +21,6 @@ mod source;
 pub use secret::Secret;
 pub use source::{FetchError, Token, TokenSource};
 
-use crate::resp::encode;
-use bytes::BytesMut;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -59,15 +57,6 @@ impl Credential {
         }
     }
 
-    /// The `AUTH` command for this credential, or `None` when there is none to send.
-    pub fn auth_command(&self) -> Option<BytesMut> {
-        let secret = self.secret.as_ref()?.expose().as_bytes();
-        Some(match &self.username {
-            Some(user) => encode::command(&[b"AUTH", user.as_bytes(), secret]),
-            None => encode::command(&[&b"AUTH"[..], secret]),
-        })
-    }
-
     /// Whether the credential is past its expiry at `now`.
     pub fn expired_at(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
@@ -83,6 +72,17 @@ pub enum CredentialState {
     Ready(Arc<Credential>),
     /// No valid credential; the reason is safe to show to clients and logs.
     Failed(String),
+}
+
+impl CredentialState {
+    /// When the credential on offer expires: `None` when there is none or
+    /// it never expires (for the metrics' expiry gauge).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        match self {
+            CredentialState::Ready(credential) => credential.expires_at,
+            CredentialState::Pending | CredentialState::Failed(_) => None,
+        }
+    }
 }
 
 /// Why no credential could be had when a connection needed one.
@@ -239,18 +239,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auth_command_with_and_without_username() {
-        let with = Credential::password(Some("alice".into()), Secret::new("pw".into()));
+    fn only_a_credential_on_offer_has_an_expiry() {
+        let at = SystemTime::now() + Duration::from_secs(90);
+        let expiring = Credential {
+            username: Some("u".into()),
+            secret: Some(Secret::new("s".into())),
+            expires_at: Some(at),
+        };
         assert_eq!(
-            &with.auth_command().unwrap()[..],
-            b"*3\r\n$4\r\nAUTH\r\n$5\r\nalice\r\n$2\r\npw\r\n"
+            CredentialState::Ready(Arc::new(expiring)).expires_at(),
+            Some(at)
         );
-        let without = Credential::password(None, Secret::new("pw".into()));
-        assert_eq!(
-            &without.auth_command().unwrap()[..],
-            b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"
-        );
-        assert!(Credential::none().auth_command().is_none());
+        assert_eq!(CredentialState::Pending.expires_at(), None);
+        assert_eq!(CredentialState::Failed("x".into()).expires_at(), None);
+        let fixed = CredentialState::Ready(Arc::new(Credential::none()));
+        assert_eq!(fixed.expires_at(), None);
     }
 
     #[test]

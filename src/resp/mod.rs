@@ -7,6 +7,7 @@
 //!   streaming through large bulk payloads without buffering them;
 //! - [`command`]: classifying a command by name into the few kinds the relay
 //!   treats specially;
+//! - [`frame`]: taking apart the few whole frames redauth must read;
 //! - [`pubsub`]: recognising pub/sub pushes and confirmations in server output;
 //! - [`encode`]: building the few commands redauth sends itself.
 //!
@@ -16,6 +17,7 @@
 
 pub mod command;
 pub mod encode;
+pub mod frame;
 pub mod inline;
 mod number;
 pub mod pubsub;

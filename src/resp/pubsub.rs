@@ -6,9 +6,8 @@
 //! small and parsed whole, to learn the channel they name.
 
 use super::command::SubscribeKind;
+use super::frame::{bulk, line};
 use super::number::parse_i64;
-use super::reply::ReplyScanner;
-use memchr::memchr;
 
 /// What a frame starting with `*` or `>` is, judged by its first element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,36 +32,6 @@ pub enum TrackingPush {
     Invalidate,
     /// `tracking-redir-broken <id>`: the client invalidations went to is gone.
     RedirBroken,
-}
-
-/// One line starting at `pos`: its type byte, its text after the type byte,
-/// and the position after it; `None` until its LF has arrived. Like
-/// [`ReplyScanner`], a line may end in a bare LF (and may be nothing else).
-fn line(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
-    let rest = buf.get(pos..)?;
-    let nl = memchr(b'\n', rest)?;
-    let text = rest.get(1..nl).unwrap_or_default();
-    let text = text.strip_suffix(b"\r").unwrap_or(text);
-    Some((rest[0], text, pos + nl + 1))
-}
-
-/// A bulk string at `pos`: `Some(Some(bytes))`, `Some(None)` for a null, or
-/// `None` when incomplete or not a bulk string.
-pub fn bulk(buf: &[u8], pos: usize) -> Option<(Option<&[u8]>, usize)> {
-    let (kind, text, start) = line(buf, pos)?;
-    match kind {
-        b'_' => Some((None, start)),
-        b'$' => match parse_i64(text)? {
-            -1 => Some((None, start)),
-            n if n >= 0 => {
-                let end = start + n as usize;
-                buf.get(start..end)?;
-                Some((Some(&buf[start..end]), end + 2))
-            }
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 /// The longest first element worth reading: `tracking-redir-broken`.
@@ -112,31 +81,6 @@ pub fn confirmed_channel(frame: &[u8]) -> Option<Option<Vec<u8>>> {
     Some(channel.map(<[u8]>::to_vec))
 }
 
-/// The elements of a whole aggregate frame (empty for anything else); a
-/// RESP3 map's keys and values alternate.
-pub fn elements(frame: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let Some((kind, count, mut pos)) = line(frame, 0) else {
-        return out;
-    };
-    let per_entry = match kind {
-        b'*' | b'>' | b'~' => 1,
-        b'%' => 2,
-        _ => return out,
-    };
-    for _ in 0..parse_i64(count).unwrap_or(0).max(0) * per_entry {
-        let mut scanner = ReplyScanner::default();
-        match scanner.advance(&frame[pos..]) {
-            Ok(p) if p.done => {
-                out.push(&frame[pos..pos + p.consumed]);
-                pos += p.consumed;
-            }
-            _ => break,
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,17 +116,6 @@ mod tests {
         // Lines ending in a bare LF (which the scanner accepts) used to read as
         // incomplete however many bytes followed.
         assert_eq!(peek(b">3\n$7\nmessage\r\n"), Peek::Message);
-        assert_eq!(bulk(b"$2\nch\r\n", 0), Some((Some(&b"ch"[..]), 7)));
-    }
-
-    #[test]
-    fn lists_the_elements_of_an_exec_reply() {
-        let exec = b"*2\r\n+OK\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nq\r\n:1\r\n";
-        let parts = elements(exec);
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], b"+OK\r\n");
-        assert_eq!(peek(parts[1]), Peek::Confirmation(SubscribeKind::Subscribe));
-        assert!(elements(b"+OK\r\n").is_empty());
     }
 
     #[test]

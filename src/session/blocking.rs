@@ -19,8 +19,9 @@
 //! joins the back of the queue of clients blocked on the same key, and a
 //! `CLIENT UNBLOCK … TIMEOUT` from elsewhere ends a slice, not the call.
 
+use super::reauth::MAX_SPREAD;
 use crate::resp::command::BlockKind;
-use crate::resp::{encode, pubsub};
+use crate::resp::{encode, frame};
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 
@@ -32,9 +33,6 @@ pub const MIN_SLICE: Duration = Duration::from_millis(100);
 /// for short-lived tokens), covering the server's timeout resolution and the
 /// round trip of the re-authentication.
 pub const GUARD: Duration = Duration::from_secs(2);
-
-/// The widest spread of slice ends across connections.
-pub const MAX_SPREAD: Duration = Duration::from_secs(60);
 
 /// How long a slice may block when the connection's token has `left` before
 /// it expires; `jitter` in `[0, 1)` spreads connections blocked since the same
@@ -225,13 +223,13 @@ pub fn last_id(frame: &[u8]) -> Result<Bytes, String> {
             Err(text)
         };
     }
-    let elements = pubsub::elements(frame);
+    let elements = frame::elements(frame);
     let found = elements.chunks_exact(2).find_map(|pair| {
-        let (key, _) = pubsub::bulk(pair[0], 0)?;
+        let (key, _) = frame::bulk(pair[0], 0)?;
         if key? != b"last-generated-id" {
             return None;
         }
-        let (id, _) = pubsub::bulk(pair[1], 0)?;
+        let (id, _) = frame::bulk(pair[1], 0)?;
         id.map(Bytes::copy_from_slice)
     });
     found.ok_or_else(|| "XINFO STREAM gave no last-generated-id".into())

@@ -122,9 +122,12 @@ impl Backlog {
 pub enum Expect {
     /// `n` ordinary commands, each answered by one reply frame, relayed as is.
     Replies(u32),
-    /// A command redauth slipped in (the `AUTH` after `RESET`): its one reply
-    /// is consumed, never reaches the client, and must be a success.
-    Injected,
+    /// The `AUTH` redauth sends right after a client's `RESET`: its reply is
+    /// consumed, never reaches the client, and must be a success.
+    AuthAfterReset,
+    /// The `CLIENT REPLY ON` that precedes a re-authentication under
+    /// `CLIENT REPLY OFF` (so the AUTH is answered): consumed, must succeed.
+    ReplyOn,
     /// An `AUTH` with a newer credential, injected into a live connection:
     /// its reply is consumed; a refusal is logged and counted, and the
     /// connection carries on with the identity it had.

@@ -11,9 +11,9 @@
 //! The password follows its file ([`ClientPassword`]): a client's AUTH is
 //! checked against the one current when it is given.
 
-use super::requests::arguments;
 use super::Ended;
 use crate::credentials::Secret;
+use crate::resp::frame::arguments;
 use crate::resp::request::{Request, RequestBody};
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;

@@ -40,6 +40,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+/// Read buffer size of both pumps; also the chunk in which large
+/// arguments and replies stream through.
+const READ_CHUNK: usize = 16 * 1024;
+
 /// What every session needs, shared.
 #[derive(Debug, Clone)]
 pub struct SessionContext {

@@ -21,15 +21,15 @@
 //!
 //! Connections are spread over a window after each publication
 //! ([`delay`]) so thousands of them do not AUTH in the same instant.
-//! [`Counters`] count what happened, for the metrics endpoint.
+//! What happened is counted in [`crate::metrics::reauth`].
 
 use crate::resp::command::SubscribeKind;
 use bytes::Bytes;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-/// The widest window re-authentications are spread over.
+/// The widest window re-authentications are spread over (after a publication,
+/// and across the ends of blocking-command slices).
 pub const MAX_SPREAD: Duration = Duration::from_secs(60);
 
 /// How long after a new credential is published a connection whose current
@@ -41,32 +41,6 @@ pub fn delay(now: SystemTime, expires: Option<SystemTime>, jitter: f64) -> Durat
         .and_then(|e| e.duration_since(now).ok())
         .unwrap_or_default();
     (left / 2).min(MAX_SPREAD).mul_f64(jitter.clamp(0.0, 1.0))
-}
-
-/// Re-authentication counts since the process started.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// AUTH commands injected into live connections.
-    pub injected: AtomicU64,
-    /// Re-authentications that had to wait for a safe point (MULTI, a
-    /// subscribed RESP2 connection, a reply skip, a command mid-stream).
-    pub deferred: AtomicU64,
-    /// Injected AUTHs the server accepted.
-    pub succeeded: AtomicU64,
-    /// Injected AUTHs the server refused (the connection keeps its identity).
-    pub failed: AtomicU64,
-}
-
-/// The process-wide counters.
-pub static COUNTERS: Counters = Counters {
-    injected: AtomicU64::new(0),
-    deferred: AtomicU64::new(0),
-    succeeded: AtomicU64::new(0),
-    failed: AtomicU64::new(0),
-};
-
-pub(super) fn count(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Why an injection must wait, or `None` when it can go now.

@@ -8,12 +8,13 @@
 //! large bulk reply streams through in read-sized pieces.
 
 use super::blocking::{self, SliceEnd};
-use super::reauth::{self, COUNTERS};
-use super::{pass_on, resp2, until, Ended, Expect, ExpectRx};
+use super::{pass_on, resp2, until, Ended, Expect, ExpectRx, READ_CHUNK};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::SubscribeKind;
+use crate::resp::frame;
 use crate::resp::pubsub::{self, Peek, TrackingPush};
 use crate::resp::ReplyScanner;
+use crate::upstream::auth;
 use bytes::BytesMut;
 use std::collections::{HashSet, VecDeque};
 use std::pin::Pin;
@@ -23,8 +24,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-const READ_CHUNK: usize = 16 * 1024;
-
 /// What to do with the frame being scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -32,8 +31,9 @@ enum Role {
     Reply { first: u8 },
     /// A push: relayed, answers nothing.
     Push,
-    /// Consumed whole: the reply to an injected or stand-in command.
-    Injected,
+    /// Parsed whole and consumed: the reply to a command redauth sent itself
+    /// (an AUTH, a HELLO, a stand-in PING, a slice or an XINFO).
+    Consumed,
     /// A subscribe-family confirmation, parsed whole.
     Confirmation(SubscribeKind),
     /// An EXEC reply that may hold confirmations, parsed whole.
@@ -280,7 +280,7 @@ where
             let role = self.current.expect("set above");
             let done = match role {
                 Role::Reply { .. } | Role::Push => self.stream_frame()?,
-                Role::Injected | Role::Confirmation(_) | Role::Exec | Role::Tracking(_) => {
+                Role::Consumed | Role::Confirmation(_) | Role::Exec | Role::Tracking(_) => {
                     self.whole_frame(role)?
                 }
             };
@@ -375,13 +375,17 @@ where
             }
         }
         Some(match self.queue.front() {
-            Some(Expect::Injected | Expect::StandIn(_) | Expect::Reauth | Expect::Protocol(_)) => {
-                Role::Injected
-            }
+            Some(
+                Expect::AuthAfterReset
+                | Expect::ReplyOn
+                | Expect::StandIn(_)
+                | Expect::Reauth
+                | Expect::Protocol(_),
+            ) => Role::Consumed,
             Some(Expect::ExecWithSubscribe) => Role::Exec,
-            Some(Expect::LastId) => Role::Injected,
+            Some(Expect::LastId) => Role::Consumed,
             Some(Expect::Slice) => match blocking::timed_out(&self.buf)? {
-                true => Role::Injected,
+                true => Role::Consumed,
                 false => Role::Reply { first },
             },
             _ => Role::Reply { first },
@@ -409,7 +413,7 @@ where
         }
         let frame = self.buf.split_to(progress.consumed);
         match role {
-            Role::Injected => match self.queue.pop_front() {
+            Role::Consumed => match self.queue.pop_front() {
                 Some(Expect::StandIn(reply)) => self.out.extend_from_slice(&reply),
                 Some(Expect::Reauth) => reauthenticated(&frame),
                 Some(Expect::Slice) => {
@@ -430,11 +434,22 @@ where
                     self.state.resp3 = version == 3;
                     self.state.translate = version == 3;
                 }
-                _ if frame.first() != Some(&b'+') => {
-                    let text = String::from_utf8_lossy(&frame).trim_end().to_string();
-                    return Err(format!("re-authentication after RESET was refused: {text}"));
+                Some(Expect::ReplyOn) => {
+                    if frame.first() != Some(&b'+') {
+                        let text = String::from_utf8_lossy(&frame).trim_end().to_string();
+                        return Err(format!(
+                            "CLIENT REPLY ON before re-authentication failed: {text}"
+                        ));
+                    }
                 }
-                _ => {}
+                Some(Expect::AuthAfterReset) => {
+                    if let Err(refused) = auth::judge(&frame) {
+                        return Err(format!(
+                            "re-authentication after RESET was refused: {refused}"
+                        ));
+                    }
+                }
+                _ => unreachable!("only consumed replies have the Consumed role"),
             },
             Role::Confirmation(kind) => {
                 self.confirmation(kind, &frame);
@@ -446,7 +461,7 @@ where
             }
             Role::Exec => {
                 self.queue.pop_front();
-                for element in pubsub::elements(&frame) {
+                for element in frame::elements(&frame) {
                     if let Peek::Confirmation(kind) = pubsub::peek(element) {
                         self.confirmation(kind, element);
                     }
@@ -589,16 +604,15 @@ fn cancel_at(
 
 /// Counts and logs the server's answer to an injected re-authentication.
 fn reauthenticated(reply: &[u8]) {
-    if reply.first() == Some(&b'+') {
-        reauth::count(&COUNTERS.succeeded);
-        tracing::debug!("re-authenticated with the new credential");
-    } else {
-        reauth::count(&COUNTERS.failed);
-        let text = String::from_utf8_lossy(reply).trim_end().to_string();
+    if let Err(refused) = auth::judge(reply) {
+        metrics::reauth(metrics::Reauth::Failed);
         tracing::warn!(
-            reply = %text,
+            reply = %refused,
             "the server refused re-authentication; the connection keeps its current identity"
         );
+    } else {
+        metrics::reauth(metrics::Reauth::Ok);
+        tracing::debug!("re-authenticated with the new credential");
     }
 }
 

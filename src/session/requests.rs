@@ -11,14 +11,16 @@
 //! [`blocking`]).
 
 use super::blocking::{self, Call, SliceEnd};
-use super::reauth::{self, Blocker, StreamState, COUNTERS};
+use super::reauth::{self, Blocker, StreamState};
 use super::{gate, resp2, ClientPassword};
-use super::{pass_on, until, Ended, Expect, ExpectTx};
+use super::{pass_on, until, Ended, Expect, ExpectTx, READ_CHUNK};
 use crate::credentials::{Credential, CredentialWatch, NextCredential};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
+use crate::resp::frame::arguments;
 use crate::resp::request::{Request, RequestBody};
-use crate::resp::{encode, parse_i64, ProtocolError};
+use crate::resp::{encode, ProtocolError};
+use crate::upstream::auth;
 use crate::upstream::leftovers::Leftovers;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
@@ -29,9 +31,6 @@ use tokio::time::Instant;
 
 /// The stand-in command (see [`Expect::StandIn`]).
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
-
-/// Read buffer size; also the chunk in which large arguments stream.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// How long a HELLO or CLIENT command may grow while waiting for all of its
 /// arguments; beyond this it is relayed without being looked at.
@@ -350,7 +349,7 @@ where
             let pending = self.reauth.as_mut().expect("checked above");
             if !pending.deferred {
                 pending.deferred = true;
-                reauth::count(&COUNTERS.deferred);
+                metrics::reauth(metrics::Reauth::Deferred);
                 tracing::debug!(?blocker, "re-authentication deferred");
             }
             return;
@@ -364,13 +363,13 @@ where
         let Some(pending) = self.reauth.take() else {
             return;
         };
-        let Some(auth) = pending.credential.auth_command() else {
+        let Some(auth) = auth::command(&pending.credential) else {
             return;
         };
-        reauth::count(&COUNTERS.injected);
+        metrics::reauth(metrics::Reauth::Injected);
         if self.reply_mode == ReplyMode::Off {
             // The AUTH must be answered for its reply to be consumed.
-            self.announce(Expect::Injected);
+            self.announce(Expect::ReplyOn);
             self.out
                 .unsplit(encode::command(&["CLIENT", "REPLY", "ON"]));
             self.announce(Expect::Reauth);
@@ -909,12 +908,12 @@ where
         if let Some(pending) = self.reauth.take() {
             self.credential = pending.credential;
         }
+        let (frame, auth_owed) = auth::after_reset(frame, &self.credential);
         self.announce(Expect::Reset);
-        self.out.unsplit(frame);
-        if let Some(auth) = self.credential.auth_command() {
-            self.announce(Expect::Injected);
-            self.out.extend_from_slice(&auth);
+        if auth_owed {
+            self.announce(Expect::AuthAfterReset);
         }
+        self.out.unsplit(frame);
     }
 
     /// HELLO: forwarded without its `AUTH user pass` option (which, with a
@@ -1024,27 +1023,6 @@ fn strip_hello_auth(args: &[Bytes]) -> Vec<Bytes> {
     kept
 }
 
-/// The arguments of a complete, already validated multibulk command.
-pub(super) fn arguments(frame: &Bytes, argc: u32) -> Vec<Bytes> {
-    let mut args = Vec::with_capacity(argc as usize);
-    let mut pos = match memchr::memchr(b'\r', frame) {
-        Some(cr) => cr + 2,
-        None => return args,
-    };
-    for _ in 0..argc {
-        let Some(cr) = memchr::memchr(b'\r', &frame[pos..]) else {
-            break;
-        };
-        let digits = &frame[pos + 1..pos + cr];
-        let len = parse_i64(digits).map_or(0, |n| n.max(0) as usize);
-        let start = pos + cr + 2;
-        let end = (start + len).min(frame.len());
-        args.push(frame.slice(start..end));
-        pos = end + 2;
-    }
-    args
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1065,11 +1043,5 @@ mod tests {
         );
         let short: Vec<Bytes> = ["HELLO", "3", "AUTH", "u"].iter().map(|s| b(s)).collect();
         assert_eq!(strip_hello_auth(&short), short);
-    }
-
-    #[test]
-    fn arguments_are_sliced_out_of_the_frame() {
-        let frame = Bytes::from_static(b"*3\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$0\r\n\r\n");
-        assert_eq!(arguments(&frame, 3), vec![b("HELLO"), b("3"), b("")]);
     }
 }

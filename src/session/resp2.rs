@@ -5,7 +5,8 @@
 //! (Message pushes need no more than their type byte changed; the reply side
 //! does that as they stream through.)
 
-use crate::resp::pubsub::{self, TrackingPush};
+use crate::resp::frame;
+use crate::resp::pubsub::TrackingPush;
 use bytes::{Bytes, BytesMut};
 
 /// PING's reply to a RESP2 subscribed client: `["pong", <arg or "">]`.
@@ -22,7 +23,7 @@ pub(super) fn subscribed_pong(arg: Option<&Bytes>) -> Bytes {
 /// A RESP3 (un)subscribe confirmation push as the RESP2 array Redis sends a
 /// RESP2 client: `*3`, and a null channel as `$-1`.
 pub(super) fn confirmation(frame: &[u8]) -> Vec<u8> {
-    let elements = pubsub::elements(frame);
+    let elements = frame::elements(frame);
     let mut out = format!("*{}\r\n", elements.len()).into_bytes();
     for element in elements {
         if element == b"_\r\n" {
@@ -48,7 +49,7 @@ pub(super) fn tracking(push: TrackingPush, frame: &[u8], subscribed: bool) -> Op
     if push != TrackingPush::Invalidate || !subscribed {
         return None;
     }
-    let payload = *pubsub::elements(frame).get(1)?;
+    let payload = *frame::elements(frame).get(1)?;
     let mut out = HEAD.to_vec();
     if payload == b"_\r\n" {
         out.extend_from_slice(b"$-1\r\n");

@@ -1,5 +1,6 @@
 //! Dialing one authenticated upstream connection.
 
+use super::auth;
 use super::health::DialHealth;
 use super::{Endpoint, UpstreamStream};
 use crate::credentials::Credential;
@@ -174,7 +175,7 @@ impl Connector {
             None => UpstreamStream::Plain(tcp),
         };
         let mut pending = BytesMut::with_capacity(1024);
-        if let Some(auth) = credential.auth_command() {
+        if let Some(auth) = auth::command(credential) {
             let sent = match stream.write_all(&auth).await {
                 Ok(()) => stream.flush().await,
                 Err(e) => Err(e),
@@ -186,10 +187,7 @@ impl Connector {
                     format!("waiting for the AUTH reply: {e}"),
                 )
             })?;
-            if reply.first() != Some(&b'+') {
-                let text = String::from_utf8_lossy(&reply);
-                return Err(self.error(Stage::Auth, text.trim_start_matches('-').trim_end()));
-            }
+            auth::judge(&reply).map_err(|refused| self.error(Stage::Auth, refused))?;
         }
         Ok(Upstream { stream, pending })
     }

@@ -5,6 +5,7 @@
 //! - [`tls::client_config`] builds the rustls configuration once at startup;
 //! - [`Connector::connect`] dials, handshakes and sends `AUTH`, within one
 //!   deadline, and says which of those steps failed;
+//! - [`auth`] writes `AUTH` and judges its reply, for every caller;
 //! - [`health::DialHealth`] remembers how recent dials went, for readiness;
 //! - [`Pool`] keeps connections dialed ahead of new clients, and takes back
 //!   those whose clients left, undoing what each client set
@@ -12,6 +13,7 @@
 //!
 //! Relaying over an established connection is the session's job, not this module's.
 
+pub mod auth;
 mod connect;
 mod endpoint;
 pub mod health;

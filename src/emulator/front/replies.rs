@@ -68,7 +68,7 @@ fn shape(buf: &[u8]) -> Shape {
 
 /// Whether a whole frame is `[kind, channel-or-null, integer]`.
 fn is_confirmation(frame: &[u8]) -> bool {
-    match pubsub::elements(frame)[..] {
+    match crate::resp::frame::elements(frame)[..] {
         [_, channel, count] => {
             matches!(channel.first(), Some(b'$' | b'_')) && count.first() == Some(&b':')
         }

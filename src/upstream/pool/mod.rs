@@ -39,7 +39,7 @@
 mod sizing;
 
 use super::connect::read_reply;
-use super::leftovers;
+use super::{auth, leftovers};
 use super::{Connector, Upstream};
 use crate::credentials::{Credential, Credentials};
 use crate::resp::encode;
@@ -294,12 +294,8 @@ pub async fn reset(
     credential: &Credential,
     undo: &[BytesMut],
 ) -> Result<Upstream, String> {
-    let mut out = encode::command(&["RESET"]);
     // AUTH before the rest: after RESET the connection is the default user's.
-    let auth = credential.auth_command();
-    if let Some(auth) = &auth {
-        out.extend_from_slice(auth);
-    }
+    let (mut out, auth_owed) = auth::after_reset(encode::command(&["RESET"]), credential);
     for command in undo {
         out.extend_from_slice(command);
     }
@@ -309,14 +305,14 @@ pub async fn reset(
     };
     sent.map_err(|e| format!("sending RESET and AUTH: {e}"))?;
     // RESET's reply, AUTH's, then one per undo command.
-    let fixed = if auth.is_some() { 2 } else { 1 };
+    let fixed = if auth_owed { 2 } else { 1 };
     for i in 0..fixed + undo.len() {
         let reply = read_reply(&mut upstream.stream, &mut upstream.pending)
             .await
             .map_err(|e| format!("waiting for the replies to RESET and AUTH: {e}"))?;
         let accepted = match i {
             0 => &reply[..] == b"+RESET\r\n",
-            i if i < fixed => &reply[..] == b"+OK\r\n",
+            i if i < fixed => auth::judge(&reply).is_ok(),
             _ => leftovers::undone_by(&reply),
         };
         if !accepted {

@@ -1,0 +1,96 @@
+//! Authenticating an upstream connection: the one place `AUTH` is written
+//! and the one place its reply is judged, for a fresh dial
+//! ([`super::Connector::connect`]), a pooled connection's reset
+//! ([`super::pool::reset`]) and a live session's re-authentication and
+//! `RESET` (`crate::session`).
+
+use crate::credentials::Credential;
+use crate::resp::encode;
+use bytes::BytesMut;
+
+/// The `AUTH` command for `credential`, or `None` when it has nothing to send
+/// (`--auth none`).
+pub fn command(credential: &Credential) -> Option<BytesMut> {
+    let secret = credential.secret.as_ref()?.expose().as_bytes();
+    Some(match &credential.username {
+        Some(user) => encode::command(&[b"AUTH", user.as_bytes(), secret]),
+        None => encode::command(&[&b"AUTH"[..], secret]),
+    })
+}
+
+/// `reset` (a `RESET` command) followed, in the same write, by `AUTH`: after
+/// `RESET` a connection is the default user's, and no command may run
+/// before it is authenticated again. The flag says whether an `AUTH` was
+/// added (and so whether a reply to it is owed).
+pub fn after_reset(mut reset: BytesMut, credential: &Credential) -> (BytesMut, bool) {
+    match command(credential) {
+        Some(auth) => {
+            reset.unsplit(auth);
+            (reset, true)
+        }
+        None => (reset, false),
+    }
+}
+
+/// The server's refusal of an `AUTH`: its error text, without the leading
+/// `-` and the line end. An `AUTH` reply never quotes the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Judges the reply to an `AUTH`: a simple string (`+OK`) is success,
+/// anything else a refusal.
+pub fn judge(reply: &[u8]) -> Result<(), Refused> {
+    if reply.first() == Some(&b'+') {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(reply);
+    Err(Refused(text.trim_start_matches('-').trim_end().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::Secret;
+
+    #[test]
+    fn auth_with_and_without_username() {
+        let with = Credential::password(Some("alice".into()), Secret::new("pw".into()));
+        assert_eq!(
+            &command(&with).unwrap()[..],
+            b"*3\r\n$4\r\nAUTH\r\n$5\r\nalice\r\n$2\r\npw\r\n"
+        );
+        let without = Credential::password(None, Secret::new("pw".into()));
+        assert_eq!(
+            &command(&without).unwrap()[..],
+            b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"
+        );
+        assert!(command(&Credential::none()).is_none());
+    }
+
+    #[test]
+    fn reset_is_followed_by_auth_when_there_is_one() {
+        let reset = || encode::command(&["RESET"]);
+        let with = Credential::password(None, Secret::new("pw".into()));
+        let (out, owed) = after_reset(reset(), &with);
+        assert_eq!(
+            &out[..],
+            b"*1\r\n$5\r\nRESET\r\n*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"
+        );
+        assert!(owed);
+        let (out, owed) = after_reset(reset(), &Credential::none());
+        assert_eq!(&out[..], b"*1\r\n$5\r\nRESET\r\n");
+        assert!(!owed);
+    }
+
+    #[test]
+    fn only_a_simple_string_is_success() {
+        assert_eq!(judge(b"+OK\r\n"), Ok(()));
+        assert_eq!(
+            judge(b"-WRONGPASS invalid username-password pair\r\n"),
+            Err(Refused("WRONGPASS invalid username-password pair".into()))
+        );
+        assert!(judge(b":1\r\n").is_err());
+        assert!(judge(b"").is_err());
+    }
+}
