@@ -13,9 +13,9 @@
 use crate::config::{BindError, Config};
 use crate::credentials::Credentials;
 use crate::metrics;
-use crate::session::{ClientPassword, SessionContext};
+use crate::session::{ClientPassword, SessionSettings};
 use crate::shards::{self, Shards};
-use crate::upstream::{tls, Connector, Pool};
+use crate::upstream::{tls, Connector};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -81,19 +81,20 @@ impl Server {
             Some(path) => Some((bind_unix(path, config.unix_socket_mode)?, path.clone())),
             None => None,
         };
-        let ctx = SessionContext {
-            // Each relay thread starts its own share of the pool.
-            pool: Pool::start(connector.clone(), credentials.clone(), 0),
-            connector: connector.clone(),
-            credentials,
-            connect_timeout: config.connect_timeout,
+        let settings = SessionSettings {
             max_bulk: config.max_bulk,
             client_password,
             output_timeout: config.output_timeout,
             idle_timeout: config.idle_timeout,
         };
-        let shards =
-            Shards::start(config.threads, &ctx, config.pool_size).map_err(StartError::Threads)?;
+        // Each relay thread starts its own share of the pool.
+        let shards = Shards::start(
+            config.threads,
+            &settings,
+            (&connector, &credentials),
+            config.pool_size,
+        )
+        .map_err(StartError::Threads)?;
         tracing::debug!(threads = config.threads, "relay threads started");
         // Said once everything a client needs is up: the relay threads included.
         for (_, local) in &tcp {

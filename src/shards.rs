@@ -15,8 +15,9 @@
 //! relayed less (see README, Performance). Shards keep the single-thread cost
 //! per request and still use every core given.
 
-use crate::session::{self, SessionContext};
-use crate::upstream::Pool;
+use crate::credentials::Credentials;
+use crate::session::{self, SessionContext, SessionSettings};
+use crate::upstream::{Connector, Pool};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -59,12 +60,14 @@ pub struct Shards {
 }
 
 impl Shards {
-    /// Starts `threads` relay threads serving sessions with `ctx`; each
-    /// starts its own warm pool, the cap `pool_size` being shared out among
-    /// them (each adapts below its share, keeping one when quiet).
+    /// Starts `threads` relay threads serving sessions with `settings`;
+    /// each starts its own warm pool of connections from `connector` with
+    /// `credentials`, the cap `pool_size` being shared out among them (each
+    /// adapts below its share, keeping one when quiet).
     pub fn start(
         threads: usize,
-        ctx: &SessionContext,
+        settings: &SessionSettings,
+        (connector, credentials): (&Connector, &Credentials),
         pool_size: usize,
     ) -> std::io::Result<Shards> {
         let threads = threads.max(1);
@@ -76,11 +79,19 @@ impl Shards {
                 .build()?;
             let (jobs, queue) = mpsc::unbounded_channel();
             let sessions = Arc::new(AtomicUsize::new(0));
-            let ctx = ctx.clone();
+            let settings = settings.clone();
+            let (connector, credentials) = (connector.clone(), credentials.clone());
             let counted = sessions.clone();
             std::thread::Builder::new()
                 .name(format!("redauth-relay-{index}"))
-                .spawn(move || runtime.block_on(serve_jobs(queue, ctx, share, counted)))?;
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        // The pool's refill task runs on this thread's loop.
+                        let pool = Pool::start(connector, credentials, share);
+                        let ctx = Arc::new(SessionContext { settings, pool });
+                        serve_jobs(queue, ctx, counted).await
+                    })
+                })?;
             shards.push(Shard { jobs, sessions });
         }
         Ok(Shards { shards })
@@ -122,21 +133,12 @@ impl Shards {
 /// The session count that marks a shard whose thread has stopped.
 const DEAD: usize = usize::MAX / 2;
 
-/// A shard's life: its pool, then a session task per client handed over.
+/// A shard's life: a session task per client handed over.
 async fn serve_jobs(
     mut queue: mpsc::UnboundedReceiver<Job>,
-    template: SessionContext,
-    pool_size: usize,
+    ctx: Arc<SessionContext>,
     sessions: Arc<AtomicUsize>,
 ) {
-    let ctx = Arc::new(SessionContext {
-        pool: Pool::start(
-            template.connector.clone(),
-            template.credentials.clone(),
-            pool_size,
-        ),
-        ..template
-    });
     while let Some(Job {
         client,
         peer,

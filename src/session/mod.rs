@@ -1,11 +1,30 @@
 //! One client connection: dial an authenticated upstream, then relay both ways.
 //!
-//! The request side ([`requests`]) reads client commands, answers the ones
-//! redauth intercepts (AUTH, QUIT, the AUTH part of HELLO), re-authenticates
-//! after RESET, and forwards the rest verbatim. The reply side ([`replies`])
-//! relays server output, consuming replies to injected commands and putting
-//! local replies in their place. The two run concurrently in one task and
-//! share only an ordered queue of [`Expect`] records.
+//! The request side reads client commands, answers the ones redauth
+//! intercepts (AUTH, QUIT, the AUTH part of HELLO), re-authenticates when a
+//! newer credential is due and after RESET, and forwards the rest verbatim.
+//! The reply side relays server output, consuming replies to the commands
+//! redauth sent itself and putting local replies in their place. The two run
+//! concurrently in one task and share only an ordered queue of [`Expect`]
+//! records (and, back, how a sliced blocking command's slices ended).
+//!
+//! # Where things are
+//!
+//! - request side: [`requests`] (the wire loop, command boundaries, the fast
+//!   path for ordinary commands), [`dispatch`] (where a command's kind decides
+//!   what happens to it), [`local`] (the commands redauth answers itself),
+//!   [`outbox`] (bytes for the upstream and their records);
+//! - the upstream connection's protocol state, without I/O: [`state`]
+//!   (`Sent`, as the commands leave it; `Answered`, as the replies show it);
+//! - re-authentication: [`reauth`] (`Reauth::take_if_safe` decides when);
+//!   blocking commands across token expiry: [`blocking`] (which commands,
+//!   their timeouts), [`slicer`] (the held command's slices);
+//! - reply side: [`replies`] (frames and their roles), [`consumed`] (replies
+//!   to redauth's own commands), [`resp2`] (RESP3 pushes reshaped for a RESP2
+//!   client), [`delivery`] (a client slow to read);
+//! - [`gate`]: the local client password; [`closing`]: ending connections
+//!   without losing what is on its way;
+//! - [`harness`]: the pumps over in-memory streams, for fuzzing and tests.
 //!
 //! A session ends when the client leaves (once every whole command it sent
 //! was forwarded and answered: a half-close is served like a close, see
@@ -19,24 +38,31 @@
 
 mod blocking;
 mod closing;
+mod consumed;
+mod delivery;
+mod dispatch;
 mod expect;
 mod gate;
 pub mod harness;
-pub mod reauth;
+mod local;
+mod outbox;
+mod reauth;
 mod replies;
 mod requests;
 mod resp2;
+mod slicer;
+mod state;
 
 pub use expect::Expect;
 use expect::{ExpectRx, ExpectTx};
 pub use gate::ClientPassword;
 
-use crate::credentials::{Credential, Credentials};
+use crate::credentials::Credential;
 use crate::resp::encode;
-use crate::upstream::{Connector, Pool, Upstream};
+use crate::upstream::{Pool, Upstream};
 use bytes::BytesMut;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -44,15 +70,9 @@ use tokio::sync::mpsc;
 /// arguments and replies stream through.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// What every session needs, shared.
+/// What every session needs, the same on every relay thread.
 #[derive(Debug, Clone)]
-pub struct SessionContext {
-    pub connector: Connector,
-    /// Connections dialed ahead; a session takes one if it can.
-    pub pool: Pool,
-    pub credentials: Credentials,
-    /// Bound on dial + TLS + AUTH, and on waiting for a credential.
-    pub connect_timeout: Duration,
+pub struct SessionSettings {
     /// Largest bulk argument accepted from clients (`proto-max-bulk-len`).
     pub max_bulk: u64,
     /// The password local clients must AUTH with (`--client-password-file`).
@@ -62,6 +82,14 @@ pub struct SessionContext {
     /// Close a client that has sent nothing for this long (`--idle-timeout`);
     /// `None` never does, like Redis's `timeout 0`.
     pub idle_timeout: Option<Duration>,
+}
+
+/// What a session needs: the settings, and its relay thread's share of the
+/// warm pool, through which it gets its upstream connection.
+#[derive(Debug)]
+pub struct SessionContext {
+    pub settings: SessionSettings,
+    pub pool: Pool,
 }
 
 /// Moves the first `n` bytes of `buf` to the end of `out`: relaying without
@@ -139,12 +167,12 @@ where
 {
     let mut early = BytesMut::new();
     // With a client password nothing is dialed until the client has given it.
-    if let Some(password) = ctx.client_password.current() {
+    if let Some(password) = ctx.settings.client_password.current() {
         if let Err(ended) = gate::authenticate(&mut client, &password, &mut early).await {
             return ended;
         }
     }
-    let (upstream, credential) = match dial(ctx).await {
+    let (upstream, credential) = match ctx.pool.checkout().await {
         Ok(ok) => ok,
         Err(first) => {
             // Say why on the client's first command, as Redis would reply.
@@ -156,7 +184,7 @@ where
             }
             // A failure from a while ago may be over: try once more.
             let retried = if first.at.elapsed() > Duration::from_secs(1) {
-                dial(ctx).await
+                ctx.pool.checkout().await
             } else {
                 Err(first)
             };
@@ -174,33 +202,6 @@ where
     relay(client, upstream, credential, early, ctx).await
 }
 
-/// A failed dial, and when it failed.
-struct DialFailure {
-    message: String,
-    at: Instant,
-}
-
-async fn dial(ctx: &SessionContext) -> Result<(Upstream, Arc<Credential>), DialFailure> {
-    if let Some(ready) = ctx.pool.take() {
-        return Ok(ready);
-    }
-    let failed = |message: String| DialFailure {
-        message,
-        at: Instant::now(),
-    };
-    let credential = ctx
-        .credentials
-        .current(ctx.connect_timeout)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let upstream = ctx
-        .connector
-        .connect(&credential)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    Ok((upstream, credential))
-}
-
 async fn relay<C>(
     mut client: C,
     upstream: Upstream,
@@ -216,7 +217,8 @@ where
     let (client_read, client_write) = tokio::io::split(&mut client);
     let (tx, rx) = expect::channel();
     let (slice_tx, slice_rx) = mpsc::unbounded_channel();
-    let watch = ctx.credentials.watch_from(credential.clone());
+    let settings = &ctx.settings;
+    let watch = ctx.pool.credentials().watch_from(credential.clone());
     let mut requests = requests::RequestPump::new(
         client_read,
         upstream_write,
@@ -225,9 +227,9 @@ where
         credential,
         watch,
         requests::Policy {
-            max_bulk: ctx.max_bulk,
-            idle_timeout: ctx.idle_timeout,
-            client_password: ctx.client_password.clone(),
+            max_bulk: settings.max_bulk,
+            idle_timeout: settings.idle_timeout,
+            client_password: settings.client_password.clone(),
         },
     );
     let mut replies = replies::ReplyPump::new(
@@ -236,7 +238,7 @@ where
         rx,
         slice_tx,
         pending,
-        ctx.output_timeout,
+        settings.output_timeout,
     );
     let ended = {
         let request_side = requests.run();
@@ -246,7 +248,7 @@ where
             stop = &mut request_side => match stop {
                 requests::Stop::Ended(ended) => ended,
                 // The reply side delivers what is owed, within the output timeout.
-                stop => finish(stop, reply_side, ctx.output_timeout).await,
+                stop => finish(stop, reply_side, settings.output_timeout).await,
             },
             ended = &mut reply_side => ended,
         }

@@ -1,10 +1,11 @@
 //! Re-authenticating a live connection when a new credential is published.
 //!
 //! The request side injects `AUTH <user> <token>` between two client commands
-//! and the reply side consumes exactly its reply. Whether that is safe at a
-//! given point of the command stream depends on the server-side state the
-//! commands so far have produced, which [`StreamState`] follows from the
-//! commands alone (their replies may still be in flight):
+//! and the reply side consumes exactly its reply. [`Reauth::take_if_safe`]
+//! alone decides when. Whether it is safe at a given point of the command
+//! stream depends on the server-side state the commands so far have produced
+//! ([`super::state::Sent::reauth_blocker`]; their replies may still be in
+//! flight):
 //!
 //! - inside `MULTI` Redis would queue the AUTH and answer it inside the EXEC
 //!   array: wait for EXEC or DISCARD (a re-authentication pending when MULTI
@@ -17,16 +18,19 @@
 //!   in `CLIENT REPLY ON` … `OFF`);
 //! - a MONITOR feed or replication stream takes no more commands;
 //! - a blocking command running in slices takes the AUTH between two slices
-//!   (see [`super::blocking`]).
+//!   (see [`super::slicer`]).
 //!
 //! Connections are spread over a window after each publication
 //! ([`delay`]) so thousands of them do not AUTH in the same instant.
 //! What happened is counted in [`crate::metrics::reauth`].
 
-use crate::resp::command::SubscribeKind;
-use bytes::Bytes;
-use std::collections::HashSet;
+use super::state::Blocker;
+use crate::credentials::Credential;
+use crate::metrics;
+use crate::upstream::auth;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 /// The widest window re-authentications are spread over (after a publication,
 /// and across the ends of blocking-command slices).
@@ -43,95 +47,130 @@ pub fn delay(now: SystemTime, expires: Option<SystemTime>, jitter: f64) -> Durat
     (left / 2).min(MAX_SPREAD).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
-/// Why an injection must wait, or `None` when it can go now.
+/// The credential a connection is authenticated with, and a newer one
+/// waiting for its time and a safe point: the one place that decides when a
+/// live connection re-authenticates.
+#[derive(Debug)]
+pub(super) struct Reauth {
+    current: Arc<Credential>,
+    pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    credential: Arc<Credential>,
+    due: Instant,
+    /// Already counted as deferred.
+    deferred: bool,
+}
+
+/// When [`Reauth::take_if_safe`] may take a pending credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Blocker {
-    Multi,
-    SubscribedResp2,
-    ReplySkip,
-    MidCommand,
-    Raw,
-    /// A blocking command is running in slices; the next slice takes it.
-    Blocked,
+pub(super) enum When {
+    /// Once it is due (checked after every read).
+    Due(Instant),
+    /// Now, due or not: just before something the connection could not take
+    /// an AUTH during (a transaction, a blocked command, the next slice).
+    Early,
 }
 
-/// The server-side connection state as the commands sent so far will leave
-/// it, as far as re-authentication cares.
-#[derive(Debug, Default)]
-pub(super) struct StreamState {
-    pub resp3: bool,
-    /// Channels, patterns and shard channels subscribed to.
-    subscriptions: [HashSet<Bytes>; 3],
-    /// SUBSCRIBE-family commands queued in the open MULTI (`None`: channels
-    /// too large to read).
-    queued: Vec<(SubscribeKind, Option<Vec<Bytes>>)>,
-    /// A subscribe command too large to read: assume subscribed.
-    unknown: bool,
-}
-
-impl StreamState {
-    pub fn subscribed(&self) -> bool {
-        self.unknown || self.subscriptions.iter().any(|s| !s.is_empty())
-    }
-
-    /// A SUBSCRIBE-family command with its arguments (`None` if too large to
-    /// hold), outside MULTI; inside MULTI it is queued until EXEC.
-    pub fn subscribe(&mut self, kind: SubscribeKind, args: Option<&[Bytes]>, in_multi: bool) {
-        let channels = args.map(|args| args.get(1..).unwrap_or_default().to_vec());
-        if in_multi {
-            self.queued.push((kind, channels));
-        } else {
-            self.apply(kind, channels);
+impl Reauth {
+    pub fn new(current: Arc<Credential>) -> Reauth {
+        Reauth {
+            current,
+            pending: None,
         }
     }
 
-    /// Whether the open MULTI queued a SUBSCRIBE-family command.
-    pub fn queued_any(&self) -> bool {
-        !self.queued.is_empty()
+    /// The credential the connection is authenticated with (or will be, once
+    /// the AUTH already sent is answered).
+    pub fn current(&self) -> &Arc<Credential> {
+        &self.current
     }
 
-    fn apply(&mut self, kind: SubscribeKind, channels: Option<Vec<Bytes>>) {
-        let Some(channels) = channels else {
-            self.unknown = kind.adds() || self.unknown;
-            return;
+    /// A new credential was published: re-authenticate within a window
+    /// before the current one expires ([`delay`]); a newer one replaces one
+    /// still pending, keeping its time.
+    pub fn published(&mut self, credential: Arc<Credential>, now: Instant, jitter: f64) {
+        let due = match &self.pending {
+            Some(pending) => pending.due,
+            None => now + delay(SystemTime::now(), self.current.expires_at, jitter),
         };
-        let set = &mut self.subscriptions[kind.set()];
-        match (kind.adds(), channels.is_empty()) {
-            // SUBSCRIBE with no channel is an arity error: no change.
-            (true, true) => {}
-            (true, false) => set.extend(channels),
-            (false, true) => set.clear(),
-            (false, false) => channels.iter().for_each(|c| {
-                set.remove(c);
-            }),
+        self.pending = Some(Pending {
+            credential,
+            due,
+            deferred: false,
+        });
+    }
+
+    /// When to wake for a pending re-authentication still ahead of `now`
+    /// (one that is due but blocked waits for the client's next bytes).
+    pub fn wake_at(&self, now: Instant) -> Option<Instant> {
+        self.pending
+            .as_ref()
+            .map(|p| p.due)
+            .filter(|&due| due > now)
+    }
+
+    /// The pending credential, if `when` allows and nothing blocks an AUTH
+    /// (`blocker`); it becomes the current one. A due one that is blocked is
+    /// counted (once) as deferred.
+    pub fn take_if_safe(
+        &mut self,
+        blocker: Option<Blocker>,
+        when: When,
+    ) -> Option<Arc<Credential>> {
+        let pending = self.pending.as_mut()?;
+        if let When::Due(now) = when {
+            if now < pending.due {
+                return None;
+            }
         }
-    }
-
-    /// EXEC: the queued subscriptions take effect.
-    pub fn exec(&mut self) {
-        for (kind, channels) in std::mem::take(&mut self.queued) {
-            self.apply(kind, channels);
+        if let Some(blocker) = blocker {
+            if matches!(when, When::Due(_)) && !pending.deferred {
+                pending.deferred = true;
+                metrics::reauth(metrics::Reauth::Deferred);
+                tracing::debug!(?blocker, "re-authentication deferred");
+            }
+            return None;
         }
+        let pending = self.pending.take()?;
+        self.current = pending.credential.clone();
+        Some(pending.credential)
     }
 
-    /// DISCARD: the queued subscriptions never happen.
-    pub fn discard(&mut self) {
-        self.queued.clear();
+    /// `RESET` drops the connection to the default user; it is authenticated
+    /// again with the newest credential, which settles a pending one.
+    pub fn settle(&mut self) -> &Arc<Credential> {
+        if let Some(pending) = self.pending.take() {
+            self.current = pending.credential;
+        }
+        &self.current
     }
+}
 
-    /// RESET: RESP2, no subscriptions.
-    pub fn reset(&mut self) {
-        *self = StreamState::default();
+/// Counts and logs the server's answer to an injected re-authentication (a
+/// refusal leaves the connection with the identity it had).
+pub(super) fn answered(reply: &[u8]) {
+    match auth::judge(reply) {
+        Ok(()) => {
+            metrics::reauth(metrics::Reauth::Ok);
+            tracing::debug!("re-authenticated with the new credential");
+        }
+        Err(refused) => {
+            metrics::reauth(metrics::Reauth::Failed);
+            tracing::warn!(
+                reply = %refused,
+                "the server refused re-authentication; the connection keeps its current identity"
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn b(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
-    }
+    use crate::credentials::Secret;
 
     #[test]
     fn the_spread_is_half_the_time_left_at_most_a_minute() {
@@ -147,38 +186,63 @@ mod tests {
         );
     }
 
-    #[test]
-    fn subscriptions_follow_the_commands() {
-        let mut s = StreamState::default();
-        let sub = SubscribeKind::Subscribe;
-        let unsub = SubscribeKind::Unsubscribe;
-        s.subscribe(sub, Some(&[b("SUBSCRIBE"), b("a"), b("b")]), false);
-        assert!(s.subscribed());
-        s.subscribe(unsub, Some(&[b("UNSUBSCRIBE"), b("a")]), false);
-        assert!(s.subscribed());
-        s.subscribe(
-            SubscribeKind::PUnsubscribe,
-            Some(&[b("PUNSUBSCRIBE")]),
-            false,
-        );
-        assert!(s.subscribed(), "patterns are another set");
-        s.subscribe(unsub, Some(&[b("UNSUBSCRIBE")]), false);
-        assert!(!s.subscribed());
+    fn credential(secret: &str) -> Arc<Credential> {
+        Arc::new(Credential::password(None, Secret::new(secret.into())))
     }
 
     #[test]
-    fn subscriptions_in_multi_count_from_exec_and_vanish_on_discard() {
-        let mut s = StreamState::default();
-        let args = [b("PSUBSCRIBE"), b("p*")];
-        s.subscribe(SubscribeKind::PSubscribe, Some(&args), true);
-        assert!(!s.subscribed());
-        s.discard();
-        s.exec();
-        assert!(!s.subscribed());
-        s.subscribe(SubscribeKind::PSubscribe, Some(&args), true);
-        s.exec();
-        assert!(s.subscribed());
-        s.reset();
-        assert!(!s.subscribed() && !s.resp3);
+    fn a_due_credential_waits_for_a_safe_point_and_is_deferred_once() {
+        let now = Instant::now();
+        let mut r = Reauth::new(credential("old"));
+        assert!(
+            r.take_if_safe(None, When::Due(now)).is_none(),
+            "nothing pending"
+        );
+        r.published(credential("new"), now, 0.0);
+        assert_eq!(r.wake_at(now), None, "due at once: no wake-up ahead");
+        assert!(r
+            .take_if_safe(Some(Blocker::Multi), When::Due(now))
+            .is_none());
+        assert!(r
+            .take_if_safe(Some(Blocker::Multi), When::Due(now))
+            .is_none());
+        assert!(r.pending.as_ref().unwrap().deferred);
+        let taken = r.take_if_safe(None, When::Due(now)).expect("safe now");
+        assert_eq!(taken.secret.as_ref().unwrap().expose(), "new");
+        assert!(Arc::ptr_eq(r.current(), &taken));
+        assert!(r.take_if_safe(None, When::Due(now)).is_none(), "taken once");
+    }
+
+    #[test]
+    fn an_early_take_ignores_the_due_time_but_not_the_blocker() {
+        let now = Instant::now();
+        let mut expiring = Credential::password(None, Secret::new("old".into()));
+        expiring.expires_at = Some(SystemTime::now() + Duration::from_secs(600));
+        let mut r = Reauth::new(Arc::new(expiring));
+        r.published(credential("new"), now, 0.5);
+        let due = r.wake_at(now).expect("spread into the future");
+        assert!(
+            r.take_if_safe(None, When::Due(now)).is_none(),
+            "not due yet"
+        );
+        assert!(r.take_if_safe(Some(Blocker::Raw), When::Early).is_none());
+        assert!(
+            !r.pending.as_ref().unwrap().deferred,
+            "early takes are not deferrals"
+        );
+        // A newer publication keeps the time already drawn.
+        r.published(credential("newer"), now, 0.0);
+        assert_eq!(r.wake_at(now), Some(due));
+        let taken = r.take_if_safe(None, When::Early).expect("taken early");
+        assert_eq!(taken.secret.as_ref().unwrap().expose(), "newer");
+    }
+
+    #[test]
+    fn reset_settles_on_the_newest_credential() {
+        let mut r = Reauth::new(credential("old"));
+        assert_eq!(r.settle().secret.as_ref().unwrap().expose(), "old");
+        r.published(credential("new"), Instant::now(), 0.9);
+        assert_eq!(r.settle().secret.as_ref().unwrap().expose(), "new");
+        assert!(r.pending.is_none());
     }
 }

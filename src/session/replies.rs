@@ -8,17 +8,18 @@
 //! large bulk reply streams through in read-sized pieces.
 
 use super::blocking::{self, SliceEnd};
+use super::closing::cancel_at;
+use super::consumed::{self, Consumed};
+use super::delivery;
+use super::state::{Answered, Protocol};
 use super::{pass_on, resp2, until, Ended, Expect, ExpectRx, READ_CHUNK};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::SubscribeKind;
 use crate::resp::frame;
 use crate::resp::pubsub::{self, Peek, TrackingPush};
 use crate::resp::ReplyScanner;
-use crate::upstream::auth;
 use bytes::BytesMut;
-use std::collections::{HashSet, VecDeque};
-use std::pin::Pin;
-use std::task::Poll;
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
@@ -43,27 +44,6 @@ enum Role {
     Tracking(TrackingPush),
 }
 
-/// The server-side connection state that decides how frames are read.
-#[derive(Debug, Default)]
-struct ServerState {
-    /// Protocol version in use (2 until a HELLO succeeds).
-    resp3: bool,
-    /// Subscribed channels, patterns and shard channels.
-    subscriptions: [HashSet<Vec<u8>>; 3],
-    /// The connection is a MONITOR feed or a replication stream: everything
-    /// is relayed as is.
-    passthrough: bool,
-    /// The server speaks RESP3 to a RESP2 client (redauth switched it for
-    /// its subscriptions): pub/sub pushes go out as RESP2 arrays.
-    translate: bool,
-}
-
-impl ServerState {
-    fn subscribed(&self) -> bool {
-        self.subscriptions.iter().any(|s| !s.is_empty())
-    }
-}
-
 pub(super) struct ReplyPump<R, W> {
     upstream: R,
     client: W,
@@ -78,7 +58,8 @@ pub(super) struct ReplyPump<R, W> {
     current: Option<Role>,
     /// Confirmations still owed to the SUBSCRIBE-family command at the head.
     confirmations_left: Option<u32>,
-    state: ServerState,
+    /// The connection as the replies so far show it.
+    state: Answered,
     /// Whether the request side has gone (its channel closed).
     requests_done: bool,
     /// How long a client may leave its replies unread.
@@ -88,14 +69,6 @@ pub(super) struct ReplyPump<R, W> {
     /// When the latest blocking command (or slice of one) was sent.
     blocking_sent: Option<Instant>,
 }
-
-/// How long after a blocking command was sent its reply may still be on its
-/// way: once the client's input has ended, a blocking command with no reply
-/// this long after it was sent is taken to be blocked, and is cancelled. A
-/// client blocked for a while is cancelled at once, as Redis cancels it when
-/// the client closes; one that sent `BLPOP` and its end of input together (a
-/// pipe into `nc`) still gets an answer the server gave at once.
-const BLOCKED_GRACE: Duration = Duration::from_millis(250);
 
 /// What the frame loop asks of its caller.
 enum Next {
@@ -131,7 +104,7 @@ where
             scanner: ReplyScanner::default(),
             current: None,
             confirmations_left: None,
-            state: ServerState::default(),
+            state: Answered::default(),
             requests_done: false,
             output_timeout,
             input_ended: false,
@@ -192,7 +165,7 @@ where
             && self.buf.is_empty()
             && self.confirmations_left.is_none()
             && !self.state.passthrough
-            && !self.state.subscribed()
+            && !self.state.subscriptions.any()
     }
 
     /// The upstream side, once the pump is done.
@@ -268,7 +241,7 @@ where
                 }
                 match self.role() {
                     Some(role) => {
-                        if role == Role::Push && self.state.translate && self.buf[0] == b'>' {
+                        if role == Role::Push && self.translate() && self.buf[0] == b'>' {
                             // A RESP3 message push is a RESP2 array but for its type byte.
                             self.buf[0] = b'*';
                         }
@@ -345,10 +318,16 @@ where
     /// With nothing buffered: read on, and once the client's input has ended
     /// and a blocking command is all that is left waiting (the reply to those
     /// before it came), cancel it unless its reply comes within the grace
-    /// (see [`BLOCKED_GRACE`]).
+    /// (see [`super::closing::BLOCKED_GRACE`]).
     fn blocked_since_input_ended(&self) -> Next {
         cancel_at(self.input_ended, self.blocking_sent, self.queue.front())
             .map_or(Next::Read, Next::CancelAt)
+    }
+
+    /// Whether RESP3 pushes go to a RESP2 client, and must be given the
+    /// shape RESP2 would have had (see [`Protocol::Switched`]).
+    fn translate(&self) -> bool {
+        self.state.protocol == Protocol::Switched
     }
 
     /// Whether a frame starting with `first` may be a push or a pub/sub
@@ -356,7 +335,9 @@ where
     fn may_be_pubsub(&self, first: u8) -> bool {
         let head_subscribes = matches!(self.queue.front(), Some(Expect::Subscribe { .. }));
         first == b'>'
-            || (first == b'*' && !self.state.resp3 && (self.state.subscribed() || head_subscribes))
+            || (first == b'*'
+                && !self.state.protocol.server_resp3()
+                && (self.state.subscriptions.any() || head_subscribes))
     }
 
     /// Decides what the frame at the start of the buffer is; `None` when more
@@ -368,7 +349,7 @@ where
                 Peek::NeedMore => return None,
                 Peek::Message => return Some(Role::Push),
                 Peek::Confirmation(kind) => return Some(Role::Confirmation(kind)),
-                Peek::Tracking(push) if self.state.translate => return Some(Role::Tracking(push)),
+                Peek::Tracking(push) if self.translate() => return Some(Role::Tracking(push)),
                 Peek::Tracking(_) => return Some(Role::Push),
                 Peek::Other if first == b'>' => return Some(Role::Push),
                 Peek::Other => {}
@@ -413,47 +394,17 @@ where
         }
         let frame = self.buf.split_to(progress.consumed);
         match role {
-            Role::Consumed => match self.queue.pop_front() {
-                Some(Expect::StandIn(reply)) => self.out.extend_from_slice(&reply),
-                Some(Expect::Reauth) => reauthenticated(&frame),
-                Some(Expect::Slice) => {
-                    let _ = self.slices.send(SliceEnd::TimedOut(frame.freeze()));
+            Role::Consumed => {
+                let expect = self.queue.pop_front();
+                match consumed::answer(expect, frame, &self.slices)? {
+                    Consumed::Nothing => {}
+                    Consumed::Deliver(reply) => self.out.extend_from_slice(&reply),
+                    Consumed::Switched(version) => self.state.switched(version),
                 }
-                Some(Expect::LastId) => {
-                    let _ = self
-                        .slices
-                        .send(SliceEnd::LastId(blocking::last_id(&frame)));
-                }
-                Some(Expect::Protocol(version)) => {
-                    if frame.first() == Some(&b'-') {
-                        let text = String::from_utf8_lossy(&frame).trim_end().to_string();
-                        return Err(format!(
-                            "switching the upstream to RESP{version} failed: {text}"
-                        ));
-                    }
-                    self.state.resp3 = version == 3;
-                    self.state.translate = version == 3;
-                }
-                Some(Expect::ReplyOn) => {
-                    if frame.first() != Some(&b'+') {
-                        let text = String::from_utf8_lossy(&frame).trim_end().to_string();
-                        return Err(format!(
-                            "CLIENT REPLY ON before re-authentication failed: {text}"
-                        ));
-                    }
-                }
-                Some(Expect::AuthAfterReset) => {
-                    if let Err(refused) = auth::judge(&frame) {
-                        return Err(format!(
-                            "re-authentication after RESET was refused: {refused}"
-                        ));
-                    }
-                }
-                _ => unreachable!("only consumed replies have the Consumed role"),
-            },
+            }
             Role::Confirmation(kind) => {
                 self.confirmation(kind, &frame);
-                if self.state.translate && frame.first() == Some(&b'>') {
+                if self.translate() && frame.first() == Some(&b'>') {
                     self.out.extend_from_slice(&resp2::confirmation(&frame));
                 } else {
                     self.out.unsplit(frame);
@@ -469,7 +420,8 @@ where
                 self.out.unsplit(frame);
             }
             Role::Tracking(push) => {
-                if let Some(message) = resp2::tracking(push, &frame, self.state.subscribed()) {
+                if let Some(message) = resp2::tracking(push, &frame, self.state.subscriptions.any())
+                {
                     self.out.extend_from_slice(&message);
                 }
             }
@@ -481,7 +433,6 @@ where
     /// Tracks subscriptions and counts the confirmation against the command
     /// at the head of the queue, if it is the one being confirmed.
     fn confirmation(&mut self, kind: SubscribeKind, frame: &[u8]) {
-        let set = &mut self.state.subscriptions[kind.set()];
         if let Some(Expect::Subscribe {
             kind: expected,
             channels,
@@ -492,7 +443,7 @@ where
                 // or once if there were none.
                 let left = self.confirmations_left.unwrap_or_else(|| {
                     if *channels == 0 {
-                        set.len().max(1) as u32
+                        self.state.subscriptions.count(kind).max(1) as u32
                     } else {
                         *channels
                     }
@@ -506,11 +457,7 @@ where
             }
         }
         if let Some(Some(channel)) = pubsub::confirmed_channel(frame) {
-            if kind.adds() {
-                set.insert(channel);
-            } else {
-                set.remove(&channel);
-            }
+            self.state.subscriptions.confirmed(kind, channel.into());
         }
     }
 
@@ -522,10 +469,8 @@ where
                 *n -= 1;
                 return;
             }
-            Some(Expect::Hello(Some(version))) if ok => self.state.resp3 = *version == 3,
-            Some(Expect::Reset) if first == b'+' => {
-                self.state = ServerState::default();
-            }
+            Some(Expect::Hello(Some(version))) if ok => self.state.hello(*version),
+            Some(Expect::Reset) if first == b'+' => self.state.reset(),
             Some(Expect::Monitor) if first == b'+' => self.state.passthrough = true,
             Some(Expect::Subscribe { .. }) => self.confirmations_left = None,
             Some(Expect::Slice) => {
@@ -540,104 +485,13 @@ where
         self.queue.pop_front();
     }
 
-    /// The error that closes a client whose replies went unread too long.
-    fn output_limit(&self) -> std::io::Error {
-        std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!(
-                "the client read none of its pending replies for {}; closing it (output limit)",
-                humantime::format_duration(self.output_timeout)
-            ),
-        )
-    }
-
-    /// Delivers what is ready. A client that takes none of it for the
-    /// output timeout is given up on (as Redis drops a client past its output
-    /// buffer limit): while it does not read, nothing more is read upstream for
-    /// it, so its replies wait in the server, not in redauth.
+    /// Delivers what is ready (see [`delivery::write`]).
     async fn write_out(&mut self) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
         metrics::bytes(Direction::UpstreamToClient, out.len() as u64);
-        let mut written = 0;
-        while written < out.len() {
-            let rest = &out[written..];
-            // Most writes complete at once: only one that has to wait gets a timer.
-            let client = &mut self.client;
-            let at_once = std::future::poll_fn(|cx| {
-                Poll::Ready(match Pin::new(&mut *client).poll_write(cx, rest) {
-                    Poll::Ready(done) => Some(done),
-                    Poll::Pending => None,
-                })
-            })
-            .await;
-            let done = match at_once {
-                Some(done) => done,
-                None => tokio::time::timeout(self.output_timeout, self.client.write(rest))
-                    .await
-                    .map_err(|_| self.output_limit())?,
-            };
-            match done? {
-                0 => return Err(std::io::ErrorKind::WriteZero.into()),
-                n => written += n,
-            }
-        }
-        self.client.flush().await
-    }
-}
-
-/// When to cancel the command at the head of the queue, if ever: only once
-/// the client's input ended, only a blocking command (or slice), and
-/// [`BLOCKED_GRACE`] after the latest one was sent (at once if that is past).
-fn cancel_at(
-    input_ended: bool,
-    blocking_sent: Option<Instant>,
-    head: Option<&Expect>,
-) -> Option<Instant> {
-    match (input_ended, blocking_sent, head) {
-        (true, Some(sent), Some(Expect::Blocking | Expect::Slice)) => Some(sent + BLOCKED_GRACE),
-        _ => None,
-    }
-}
-
-/// Counts and logs the server's answer to an injected re-authentication.
-fn reauthenticated(reply: &[u8]) {
-    if let Err(refused) = auth::judge(reply) {
-        metrics::reauth(metrics::Reauth::Failed);
-        tracing::warn!(
-            reply = %refused,
-            "the server refused re-authentication; the connection keeps its current identity"
-        );
-    } else {
-        metrics::reauth(metrics::Reauth::Ok);
-        tracing::debug!("re-authenticated with the new credential");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_blocked_command_is_cancelled_only_after_the_input_ended() {
-        let now = Instant::now();
-        let head = Some(&Expect::Blocking);
-        assert_eq!(cancel_at(false, Some(now), head), None);
-        assert_eq!(cancel_at(true, Some(now), Some(&Expect::Replies(1))), None);
-        assert_eq!(cancel_at(true, Some(now), head), Some(now + BLOCKED_GRACE));
-        assert_eq!(
-            cancel_at(true, Some(now), Some(&Expect::Slice)),
-            Some(now + BLOCKED_GRACE)
-        );
-    }
-
-    #[test]
-    fn a_client_blocked_for_a_while_is_cancelled_at_once() {
-        // Sent long ago: its reply is not on its way, so there is nothing to wait for.
-        let long_ago = Instant::now() - Duration::from_secs(10);
-        let at = cancel_at(true, Some(long_ago), Some(&Expect::Blocking)).expect("cancelled");
-        assert!(at <= Instant::now());
+        delivery::write(&mut self.client, &out, self.output_timeout).await
     }
 }

@@ -24,5 +24,5 @@ pub mod tls;
 
 pub use connect::{ConnectError, Connector, Stage, Upstream};
 pub use endpoint::{redact_url, Endpoint, EndpointError};
-pub use pool::Pool;
+pub use pool::{CheckoutError, Pool};
 pub use stream::UpstreamStream;

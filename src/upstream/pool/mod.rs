@@ -76,6 +76,14 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// on both ends; a longer session's replacement is merely this much later.
 const SETTLE: Duration = Duration::from_millis(25);
 
+/// Why no connection could be had for a client, and when: the message is fit
+/// for the client (it names the step that failed, never a secret).
+#[derive(Debug)]
+pub struct CheckoutError {
+    pub message: String,
+    pub at: Instant,
+}
+
 /// Handle to the pool; cheap to clone. A cap of 0 keeps no connections.
 #[derive(Clone)]
 pub struct Pool {
@@ -100,6 +108,8 @@ struct Shared {
     returning: AtomicUsize,
     limits: Limits,
     credentials: Credentials,
+    /// Dials what the pool does not have.
+    connector: Connector,
 }
 
 impl Shared {
@@ -190,11 +200,42 @@ impl Pool {
             returning: AtomicUsize::new(0),
             limits: Limits::up_to(cap),
             credentials: credentials.clone(),
+            connector: connector.clone(),
         });
         if cap > 0 {
             tokio::spawn(refill(shared.clone(), connector, credentials));
         }
         Pool { shared }
+    }
+
+    /// A connection for a new client, and the credential it authenticated
+    /// with: a warm one if one is waiting, else one dialed now with the
+    /// current credential (waiting for one up to the connect timeout).
+    pub async fn checkout(&self) -> Result<(Upstream, Arc<Credential>), CheckoutError> {
+        if let Some(ready) = self.take() {
+            return Ok(ready);
+        }
+        let failed = |message: String| CheckoutError {
+            message,
+            at: Instant::now(),
+        };
+        let connector = &self.shared.connector;
+        let credential = self
+            .shared
+            .credentials
+            .current(connector.timeout())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let upstream = connector
+            .connect(&credential)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok((upstream, credential))
+    }
+
+    /// The credentials connections are authenticated with.
+    pub fn credentials(&self) -> &Credentials {
+        &self.shared.credentials
     }
 
     /// A ready connection and the credential it authenticated with, if one is
