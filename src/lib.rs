@@ -7,21 +7,45 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: flags, `REDAUTH_*` environment and TOML file, merged and validated;
-//! - [`resp`]: RESP framing and command classification, without copying payloads;
-//! - [`credentials`]: credentials, their redacted secrets, and how the current one is published;
-//! - [`upstream`]: TLS configuration, dialing and authenticating upstream connections;
-//! - [`session`]: one task per client (on a relay thread) relaying both ways, intercepting AUTH/HELLO/RESET/QUIT;
-//! - [`server`]: listeners, accept loops, `--max-connections`, and waiting for sessions on shutdown;
-//! - [`shards`]: the relay threads sessions run on, each with its own event loop and pool share;
-//! - [`lifecycle`]: why redauth stops, the phases of the drain, exit statuses;
-//! - [`logging`]: where the log goes and how it looks;
-//! - [`admin`]: `/livez`, `/startupz`, `/readyz`, `/metrics`, `POST /quitquitquit`;
-//! - [`metrics`]: process-wide counters and their OpenMetrics rendering;
-//! - [`notify`]: systemd's `READY=1` and `STOPPING=1`;
+//! Each module builds only on those listed before it (no import loops):
+//!
 //! - [`version`]: the version and git commit of this build;
-//! - [`emulator`]: the emulated Azure cloud (token endpoint, token-checking TLS
-//!   front) for tests and the demo — never used in production.
+//! - [`environment`]: the process environment, behind a trait tests replace;
+//! - [`resp`]: RESP framing and command classification, without copying payloads;
+//! - [`metrics`]: process-wide counters and their OpenMetrics rendering;
+//! - [`credentials`]: credentials, their redacted secrets, the token sources
+//!   and the refresher that publishes the current one;
+//! - [`upstream`]: TLS configuration, dialing and authenticating upstream
+//!   connections, the warm pool;
+//! - [`session`]: one task per client (on a relay thread) relaying both ways,
+//!   intercepting AUTH/HELLO/RESET/QUIT and re-authenticating live connections;
+//! - [`shards`]: the relay threads sessions run on, each with its own event loop and pool share;
+//! - [`config`]: flags, `REDAUTH_*` environment and TOML file, merged and validated;
+//! - [`server`]: listeners, accept loops, `--max-connections`, and waiting for sessions on shutdown;
+//! - [`admin`]: `/livez`, `/startupz`, `/readyz`, `/metrics`, `POST /quitquitquit`;
+//! - [`logging`]: where the log goes and how it looks;
+//! - [`notify`]: systemd's `READY=1` and `STOPPING=1`;
+//! - [`lifecycle`]: why redauth stops, the phases of the drain, exit statuses.
+//!
+//! The emulated Azure cloud the tests and the demo run against is not part
+//! of this crate: it is the workspace crate `emulator/`.
+//!
+//! # Where to look first
+//!
+//! - **Where a command is classified**: by name in `src/resp/command.rs`
+//!   ([`resp::CommandKind::of`]); what each kind then does in
+//!   `src/session/dispatch.rs` (`RequestPump::command`), with the commands
+//!   redauth answers itself in `src/session/local.rs`.
+//! - **Where re-authentication is decided**: `src/session/reauth.rs`,
+//!   `Reauth::take_if_safe` (what makes a point unsafe:
+//!   `src/session/state.rs`, `Sent::reauth_blocker`).
+//! - **Where a token is fetched**: `src/credentials/refresher.rs` (when, and
+//!   what is published) calling [`credentials::TokenSource::fetch`]; Entra
+//!   ID's in `src/credentials/entra.rs`.
+//! - **Where AUTH is written**: `src/upstream/auth.rs`
+//!   ([`upstream::auth::command`], and its reply judged by
+//!   [`upstream::auth::judge`]) — for a dial, a pooled connection's reset and
+//!   a live session alike.
 
 pub mod admin;
 pub mod config;

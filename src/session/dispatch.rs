@@ -7,7 +7,7 @@
 
 use super::blocking::{self, Call, SliceEnd};
 use super::reauth::When;
-use super::requests::RequestPump;
+use super::requests::{RequestPump, Rest};
 use super::slicer::{After, Send};
 use super::state::{Mode, Protocol, ReplyMode};
 use super::Expect;
@@ -19,13 +19,6 @@ use bytes::{Bytes, BytesMut};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-
-/// What happens to the rest of a command that is being streamed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Rest {
-    Forward,
-    Drop,
-}
 
 impl<R, W> RequestPump<R, W>
 where

@@ -12,7 +12,6 @@
 //! would outlive the token in slices ([`super::slicer`]).
 
 use super::blocking::SliceEnd;
-use super::dispatch::Rest;
 use super::outbox::Outbox;
 use super::reauth::{Reauth, When};
 use super::slicer::Slicer;
@@ -40,6 +39,13 @@ const WHOLE_COMMAND_MAX: usize = 1024 * 1024;
 /// How much a client may send while its blocking command runs in slices;
 /// beyond this redauth stops reading until the call is over.
 const HELD_MAX: usize = 1024 * 1024;
+
+/// What happens to the rest of a command that is being streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rest {
+    Forward,
+    Drop,
+}
 
 /// What the configuration asks of every client.
 pub(super) struct Policy {
