@@ -21,7 +21,7 @@ use redauth::admin::{AdminServer, Health};
 use redauth::config::{self, Auth, Config, Settings};
 use redauth::credentials::password_file::{self, Verdict};
 use redauth::credentials::schedule::RefreshPolicy;
-use redauth::credentials::{entra, refresher, Credential, CredentialState, Credentials};
+use redauth::credentials::{entra, refresher, Credential, CredentialFeed, FeedState};
 use redauth::environment::{Environment, ProcessEnv};
 use redauth::lifecycle;
 use redauth::server::{Server, StartError};
@@ -281,11 +281,11 @@ const CONNECTION_TEST_WAIT: Duration = Duration::from_secs(30);
 
 /// The upstream credential channel, and what feeds it.
 struct UpstreamCredentials {
-    credentials: Credentials,
+    credentials: CredentialFeed,
     /// The Entra token refresher.
     refresher: Option<tokio::task::JoinHandle<Option<refresher::Fatal>>>,
     /// The channel's sender, for following `--password-file`.
-    password_tx: Option<watch::Sender<CredentialState>>,
+    password_tx: Option<watch::Sender<FeedState>>,
     /// How redauth authenticates, for the startup line (never the secret).
     summary: String,
 }
@@ -293,16 +293,16 @@ struct UpstreamCredentials {
 fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, ExitCode> {
     Ok(match &config.auth {
         Auth::Static(credential) if config.password_file.is_some() => {
-            let (tx, rx) = watch::channel(CredentialState::Ready(Arc::new(credential.clone())));
+            let (tx, rx) = watch::channel(FeedState::Ready(Arc::new(credential.clone())));
             UpstreamCredentials {
-                credentials: Credentials::from_channel(rx),
+                credentials: CredentialFeed::from_channel(rx),
                 refresher: None,
                 password_tx: Some(tx),
                 summary: static_summary(credential, "from --password-file, followed"),
             }
         }
         Auth::Static(credential) => UpstreamCredentials {
-            credentials: Credentials::fixed(credential.clone()),
+            credentials: CredentialFeed::fixed(credential.clone()),
             refresher: None,
             password_tx: None,
             summary: static_summary(credential, "from REDAUTH_PASSWORD"),

@@ -106,7 +106,7 @@ impl Refresh {
 
 /// What became of a re-authentication of a live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reauth {
+pub enum ReauthEvent {
     /// AUTH with a newer credential was injected into the connection.
     Injected,
     /// It had to wait for a safe point (MULTI, a subscribed RESP2
@@ -118,20 +118,20 @@ pub enum Reauth {
     Failed,
 }
 
-impl Reauth {
-    const ALL: [Reauth; 4] = [
-        Reauth::Injected,
-        Reauth::Deferred,
-        Reauth::Ok,
-        Reauth::Failed,
+impl ReauthEvent {
+    const ALL: [ReauthEvent; 4] = [
+        ReauthEvent::Injected,
+        ReauthEvent::Deferred,
+        ReauthEvent::Ok,
+        ReauthEvent::Failed,
     ];
 
     fn label(self) -> &'static str {
         match self {
-            Reauth::Injected => "injected",
-            Reauth::Deferred => "deferred",
-            Reauth::Ok => "ok",
-            Reauth::Failed => "failed",
+            ReauthEvent::Injected => "injected",
+            ReauthEvent::Deferred => "deferred",
+            ReauthEvent::Ok => "ok",
+            ReauthEvent::Failed => "failed",
         }
     }
 }
@@ -178,7 +178,7 @@ pub fn token_refresh(result: Refresh) {
 }
 
 /// A step of re-authenticating a live connection.
-pub fn reauth(event: Reauth) {
+pub fn reauth(event: ReauthEvent) {
     METRICS.reauth[event as usize].inc();
 }
 
@@ -209,7 +209,7 @@ struct Metrics {
     upstream_errors: [Counter; 6],
     /// Indexed by `Refresh as usize`.
     token_refresh: [Counter; 2],
-    /// Indexed by `Reauth as usize`.
+    /// Indexed by `ReauthEvent as usize`.
     reauth: [Counter; 4],
 }
 
@@ -288,7 +288,7 @@ impl Metrics {
             "redauth_reauth",
             "Re-authentications of live connections: AUTHs injected, deferred to a safe point, accepted (ok) and refused (failed).",
             "result",
-            Reauth::ALL.map(Reauth::label),
+            ReauthEvent::ALL.map(ReauthEvent::label),
         );
         Metrics {
             registry,
@@ -376,7 +376,7 @@ mod tests {
         client_opened();
         client_closed();
         client_rejected();
-        reauth(Reauth::Injected);
+        reauth(ReauthEvent::Injected);
         let text = render(None);
         assert!(text.ends_with("# EOF\n"), "{text}");
         for series in [

@@ -11,7 +11,7 @@
 //! [`crate::metrics`].
 
 use crate::config::{BindError, Config};
-use crate::credentials::Credentials;
+use crate::credentials::CredentialFeed;
 use crate::metrics;
 use crate::session::{ClientPassword, SessionSettings};
 use crate::shards::{self, Shards};
@@ -57,7 +57,7 @@ impl Server {
     /// Builds TLS and binds every listener in `config`.
     pub async fn bind(
         config: &Config,
-        credentials: Credentials,
+        credentials: CredentialFeed,
         client_password: ClientPassword,
     ) -> Result<Server, StartError> {
         let tls = if config.upstream.tls {
@@ -193,21 +193,21 @@ impl SessionGuard {
     }
 
     /// Counts one more open session, or `None` when the limit is reached.
-    fn try_enter(&self) -> Option<Open> {
+    fn try_enter(&self) -> Option<OpenSession> {
         let before = self.open.fetch_add(1, Ordering::Relaxed);
         if self.limit.is_some_and(|max| before >= max) {
             self.open.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
         metrics::client_opened();
-        Some(Open(self.clone()))
+        Some(OpenSession(self.clone()))
     }
 }
 
 /// Counts one open session for as long as it lives.
-struct Open(SessionGuard);
+struct OpenSession(SessionGuard);
 
-impl Drop for Open {
+impl Drop for OpenSession {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
         metrics::client_closed();
@@ -232,8 +232,8 @@ async fn accept_loop(
                     continue;
                 };
                 let detached = match client {
-                    Client::Tcp(stream) => shards::Client::from_tcp(stream),
-                    Client::Unix(stream) => shards::Client::from_unix(stream),
+                    Accepted::Tcp(stream) => shards::Client::from_tcp(stream),
+                    Accepted::Unix(stream) => shards::Client::from_unix(stream),
                 };
                 match detached {
                     Ok(client) => shards.serve(client, peer, open),
@@ -250,13 +250,13 @@ async fn accept_loop(
 }
 
 /// An accepted client connection of either kind.
-enum Client {
+enum Accepted {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
 /// Turns a client away as Redis does past `maxclients`: one error, then close.
-fn reject(client: Client, peer: &str, limit: Option<usize>) {
+fn reject(client: Accepted, peer: &str, limit: Option<usize>) {
     metrics::client_rejected();
     log_rejection(peer, limit);
     async fn refuse(mut stream: impl AsyncWrite + Unpin) {
@@ -265,8 +265,8 @@ fn reject(client: Client, peer: &str, limit: Option<usize>) {
     }
     tokio::spawn(async move {
         match client {
-            Client::Tcp(stream) => refuse(stream).await,
-            Client::Unix(stream) => refuse(stream).await,
+            Accepted::Tcp(stream) => refuse(stream).await,
+            Accepted::Unix(stream) => refuse(stream).await,
         }
     });
 }
@@ -296,16 +296,16 @@ fn log_rejection(peer: &str, limit: Option<usize>) {
     }
 }
 
-async fn accept(listener: &Listener) -> std::io::Result<(Client, String)> {
+async fn accept(listener: &Listener) -> std::io::Result<(Accepted, String)> {
     match listener {
         Listener::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok((Client::Tcp(stream), peer.to_string()))
+            Ok((Accepted::Tcp(stream), peer.to_string()))
         }
         Listener::Unix(l) => {
             let (stream, _) = l.accept().await?;
-            Ok((Client::Unix(stream), "unix".to_string()))
+            Ok((Accepted::Unix(stream), "unix".to_string()))
         }
     }
 }

@@ -15,7 +15,7 @@
 //! relayed less (see README, Performance). Shards keep the single-thread cost
 //! per request and still use every core given.
 
-use crate::credentials::Credentials;
+use crate::credentials::CredentialFeed;
 use crate::session::{self, SessionContext, SessionSettings};
 use crate::upstream::{Connector, Pool};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,7 +67,7 @@ impl Shards {
     pub fn start(
         threads: usize,
         settings: &SessionSettings,
-        (connector, credentials): (&Connector, &Credentials),
+        (connector, credentials): (&Connector, &CredentialFeed),
         pool_size: usize,
     ) -> std::io::Result<Shards> {
         let threads = threads.max(1);

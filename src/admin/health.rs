@@ -8,7 +8,7 @@
 //! and the drain has begun. It also carries the `/quitquitquit` request to
 //! whoever runs the shutdown.
 
-use crate::credentials::{CredentialState, Credentials};
+use crate::credentials::{CredentialFeed, FeedState};
 use crate::upstream::health::DialHealth;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify};
 /// Health state shared by the admin endpoints and the process lifecycle.
 #[derive(Debug)]
 pub struct Health {
-    credentials: Credentials,
+    credentials: CredentialFeed,
     listening: AtomicBool,
     obtained: AtomicBool,
     draining: AtomicBool,
@@ -31,7 +31,7 @@ pub struct Health {
 
 impl Health {
     /// Starts following `credentials` for the first one obtained; call on a runtime.
-    pub fn new(credentials: Credentials) -> Arc<Health> {
+    pub fn new(credentials: CredentialFeed) -> Arc<Health> {
         let health = Arc::new(Health {
             credentials,
             listening: AtomicBool::new(false),
@@ -55,7 +55,7 @@ impl Health {
     }
 
     /// The credentials the probes and metrics look at.
-    pub fn credentials(&self) -> &Credentials {
+    pub fn credentials(&self) -> &CredentialFeed {
         &self.credentials
     }
 
@@ -112,7 +112,7 @@ impl Health {
         }
         match self.credentials.snapshot() {
             _ if self.obtained.load(Ordering::Relaxed) => Ok(()),
-            CredentialState::Ready(_) => {
+            FeedState::Ready(_) => {
                 self.obtained.store(true, Ordering::Relaxed);
                 Ok(())
             }
@@ -136,7 +136,7 @@ impl Health {
 
     fn credential_readiness(&self, now: SystemTime) -> Result<(), String> {
         match self.credentials.snapshot() {
-            CredentialState::Ready(c) => match c.expires_at {
+            FeedState::Ready(c) => match c.expires_at {
                 Some(at) if at <= now => Err(format!(
                     "the credential expired at {}",
                     humantime::format_rfc3339_seconds(at)
@@ -146,7 +146,7 @@ impl Health {
                     Ok(())
                 }
             },
-            CredentialState::Failed(reason) if self.obtained.load(Ordering::Relaxed) => {
+            FeedState::Failed(reason) if self.obtained.load(Ordering::Relaxed) => {
                 Err(one_line(&format!("no valid credential: {reason}")))
             }
             state => Err(no_credential_yet(&state)),
@@ -154,9 +154,9 @@ impl Health {
     }
 }
 
-fn no_credential_yet(state: &CredentialState) -> String {
+fn no_credential_yet(state: &FeedState) -> String {
     match state {
-        CredentialState::Failed(reason) => one_line(&format!("no credential yet: {reason}")),
+        FeedState::Failed(reason) => one_line(&format!("no credential yet: {reason}")),
         _ => "no credential yet: the first one is being fetched".into(),
     }
 }
@@ -173,8 +173,8 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::watch;
 
-    fn token(expires_at: SystemTime) -> CredentialState {
-        CredentialState::Ready(Arc::new(Credential {
+    fn token(expires_at: SystemTime) -> FeedState {
+        FeedState::Ready(Arc::new(Credential {
             username: Some("oid".into()),
             secret: Some(Secret::new("the-token".into())),
             expires_at: Some(expires_at),
@@ -183,7 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_static_credential_is_ready_once_listening() {
-        let health = Health::new(Credentials::fixed(Credential::none()));
+        let health = Health::new(CredentialFeed::fixed(Credential::none()));
         assert_eq!(
             health.startup(),
             Err("the listeners are not bound yet".into())
@@ -198,15 +198,15 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_follows_the_credential() {
-        let (tx, rx) = watch::channel(CredentialState::Pending);
-        let health = Health::new(Credentials::from_channel(rx));
+        let (tx, rx) = watch::channel(FeedState::Pending);
+        let health = Health::new(CredentialFeed::from_channel(rx));
         health.set_listening();
         let now = SystemTime::now();
         let pending = "no credential yet: the first one is being fetched".to_string();
         assert_eq!(health.startup(), Err(pending.clone()));
         assert_eq!(health.readiness(now), Err(pending));
 
-        tx.send_replace(CredentialState::Failed("endpoint said\n500".into()));
+        tx.send_replace(FeedState::Failed("endpoint said\n500".into()));
         let failing = "no credential yet: endpoint said 500".to_string();
         assert_eq!(health.startup(), Err(failing.clone()));
         assert_eq!(health.readiness(now), Err(failing));
@@ -223,7 +223,7 @@ mod tests {
         );
         assert!(!expired.contains("the-token"), "{expired}");
 
-        tx.send_replace(CredentialState::Failed(
+        tx.send_replace(FeedState::Failed(
             "the last token expired at X and fetching a new one failed: 500".into(),
         ));
         assert_eq!(
@@ -235,7 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_quit_request_is_not_lost_when_nobody_waits_yet() {
-        let health = Health::new(Credentials::fixed(Credential::none()));
+        let health = Health::new(CredentialFeed::fixed(Credential::none()));
         health.request_quit();
         tokio::time::timeout(Duration::from_secs(5), health.quit_requested())
             .await

@@ -98,7 +98,7 @@ impl WithAllow for Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::{Credential, Credentials};
+    use crate::credentials::{Credential, CredentialFeed};
     use http_body_util::BodyExt;
     use std::sync::Arc;
     use std::time::Duration;
@@ -124,7 +124,7 @@ mod tests {
     }
 
     fn started() -> Arc<Health> {
-        let health = Health::new(Credentials::fixed(Credential::none()));
+        let health = Health::new(CredentialFeed::fixed(Credential::none()));
         health.set_listening();
         health
     }

@@ -2,11 +2,13 @@
 //! the current one is published.
 //!
 //! A [`Credential`] is a Redis username (optional) and a secret. A static
-//! password is published once ([`Credentials::fixed`]); a [`TokenSource`]
+//! password is published once ([`CredentialFeed::fixed`]); a [`TokenSource`]
 //! (Entra ID: [`entra`]) is driven by the [`refresher`], which publishes each
-//! new token on a `tokio::sync::watch` channel as a [`CredentialState`].
-//! Sessions take a snapshot when they dial. This module does not dial or speak
-//! RESP beyond building the `AUTH` command.
+//! new token on a `tokio::sync::watch` channel as a [`FeedState`]. The
+//! [`CredentialFeed`] is that channel's receiving end: a new connection takes
+//! the current credential from it, and a live one follows its [`Renewals`].
+//! This module does not dial or speak RESP (`AUTH` is
+//! [`crate::upstream::auth`]'s).
 
 mod cause;
 pub mod entra;
@@ -65,7 +67,7 @@ impl Credential {
 
 /// What the credential source has to offer right now.
 #[derive(Debug, Clone)]
-pub enum CredentialState {
+pub enum FeedState {
     /// The first credential is still being fetched.
     Pending,
     /// A credential is available.
@@ -74,13 +76,13 @@ pub enum CredentialState {
     Failed(String),
 }
 
-impl CredentialState {
+impl FeedState {
     /// When the credential on offer expires: `None` when there is none or
     /// it never expires (for the metrics' expiry gauge).
     pub fn expires_at(&self) -> Option<SystemTime> {
         match self {
-            CredentialState::Ready(credential) => credential.expires_at,
-            CredentialState::Pending | CredentialState::Failed(_) => None,
+            FeedState::Ready(credential) => credential.expires_at,
+            FeedState::Pending | FeedState::Failed(_) => None,
         }
     }
 }
@@ -96,28 +98,29 @@ pub struct NoCredential(pub String);
 /// none, comes within the margin.
 pub const USABLE_MARGIN: Duration = Duration::from_secs(1);
 
-/// The receiving end of the credential channel, shared by all sessions.
+/// The receiving end of the credential channel, shared by all sessions and
+/// the pool: the current credential, and [`Renewals`] from it.
 #[derive(Debug, Clone)]
-pub struct Credentials {
-    rx: watch::Receiver<CredentialState>,
+pub struct CredentialFeed {
+    rx: watch::Receiver<FeedState>,
 }
 
-impl Credentials {
+impl CredentialFeed {
     /// A fixed credential, published once (`--auth password` and `--auth none`).
-    pub fn fixed(credential: Credential) -> Credentials {
-        let (tx, rx) = watch::channel(CredentialState::Ready(Arc::new(credential)));
+    pub fn fixed(credential: Credential) -> CredentialFeed {
+        let (tx, rx) = watch::channel(FeedState::Ready(Arc::new(credential)));
         // The sender is not needed again; receivers keep the last value.
         drop(tx);
-        Credentials { rx }
+        CredentialFeed { rx }
     }
 
     /// Wraps a channel fed by a refreshing source.
-    pub fn from_channel(rx: watch::Receiver<CredentialState>) -> Credentials {
-        Credentials { rx }
+    pub fn from_channel(rx: watch::Receiver<FeedState>) -> CredentialFeed {
+        CredentialFeed { rx }
     }
 
     /// The state as it is now, without waiting (for health checks and metrics).
-    pub fn snapshot(&self) -> CredentialState {
+    pub fn snapshot(&self) -> FeedState {
         self.rx.borrow().clone()
     }
 
@@ -126,7 +129,7 @@ impl Credentials {
     pub async fn obtained(&self) {
         let mut rx = self.rx.clone();
         if rx
-            .wait_for(|state| matches!(state, CredentialState::Ready(_)))
+            .wait_for(|state| matches!(state, FeedState::Ready(_)))
             .await
             .is_err()
         {
@@ -141,14 +144,12 @@ impl Credentials {
             loop {
                 let state = rx.borrow_and_update().clone();
                 match state {
-                    CredentialState::Ready(c)
-                        if !c.expired_at(SystemTime::now() + USABLE_MARGIN) =>
-                    {
+                    FeedState::Ready(c) if !c.expired_at(SystemTime::now() + USABLE_MARGIN) => {
                         return Ok(c)
                     }
-                    CredentialState::Ready(_) => {}
-                    CredentialState::Failed(reason) => return Err(NoCredential(reason)),
-                    CredentialState::Pending => {}
+                    FeedState::Ready(_) => {}
+                    FeedState::Failed(reason) => return Err(NoCredential(reason)),
+                    FeedState::Pending => {}
                 }
                 if rx.changed().await.is_err() {
                     return Err(NoCredential("the credential source stopped".into()));
@@ -158,28 +159,28 @@ impl Credentials {
         .await;
         outcome.unwrap_or_else(|_| {
             Err(NoCredential(match &*self.rx.borrow() {
-                CredentialState::Ready(_) => "the current credential has expired".into(),
+                FeedState::Ready(_) => "the current credential has expired".into(),
                 _ => format!("none obtained within {}", humantime::format_duration(wait)),
             }))
         })
     }
 }
 
-/// Follows the credential channel from one session: each call to
-/// [`CredentialWatch::next`] yields a credential other than the last one it
+/// One connection's view of the feed: each call to
+/// [`Renewals::next`] yields a credential other than the last one it
 /// knew, starting from the one the connection authenticated with.
 ///
 /// Sessions poll it on every read, so after the first look it only waits on
 /// the channel's version (no lock) until something is published.
 #[derive(Debug)]
-pub struct CredentialWatch {
-    rx: watch::Receiver<CredentialState>,
+pub struct Renewals {
+    rx: watch::Receiver<FeedState>,
     last: Arc<Credential>,
     /// A credential published before the watch was made, not yet handed out.
     early: Option<Arc<Credential>>,
 }
 
-impl CredentialWatch {
+impl Renewals {
     /// Waits for a credential other than the last one seen. Never resolves
     /// for a fixed credential, or once the source has stopped.
     pub async fn next(&mut self) -> Arc<Credential> {
@@ -191,7 +192,7 @@ impl CredentialWatch {
             if self.rx.changed().await.is_err() {
                 return std::future::pending().await;
             }
-            if let CredentialState::Ready(c) = &*self.rx.borrow_and_update() {
+            if let FeedState::Ready(c) = &*self.rx.borrow_and_update() {
                 if !Arc::ptr_eq(c, &self.last) {
                     self.last = c.clone();
                     return c.clone();
@@ -201,16 +202,16 @@ impl CredentialWatch {
     }
 }
 
-/// [`CredentialWatch::next`] as a future that owns its watch and hands it
+/// [`Renewals::next`] as a future that owns its watch and hands it
 /// back with the credential.
-pub type NextCredential = Pin<Box<dyn Future<Output = (CredentialWatch, Arc<Credential>)> + Send>>;
+pub type NextRenewal = Pin<Box<dyn Future<Output = (Renewals, Arc<Credential>)> + Send>>;
 
-impl CredentialWatch {
+impl Renewals {
     /// Waits for the next credential in a future that can be kept across
     /// many polls: a relay loop polls it on every pass, and a kept future
     /// registers with the channel once per publication, where a fresh
     /// `next()` each pass would register and deregister every time.
-    pub fn into_next(mut self) -> NextCredential {
+    pub fn into_next(mut self) -> NextRenewal {
         Box::pin(async move {
             let credential = self.next().await;
             (self, credential)
@@ -218,15 +219,15 @@ impl CredentialWatch {
     }
 }
 
-impl Credentials {
-    /// A watch for a connection authenticated with `used`.
-    pub fn watch_from(&self, used: Arc<Credential>) -> CredentialWatch {
+impl CredentialFeed {
+    /// The renewals of a connection authenticated with `used`.
+    pub fn renewals_after(&self, used: Arc<Credential>) -> Renewals {
         let mut rx = self.rx.clone();
         let early = match &*rx.borrow_and_update() {
-            CredentialState::Ready(c) if !Arc::ptr_eq(c, &used) => Some(c.clone()),
+            FeedState::Ready(c) if !Arc::ptr_eq(c, &used) => Some(c.clone()),
             _ => None,
         };
-        CredentialWatch {
+        Renewals {
             rx,
             last: used,
             early,
@@ -246,20 +247,17 @@ mod tests {
             secret: Some(Secret::new("s".into())),
             expires_at: Some(at),
         };
-        assert_eq!(
-            CredentialState::Ready(Arc::new(expiring)).expires_at(),
-            Some(at)
-        );
-        assert_eq!(CredentialState::Pending.expires_at(), None);
-        assert_eq!(CredentialState::Failed("x".into()).expires_at(), None);
-        let fixed = CredentialState::Ready(Arc::new(Credential::none()));
+        assert_eq!(FeedState::Ready(Arc::new(expiring)).expires_at(), Some(at));
+        assert_eq!(FeedState::Pending.expires_at(), None);
+        assert_eq!(FeedState::Failed("x".into()).expires_at(), None);
+        let fixed = FeedState::Ready(Arc::new(Credential::none()));
         assert_eq!(fixed.expires_at(), None);
     }
 
     #[test]
     fn debug_never_shows_the_secret() {
         let c = Credential::password(Some("alice".into()), Secret::new("hunter2".into()));
-        let shown = format!("{c:?} {:?}", CredentialState::Ready(Arc::new(c.clone())));
+        let shown = format!("{c:?} {:?}", FeedState::Ready(Arc::new(c.clone())));
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("alice"));
     }
@@ -267,35 +265,35 @@ mod tests {
     #[tokio::test]
     async fn a_watch_yields_only_credentials_other_than_the_one_in_use() {
         let first = Arc::new(Credential::password(None, Secret::new("1".into())));
-        let (tx, rx) = watch::channel(CredentialState::Ready(first.clone()));
-        let creds = Credentials::from_channel(rx);
-        let mut w = creds.watch_from(first.clone());
+        let (tx, rx) = watch::channel(FeedState::Ready(first.clone()));
+        let creds = CredentialFeed::from_channel(rx);
+        let mut w = creds.renewals_after(first.clone());
         let quiet = tokio::time::timeout(Duration::from_millis(20), w.next()).await;
         assert!(quiet.is_err(), "the credential in use is not news");
         let second = Arc::new(Credential::password(None, Secret::new("2".into())));
-        tx.send_replace(CredentialState::Ready(second.clone()));
+        tx.send_replace(FeedState::Ready(second.clone()));
         assert!(Arc::ptr_eq(&w.next().await, &second));
         // Published before the watch was made: still news to a connection on `first`.
-        let mut late = creds.watch_from(first);
+        let mut late = creds.renewals_after(first);
         assert!(Arc::ptr_eq(&late.next().await, &second));
     }
 
     #[tokio::test]
     async fn fixed_credentials_are_ready_at_once() {
-        let creds = Credentials::fixed(Credential::none());
+        let creds = CredentialFeed::fixed(Credential::none());
         assert!(creds.current(Duration::from_millis(10)).await.is_ok());
-        assert!(matches!(creds.snapshot(), CredentialState::Ready(_)));
+        assert!(matches!(creds.snapshot(), FeedState::Ready(_)));
         // The sender is gone, but the value it left counts.
         creds.obtained().await;
     }
 
     #[tokio::test]
     async fn obtained_waits_for_the_first_credential() {
-        let (tx, rx) = watch::channel(CredentialState::Pending);
-        let creds = Credentials::from_channel(rx);
+        let (tx, rx) = watch::channel(FeedState::Pending);
+        let creds = CredentialFeed::from_channel(rx);
         let waiting = tokio::time::timeout(Duration::from_millis(20), creds.obtained()).await;
         assert!(waiting.is_err(), "nothing published yet");
-        tx.send_replace(CredentialState::Ready(Arc::new(Credential::none())));
+        tx.send_replace(FeedState::Ready(Arc::new(Credential::none())));
         creds.obtained().await;
     }
 }

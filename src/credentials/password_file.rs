@@ -20,7 +20,7 @@
 //! A file that becomes unreadable or empty keeps the previous password, with
 //! an error in the log. Nothing here logs or returns the password itself.
 
-use super::{Credential, CredentialState, Secret};
+use super::{Credential, FeedState, Secret};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -77,7 +77,7 @@ pub type Verify =
 /// not in use, or `None` when the file's is.
 pub async fn follow_upstream(
     path: PathBuf,
-    tx: watch::Sender<CredentialState>,
+    tx: watch::Sender<FeedState>,
     verify: Verify,
     held_back: watch::Sender<Option<String>>,
 ) {
@@ -89,7 +89,7 @@ pub async fn follow_upstream(
             continue;
         };
         let current = match &*tx.borrow() {
-            CredentialState::Ready(c) => c.clone(),
+            FeedState::Ready(c) => c.clone(),
             _ => continue,
         };
         if current.secret.as_ref() == Some(&read) {
@@ -130,7 +130,7 @@ pub async fn follow_upstream(
                 );
                 refused = None;
                 held_back.send_replace(None);
-                tx.send_replace(CredentialState::Ready(candidate));
+                tx.send_replace(FeedState::Ready(candidate));
             }
         }
     }
@@ -211,9 +211,9 @@ mod tests {
         })
     }
 
-    fn secret_of(rx: &watch::Receiver<CredentialState>) -> String {
+    fn secret_of(rx: &watch::Receiver<FeedState>) -> String {
         match &*rx.borrow() {
-            CredentialState::Ready(c) => c.secret.as_ref().unwrap().expose().to_string(),
+            FeedState::Ready(c) => c.secret.as_ref().unwrap().expose().to_string(),
             other => panic!("{other:?}"),
         }
     }
@@ -227,7 +227,7 @@ mod tests {
             Some("app".into()),
             read(&path).unwrap(),
         ));
-        let (tx, rx) = watch::channel(CredentialState::Ready(first));
+        let (tx, rx) = watch::channel(FeedState::Ready(first));
         let (held_tx, held) = watch::channel(None);
         let asked = Arc::new(Mutex::new(Vec::new()));
         tokio::spawn(follow_upstream(
@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(secret_of(&rx), "two");
         assert_eq!(*held.borrow(), None);
         match &*rx.borrow() {
-            CredentialState::Ready(c) => assert_eq!(c.username.as_deref(), Some("app")),
+            FeedState::Ready(c) => assert_eq!(c.username.as_deref(), Some("app")),
             other => panic!("{other:?}"),
         }
 

@@ -19,7 +19,7 @@
 use super::jwt;
 use super::schedule::{self, RefreshPolicy};
 use super::source::{Token, TokenSource};
-use super::{Credential, CredentialState, Credentials};
+use super::{Credential, CredentialFeed, FeedState};
 use crate::metrics::{self, Refresh};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,13 +32,13 @@ use tokio::task::JoinHandle;
 pub struct Fatal(pub String);
 
 /// Starts the refresher on the current runtime. The task ends only with a
-/// [`Fatal`] error, or when every [`Credentials`] handle is gone.
+/// [`Fatal`] error, or when every [`CredentialFeed`] handle is gone.
 pub fn start(
     source: Arc<dyn TokenSource>,
     username: Option<String>,
     policy: RefreshPolicy,
-) -> (Credentials, JoinHandle<Option<Fatal>>) {
-    let (tx, rx) = watch::channel(CredentialState::Pending);
+) -> (CredentialFeed, JoinHandle<Option<Fatal>>) {
+    let (tx, rx) = watch::channel(FeedState::Pending);
     let refresher = Refresher {
         source,
         username,
@@ -47,14 +47,17 @@ pub fn start(
         held: None,
         last_error: None,
     };
-    (Credentials::from_channel(rx), tokio::spawn(refresher.run()))
+    (
+        CredentialFeed::from_channel(rx),
+        tokio::spawn(refresher.run()),
+    )
 }
 
 struct Refresher {
     source: Arc<dyn TokenSource>,
     username: Option<String>,
     policy: RefreshPolicy,
-    tx: watch::Sender<CredentialState>,
+    tx: watch::Sender<FeedState>,
     held: Option<Held>,
     /// The last failed fetch's error, to log a repeated one quietly.
     last_error: Option<String>,
@@ -85,8 +88,7 @@ impl Refresher {
                         }
                         Err(fatal) => {
                             metrics::token_refresh(Refresh::Failed);
-                            self.tx
-                                .send_replace(CredentialState::Failed(fatal.0.clone()));
+                            self.tx.send_replace(FeedState::Failed(fatal.0.clone()));
                             return Some(fatal);
                         }
                     }
@@ -101,7 +103,7 @@ impl Refresher {
                     self.log_failure(failures, delay, now, &reason);
                     if !valid {
                         self.tx
-                            .send_replace(CredentialState::Failed(self.failed_because(&reason)));
+                            .send_replace(FeedState::Failed(self.failed_because(&reason)));
                     }
                     let next = SystemTime::now() + delay;
                     self.fail_at_expiry_before(next, &reason).await;
@@ -181,7 +183,7 @@ impl Refresher {
             issued,
             expires: token.expires_at,
         });
-        self.tx.send_replace(CredentialState::Ready(credential));
+        self.tx.send_replace(FeedState::Ready(credential));
         Ok(next)
     }
 
@@ -232,7 +234,7 @@ impl Refresher {
             "the token expired and no new one could be fetched; new clients get an error until one is"
         );
         self.tx
-            .send_replace(CredentialState::Failed(self.failed_because(reason)));
+            .send_replace(FeedState::Failed(self.failed_because(reason)));
     }
 
     /// What clients are told when there is no valid token and fetching failed.
@@ -331,12 +333,12 @@ mod tests {
 
     /// Watches the channel until `n` distinct tokens were published; returns
     /// every `Ready` value seen, in order (a token published twice shows twice).
-    async fn published(creds: &Credentials, n: usize) -> Vec<String> {
+    async fn published(creds: &CredentialFeed, n: usize) -> Vec<String> {
         let mut rx = creds.rx.clone();
         let mut seen: Vec<String> = Vec::new();
         loop {
             rx.changed().await.unwrap();
-            if let CredentialState::Ready(c) = &*rx.borrow_and_update() {
+            if let FeedState::Ready(c) = &*rx.borrow_and_update() {
                 seen.push(c.secret.as_ref().unwrap().expose().to_string());
             }
             let mut distinct = seen.clone();

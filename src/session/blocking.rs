@@ -129,10 +129,10 @@ impl Call {
 }
 
 /// Where a command's timeout is, and XREAD's `$` ids (see [`Call`]).
-type Shape = (usize, Unit, Vec<(usize, usize)>);
+type StreamOptions = (usize, Unit, Vec<(usize, usize)>);
 
 /// XREAD / XREADGROUP: where the BLOCK value is, and XREAD's `$` ids.
-fn stream_options(kind: BlockKind, args: &[Bytes]) -> Option<Shape> {
+fn stream_options(kind: BlockKind, args: &[Bytes]) -> Option<StreamOptions> {
     let is = |i: usize, name: &str| args[i].eq_ignore_ascii_case(name.as_bytes());
     let group = kind == BlockKind::XReadGroup;
     let mut block = None;

@@ -82,7 +82,7 @@ pub fn hello_auth(args: &[Bytes]) -> Option<(&Bytes, &Bytes)> {
 }
 
 /// What an unauthenticated client's command gets.
-enum Verdict {
+enum Answer {
     /// This reply; the client stays unauthenticated.
     Reply(&'static [u8]),
     /// `AUTH` succeeded: `+OK`, then relay.
@@ -93,25 +93,25 @@ enum Verdict {
     Quit,
 }
 
-fn judge(expected: &Secret, args: &[Bytes]) -> Verdict {
+fn answer_to(expected: &Secret, args: &[Bytes]) -> Answer {
     let name = args.first().map_or(&b""[..], |n| &n[..]);
     if name.eq_ignore_ascii_case(b"auth") {
         match check_auth(expected, args) {
-            Ok(()) => Verdict::Authenticated,
-            Err(reply) => Verdict::Reply(reply),
+            Ok(()) => Answer::Authenticated,
+            Err(reply) => Answer::Reply(reply),
         }
     } else if name.eq_ignore_ascii_case(b"hello") {
         match hello_auth(args) {
             Some((user, pass)) if matches(expected, Some(user), pass) => {
-                Verdict::AuthenticatedByHello
+                Answer::AuthenticatedByHello
             }
-            Some(_) => Verdict::Reply(WRONGPASS),
-            None => Verdict::Reply(NOAUTH_HELLO),
+            Some(_) => Answer::Reply(WRONGPASS),
+            None => Answer::Reply(NOAUTH_HELLO),
         }
     } else if name.eq_ignore_ascii_case(b"quit") {
-        Verdict::Quit
+        Answer::Quit
     } else {
-        Verdict::Reply(NOAUTH)
+        Answer::Reply(NOAUTH)
     }
 }
 
@@ -190,18 +190,18 @@ fn answer(expected: &Secret, buf: &mut BytesMut, out: &mut Vec<u8>) -> Option<Re
                 }
             }
         };
-        match judge(expected, &args) {
-            Verdict::Reply(reply) => {
+        match answer_to(expected, &args) {
+            Answer::Reply(reply) => {
                 buf.advance(len);
                 out.extend_from_slice(reply);
             }
-            Verdict::Authenticated => {
+            Answer::Authenticated => {
                 buf.advance(len);
                 out.extend_from_slice(b"+OK\r\n");
                 return Some(Ok(()));
             }
-            Verdict::AuthenticatedByHello => return Some(Ok(())),
-            Verdict::Quit => {
+            Answer::AuthenticatedByHello => return Some(Ok(())),
+            Answer::Quit => {
                 out.extend_from_slice(b"+OK\r\n");
                 return Some(Err(Ended::Closed("QUIT before authentication")));
             }

@@ -13,9 +13,9 @@
 
 use super::blocking::SliceEnd;
 use super::replies::ReplyPump;
-use super::requests::{RequestPump, Stop};
+use super::requests::{RequestPump, Stopped};
 use super::{Ended, Expect};
-use crate::credentials::{Credential, Credentials, Secret};
+use crate::credentials::{Credential, CredentialFeed, Secret};
 use crate::resp::DEFAULT_MAX_BULK;
 use bytes::BytesMut;
 use std::future::Future;
@@ -121,13 +121,13 @@ pub fn relay_requests(client: &[u8], chunks: &[usize]) -> RequestRun {
 /// [`relay_requests`] with the upstream authenticated by `credential`.
 pub fn relay_requests_as(credential: Credential, client: &[u8], chunks: &[usize]) -> RequestRun {
     block_on(async {
-        let credentials = Credentials::fixed(credential);
+        let credentials = CredentialFeed::fixed(credential);
         // The very credential published, so the watch sees nothing newer.
         let credential = credentials
             .current(Duration::ZERO)
             .await
             .expect("a fixed credential is ready");
-        let watch = credentials.watch_from(credential.clone());
+        let watch = credentials.renewals_after(credential.clone());
         let (tx, mut rx) = super::expect::channel();
         // Kept open: a held blocking command waits on it as on a live reply side.
         let (_slice_tx, slice_rx) = mpsc::unbounded_channel::<SliceEnd>();
@@ -147,10 +147,10 @@ pub fn relay_requests_as(credential: Credential, client: &[u8], chunks: &[usize]
         );
         let stop = match tokio::time::timeout(STALL, pump.run()).await {
             Err(_) => RequestStop::Stalled,
-            Ok(Stop::Closing) => RequestStop::Closing,
-            Ok(Stop::InputEnded) => RequestStop::InputEnded,
-            Ok(Stop::UpstreamWriteFailed(why)) => RequestStop::Other(why),
-            Ok(Stop::Ended(other)) => RequestStop::Other(format!("{other:?}")),
+            Ok(Stopped::Closing) => RequestStop::Closing,
+            Ok(Stopped::InputEnded) => RequestStop::InputEnded,
+            Ok(Stopped::UpstreamWriteFailed(why)) => RequestStop::Other(why),
+            Ok(Stopped::Ended(other)) => RequestStop::Other(format!("{other:?}")),
         };
         drop(pump);
         let mut expects = Vec::new();

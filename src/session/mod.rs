@@ -118,19 +118,19 @@ const DRAIN_TIMED_OUT: &str =
 /// the client's input ended, or writing upstream failed), lets the reply side
 /// deliver what is owed within `limit`, and says how the session ended.
 async fn finish(
-    stop: requests::Stop,
+    stop: requests::Stopped,
     reply_side: impl std::future::Future<Output = Ended>,
     limit: Duration,
 ) -> Ended {
     match (stop, tokio::time::timeout(limit, reply_side).await) {
         // The server may have closed after replies not yet relayed: they went
         // out first, as a direct connection would have received them.
-        (requests::Stop::UpstreamWriteFailed(why), Ok(Ended::UpstreamClosed) | Err(_)) => {
+        (requests::Stopped::UpstreamWriteFailed(why), Ok(Ended::UpstreamClosed) | Err(_)) => {
             Ended::Failed(why)
         }
         (_, Err(_)) => Ended::Closed(DRAIN_TIMED_OUT),
         // A half-close: every reply was delivered, then the close.
-        (requests::Stop::InputEnded, Ok(Ended::Closed(_))) => Ended::ClientClosed,
+        (requests::Stopped::InputEnded, Ok(Ended::Closed(_))) => Ended::ClientClosed,
         (_, Ok(ended)) => ended,
     }
 }
@@ -218,7 +218,7 @@ where
     let (tx, rx) = expect::channel();
     let (slice_tx, slice_rx) = mpsc::unbounded_channel();
     let settings = &ctx.settings;
-    let watch = ctx.pool.credentials().watch_from(credential.clone());
+    let watch = ctx.pool.credentials().renewals_after(credential.clone());
     let mut requests = requests::RequestPump::new(
         client_read,
         upstream_write,
@@ -246,7 +246,7 @@ where
         tokio::pin!(request_side, reply_side);
         tokio::select! {
             stop = &mut request_side => match stop {
-                requests::Stop::Ended(ended) => ended,
+                requests::Stopped::Ended(ended) => ended,
                 // The reply side delivers what is owed, within the output timeout.
                 stop => finish(stop, reply_side, settings.output_timeout).await,
             },

@@ -129,7 +129,7 @@ impl Reauth {
         if let Some(blocker) = blocker {
             if matches!(when, When::Due(_)) && !pending.deferred {
                 pending.deferred = true;
-                metrics::reauth(metrics::Reauth::Deferred);
+                metrics::reauth(metrics::ReauthEvent::Deferred);
                 tracing::debug!(?blocker, "re-authentication deferred");
             }
             return None;
@@ -154,11 +154,11 @@ impl Reauth {
 pub(super) fn answered(reply: &[u8]) {
     match auth::judge(reply) {
         Ok(()) => {
-            metrics::reauth(metrics::Reauth::Ok);
+            metrics::reauth(metrics::ReauthEvent::Ok);
             tracing::debug!("re-authenticated with the new credential");
         }
         Err(refused) => {
-            metrics::reauth(metrics::Reauth::Failed);
+            metrics::reauth(metrics::ReauthEvent::Failed);
             tracing::warn!(
                 reply = %refused,
                 "the server refused re-authentication; the connection keeps its current identity"

@@ -17,7 +17,7 @@ use super::reauth::{Reauth, When};
 use super::slicer::Slicer;
 use super::state::{Blocker, Mode, ReplyMode, Sent};
 use super::{pass_on, until, ClientPassword, Ended, Expect, ExpectTx, READ_CHUNK};
-use crate::credentials::{Credential, CredentialWatch, NextCredential};
+use crate::credentials::{Credential, NextRenewal, Renewals};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::CommandKind;
 use crate::resp::frame::arguments;
@@ -58,7 +58,7 @@ pub(super) struct Policy {
 }
 
 /// How the request side stopped.
-pub(super) enum Stop {
+pub(super) enum Stopped {
     /// QUIT or a protocol error was answered: the reply side finishes the
     /// session.
     Closing,
@@ -92,7 +92,7 @@ pub(super) struct RequestPump<R, W> {
     /// The connection's credential, and a newer one waiting to be used.
     pub(super) reauth: Reauth,
     /// The next credential to be published.
-    next_credential: NextCredential,
+    next_credential: NextRenewal,
     /// A blocking command running in slices: later commands wait.
     pub(super) slicer: Slicer,
     /// How the slices of the held command end (from the reply side).
@@ -112,7 +112,7 @@ where
         (expect, slices): (ExpectTx, UnboundedReceiver<SliceEnd>),
         early: BytesMut,
         credential: Arc<Credential>,
-        watch: CredentialWatch,
+        watch: Renewals,
         policy: Policy,
     ) -> Self {
         let mut buf = early;
@@ -136,7 +136,7 @@ where
         }
     }
 
-    pub(super) async fn run(&mut self) -> Stop {
+    pub(super) async fn run(&mut self) -> Stopped {
         loop {
             let closing = match self.process() {
                 Ok(()) => false,
@@ -162,13 +162,13 @@ where
             }
             if let Err(e) = self.flush().await {
                 metrics::upstream_error(UpstreamError::Io);
-                return Stop::UpstreamWriteFailed(format!("writing to upstream: {e}"));
+                return Stopped::UpstreamWriteFailed(format!("writing to upstream: {e}"));
             }
             if closing || quitting {
-                return Stop::Closing;
+                return Stopped::Closing;
             }
             if input_done {
-                return Stop::InputEnded;
+                return Stopped::InputEnded;
             }
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
                 self.buf.reserve(READ_CHUNK);
@@ -190,7 +190,7 @@ where
                     Ok(0) => self.input_ended = true,
                     Ok(_) if self.policy.idle_timeout.is_some() => self.last_active = Instant::now(),
                     Ok(_) => {}
-                    Err(e) => return Stop::Ended(Ended::Failed(format!("reading from client: {e}"))),
+                    Err(e) => return Stopped::Ended(Ended::Failed(format!("reading from client: {e}"))),
                 },
                 (watch, credential) = &mut self.next_credential => {
                     self.next_credential = watch.into_next();
@@ -198,11 +198,11 @@ where
                 }
                 _ = self.outbox.drained(), if backlogged => {}
                 _ = until(idle_at) => {
-                    return Stop::Ended(Ended::Closed("idle timeout"));
+                    return Stopped::Ended(Ended::Closed("idle timeout"));
                 }
                 end = self.slices.recv(), if held => match end {
                     Some(end) => self.slice_ended(end),
-                    None => return Stop::Ended(Ended::UpstreamClosed),
+                    None => return Stopped::Ended(Ended::UpstreamClosed),
                 },
                 _ = until(wake) => {}
             }
@@ -258,7 +258,7 @@ where
         let Some(auth) = auth::command(&credential) else {
             return;
         };
-        metrics::reauth(metrics::Reauth::Injected);
+        metrics::reauth(metrics::ReauthEvent::Injected);
         if self.state.replies == ReplyMode::Off {
             // The AUTH must be answered for its reply to be consumed.
             let on = encode::command(&["CLIENT", "REPLY", "ON"]);

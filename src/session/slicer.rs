@@ -12,11 +12,11 @@ use tokio::time::Instant;
 /// The blocking command being held, if any.
 #[derive(Debug, Default)]
 pub(super) struct Slicer {
-    held: Option<Held>,
+    held: Option<HeldCall>,
 }
 
 #[derive(Debug)]
-struct Held {
+struct HeldCall {
     call: Call,
     /// When the client's own timeout runs out (`None`: never).
     deadline: Option<Instant>,
@@ -71,7 +71,7 @@ impl Slicer {
             return None;
         }
         let keys = call.unresolved_keys();
-        self.held = Some(Held {
+        self.held = Some(HeldCall {
             call,
             deadline,
             in_flight: true,

@@ -17,7 +17,7 @@
 
 use super::connect::{read_reply, ConnectError, Stage};
 use super::Connector;
-use crate::credentials::Credentials;
+use crate::credentials::CredentialFeed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -125,7 +125,7 @@ pub fn credential_refused(e: &ConnectError) -> bool {
 /// the verdict fails, so readiness finds out, and recovers, without traffic.
 /// A successful probe connection is closed at once. Runs for the life of
 /// the process.
-pub async fn probe(connector: Connector, credentials: Credentials, health: Arc<DialHealth>) {
+pub async fn probe(connector: Connector, credentials: CredentialFeed, health: Arc<DialHealth>) {
     // Give the warm pool's first dials the chance to speak first.
     tokio::time::sleep(PROBE_INTERVAL / 4).await;
     loop {
@@ -147,7 +147,7 @@ pub async fn probe(connector: Connector, credentials: Credentials, health: Arc<D
 /// would. Says how long it took, or what failed, on one line.
 pub async fn connection_test(
     connector: &Connector,
-    credentials: &Credentials,
+    credentials: &CredentialFeed,
     wait: Duration,
 ) -> Result<Duration, String> {
     let credential = credentials.current(wait).await.map_err(|e| e.to_string())?;

@@ -41,7 +41,7 @@ mod sizing;
 use super::connect::read_reply;
 use super::{auth, leftovers};
 use super::{Connector, Upstream};
-use crate::credentials::{Credential, Credentials};
+use crate::credentials::{Credential, CredentialFeed};
 use crate::resp::encode;
 use bytes::BytesMut;
 use sizing::{Limits, TakeRate};
@@ -107,7 +107,7 @@ struct Shared {
     /// Used connections being reset on their way back.
     returning: AtomicUsize,
     limits: Limits,
-    credentials: Credentials,
+    credentials: CredentialFeed,
     /// Dials what the pool does not have.
     connector: Connector,
 }
@@ -189,7 +189,7 @@ impl Pool {
     /// A pool of up to `cap` connections (one when quiet), filled in the
     /// background from now on (nothing is spawned for cap 0). Must be called
     /// inside a runtime.
-    pub fn start(connector: Connector, credentials: Credentials, cap: usize) -> Pool {
+    pub fn start(connector: Connector, credentials: CredentialFeed, cap: usize) -> Pool {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 idle: VecDeque::new(),
@@ -234,7 +234,7 @@ impl Pool {
     }
 
     /// The credentials connections are authenticated with.
-    pub fn credentials(&self) -> &Credentials {
+    pub fn credentials(&self) -> &CredentialFeed {
         &self.shared.credentials
     }
 
@@ -372,7 +372,7 @@ pub async fn reset(
 
 /// Keeps the pool at its target ([`sizing`]) with connections authenticated
 /// with the current credential, for as long as the process runs.
-async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credentials) {
+async fn refill(shared: Arc<Shared>, connector: Connector, credentials: CredentialFeed) {
     let mut dials = JoinSet::new();
     let mut failures = 0u32;
     loop {
@@ -426,7 +426,7 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
         } else {
             MAX_IDLE / 4
         };
-        let mut watch = credentials.watch_from(credential);
+        let mut watch = credentials.renewals_after(credential);
         tokio::select! {
             Some(done) = dials.join_next(), if !dials.is_empty() => match done {
                 Ok(Ok((warm, took))) => {
