@@ -2,7 +2,7 @@
 //! variable and the type it needs) and a warning for each `REDAUTH_*`
 //! variable that is no setting, since a typo would otherwise go unnoticed.
 
-use super::settings::{Settings, Shape, KEYS};
+use super::settings::{keys, Settings, Shape};
 use super::suggest::did_you_mean;
 use crate::environment::Environment;
 use serde::Deserialize;
@@ -34,7 +34,7 @@ pub fn var_name(key: &str) -> String {
 pub fn settings_from_env(env: &dyn Environment) -> (Settings, Vec<String>) {
     let mut table = toml::Table::new();
     let mut errors = Vec::new();
-    for (key, shape) in KEYS {
+    for (key, shape) in keys() {
         let name = var_name(key);
         let Some(text) = env.var(&name) else { continue };
         let wrong = || format!("{name}: expected {}, got {text:?}", shape.expected());
@@ -43,12 +43,12 @@ pub fn settings_from_env(env: &dyn Environment) -> (Settings, Vec<String>) {
             continue;
         };
         // Each on its own, so a number out of range is caught here.
-        let alone = toml::Table::from_iter([((*key).to_string(), value.clone())]);
+        let alone = toml::Table::from_iter([(key.clone(), value.clone())]);
         if Settings::deserialize(alone).is_err() {
             errors.push(wrong());
             continue;
         }
-        table.insert((*key).to_string(), value);
+        table.insert(key.clone(), value);
     }
     match Settings::deserialize(table) {
         Ok(settings) => (settings, errors),
@@ -82,7 +82,7 @@ fn value_of(text: &str, shape: Shape) -> Option<toml::Value> {
 /// A warning for each `REDAUTH_*` variable that is no setting, with the
 /// setting it most likely meant.
 pub fn unknown_vars(env: &dyn Environment) -> Vec<String> {
-    let known: Vec<String> = KEYS
+    let known: Vec<String> = keys()
         .iter()
         .map(|(key, _)| var_name(key))
         .chain([PASSWORD_VAR.to_string(), CONFIG_VAR.to_string()])

@@ -5,7 +5,7 @@
 //! values are checked too.
 
 use super::names::in_file;
-use super::settings::{shape_of, Settings, KEYS};
+use super::settings::{keys, shape_of, Settings};
 use super::suggest::did_you_mean;
 use serde::Deserialize;
 use std::path::Path;
@@ -42,7 +42,7 @@ fn check_key(key: &str, value: &toml::Value) -> Result<(), String> {
         );
     }
     let Some(shape) = shape_of(key) else {
-        let hint = did_you_mean(key, KEYS.iter().map(|(k, _)| *k));
+        let hint = did_you_mean(key, keys().iter().map(|(k, _)| k.as_str()));
         return Err(format!("not a setting{hint}"));
     };
     let alone = toml::Table::from_iter([(key.to_string(), value.clone())]);

@@ -187,7 +187,13 @@ pub fn load(
     };
     let names = Names::new(&flags, &from_env, file.as_ref().map(|(p, s)| (*p, s)));
     let file_settings = file.map(|(_, s)| s).unwrap_or_default();
-    let merged = flags.or(from_env).or(file_settings);
+    let merged = match flags.or(from_env).and_then(|s| s.or(file_settings)) {
+        Ok(merged) => merged,
+        Err(e) => {
+            rejected.add(vec![e]);
+            return Err(rejected);
+        }
+    };
     match resolve_named(merged, &names, env) {
         Ok(config) if rejected.errors.is_empty() => {
             let unbindable = check_addresses(&config, &names);

@@ -1,7 +1,13 @@
 //! The settings as given: every field optional, one struct for all three
-//! sources (flags, environment, file) so they merge field by field. [`KEYS`]
-//! lists every key with the shape of its value, for reading the environment
-//! and checking a TOML file key by key.
+//! sources (flags, environment, file) so they merge field by field. Each
+//! setting is declared once, as a field here: [`keys`] reads every key and
+//! the shape of its value from those declarations, for reading the
+//! environment and checking a TOML file key by key, and [`Settings::or`]
+//! merges two layers without naming a field.
+//!
+//! (clap's own `env` support is not used for the environment layer: it stops
+//! at the first malformed variable and names the flag, where redauth reports
+//! every malformed variable at once, by name.)
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -12,7 +18,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Default, Deserialize, Serialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Local address to listen on (repeatable): 127.0.0.1:6379, [::1]:6379, a
+    /// Local address to listen on (repeatable): 127.0.0.1:6379, \[::1\]:6379, a
     /// bare port (6379: loopback, 127.0.0.1), or host:port (the host name is
     /// resolved once at startup and every address it has is bound)
     /// [default: 127.0.0.1:6379]
@@ -189,47 +195,45 @@ impl Shape {
     }
 }
 
-/// Every setting's key and shape, for reading `REDAUTH_<KEY>` variables.
-pub(crate) const KEYS: &[(&str, Shape)] = &[
-    ("listen", Shape::List),
-    ("unix_socket", Shape::Text),
-    ("unix_socket_mode", Shape::Text),
-    ("upstream", Shape::Text),
-    ("allow_plaintext_upstream", Shape::Flag),
-    ("allow_remote_clients", Shape::Flag),
-    ("client_password_file", Shape::Text),
-    ("max_bulk_len", Shape::Number),
-    ("ca_file", Shape::Text),
-    ("tls_server_name", Shape::Text),
-    ("client_cert", Shape::Text),
-    ("client_key", Shape::Text),
-    ("auth", Shape::Text),
-    ("username", Shape::Text),
-    ("password_file", Shape::Text),
-    ("entra_credential", Shape::Text),
-    ("entra_client_id", Shape::Text),
-    ("entra_tenant_id", Shape::Text),
-    ("entra_scope", Shape::Text),
-    ("entra_client_secret_file", Shape::Text),
-    ("connect_timeout", Shape::Text),
-    ("pool_size", Shape::Number),
-    ("threads", Shape::Number),
-    ("output_timeout", Shape::Text),
-    ("idle_timeout", Shape::Text),
-    ("max_connections", Shape::Number),
-    ("admin_listen", Shape::Text),
-    ("min_shutdown_delay", Shape::Text),
-    ("max_shutdown_delay", Shape::Text),
-    ("exit_zero_on_sigterm", Shape::Flag),
-    ("run_connection_test", Shape::Flag),
-    ("log_format", Shape::Text),
-    ("log_level", Shape::Text),
-];
+/// Every setting's key (its field name) and the shape of its value, read
+/// from the declarations above: the flag's definition is the one list.
+pub(crate) fn keys() -> &'static [(String, Shape)] {
+    static KEYS: std::sync::LazyLock<Vec<(String, Shape)>> = std::sync::LazyLock::new(|| {
+        use clap::Args;
+        Settings::augment_args(clap::Command::new("settings"))
+            .get_arguments()
+            .map(|arg| {
+                let key = arg.get_id().as_str().to_string();
+                let shape = shape_of_field(&key);
+                (key, shape)
+            })
+            .collect()
+    });
+    &KEYS
+}
+
+/// The shape of a field's value, found by asking serde which TOML value
+/// the field takes.
+fn shape_of_field(key: &str) -> Shape {
+    let takes = |value: toml::Value| {
+        Settings::deserialize(toml::Table::from_iter([(key.to_string(), value)])).is_ok()
+    };
+    if takes(toml::Value::Boolean(true)) {
+        Shape::Flag
+    } else if takes(toml::Value::Integer(0)) {
+        Shape::Number
+    } else if takes(toml::Value::Array(vec![])) {
+        Shape::List
+    } else {
+        Shape::Text
+    }
+}
 
 /// The shape of `key`'s value, if `key` is a setting.
 pub(crate) fn shape_of(key: &str) -> Option<Shape> {
-    KEYS.iter()
-        .find(|(k, _)| *k == key)
+    keys()
+        .iter()
+        .find(|(k, _)| k == key)
         .map(|(_, shape)| *shape)
 }
 
@@ -242,46 +246,80 @@ impl Settings {
             .unwrap_or_default()
     }
 
-    /// Fills every field this layer leaves empty from `lower`.
-    pub fn or(self, lower: Settings) -> Settings {
-        Settings {
-            listen: self.listen.or(lower.listen),
-            unix_socket: self.unix_socket.or(lower.unix_socket),
-            unix_socket_mode: self.unix_socket_mode.or(lower.unix_socket_mode),
-            upstream: self.upstream.or(lower.upstream),
-            allow_plaintext_upstream: self
-                .allow_plaintext_upstream
-                .or(lower.allow_plaintext_upstream),
-            allow_remote_clients: self.allow_remote_clients.or(lower.allow_remote_clients),
-            client_password_file: self.client_password_file.or(lower.client_password_file),
-            max_bulk_len: self.max_bulk_len.or(lower.max_bulk_len),
-            ca_file: self.ca_file.or(lower.ca_file),
-            tls_server_name: self.tls_server_name.or(lower.tls_server_name),
-            client_cert: self.client_cert.or(lower.client_cert),
-            client_key: self.client_key.or(lower.client_key),
-            auth: self.auth.or(lower.auth),
-            username: self.username.or(lower.username),
-            password_file: self.password_file.or(lower.password_file),
-            entra_credential: self.entra_credential.or(lower.entra_credential),
-            entra_client_id: self.entra_client_id.or(lower.entra_client_id),
-            entra_tenant_id: self.entra_tenant_id.or(lower.entra_tenant_id),
-            entra_scope: self.entra_scope.or(lower.entra_scope),
-            entra_client_secret_file: self
-                .entra_client_secret_file
-                .or(lower.entra_client_secret_file),
-            connect_timeout: self.connect_timeout.or(lower.connect_timeout),
-            pool_size: self.pool_size.or(lower.pool_size),
-            threads: self.threads.or(lower.threads),
-            output_timeout: self.output_timeout.or(lower.output_timeout),
-            idle_timeout: self.idle_timeout.or(lower.idle_timeout),
-            max_connections: self.max_connections.or(lower.max_connections),
-            admin_listen: self.admin_listen.or(lower.admin_listen),
-            min_shutdown_delay: self.min_shutdown_delay.or(lower.min_shutdown_delay),
-            max_shutdown_delay: self.max_shutdown_delay.or(lower.max_shutdown_delay),
-            exit_zero_on_sigterm: self.exit_zero_on_sigterm.or(lower.exit_zero_on_sigterm),
-            run_connection_test: self.run_connection_test.or(lower.run_connection_test),
-            log_format: self.log_format.or(lower.log_format),
-            log_level: self.log_level.or(lower.log_level),
-        }
+    /// Fills every field this layer leaves empty from `lower`. Fails only
+    /// for a path that is not UTF-8 (which TOML, and so the merge, cannot hold).
+    pub fn or(self, lower: Settings) -> Result<Settings, String> {
+        let table = |settings: &Settings| {
+            toml::Table::try_from(settings).map_err(|e| format!("a setting cannot be read: {e}"))
+        };
+        let mut merged = table(&lower)?;
+        merged.extend(table(&self)?);
+        Settings::deserialize(merged).map_err(|e| format!("a setting cannot be read: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_a_key_with_the_shape_of_its_value() {
+        let keys = keys();
+        assert_eq!(shape_of("listen"), Some(Shape::List));
+        assert_eq!(shape_of("allow_remote_clients"), Some(Shape::Flag));
+        assert_eq!(shape_of("pool_size"), Some(Shape::Number));
+        assert_eq!(shape_of("max_connections"), Some(Shape::Number));
+        assert_eq!(shape_of("upstream"), Some(Shape::Text));
+        assert_eq!(shape_of("ca_file"), Some(Shape::Text));
+        assert_eq!(shape_of("password"), None);
+        // Every field, and only fields: the serialised full layer has the same keys.
+        let full: Settings = toml::from_str(
+            &keys
+                .iter()
+                .map(|(key, shape)| match shape {
+                    Shape::Flag => format!("{key} = true\n"),
+                    Shape::Number => format!("{key} = 1\n"),
+                    Shape::List => format!("{key} = [\"x\"]\n"),
+                    Shape::Text => format!("{key} = \"x\"\n"),
+                })
+                .collect::<String>(),
+        )
+        .expect("every key with a value of its shape parses");
+        assert_eq!(full.keys_set().len(), keys.len());
+        assert_eq!(
+            keys.len(),
+            33,
+            "a setting was added or lost: update this count"
+        );
+    }
+
+    #[test]
+    fn a_layer_fills_only_what_the_one_above_left_empty() {
+        let flags = Settings {
+            upstream: Some("rediss://flag:1".into()),
+            ..Settings::default()
+        };
+        let env = Settings {
+            upstream: Some("rediss://env:1".into()),
+            pool_size: Some(3),
+            listen: Some(vec!["1".into(), "2".into()]),
+            ..Settings::default()
+        };
+        let merged = flags.or(env).expect("merges");
+        assert_eq!(merged.upstream.as_deref(), Some("rediss://flag:1"));
+        assert_eq!(merged.pool_size, Some(3));
+        assert_eq!(merged.listen, Some(vec!["1".to_string(), "2".to_string()]));
+        assert_eq!(merged.auth, None);
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_reported_not_dropped() {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff"));
+        let flags = Settings {
+            ca_file: Some(odd),
+            ..Settings::default()
+        };
+        assert!(flags.or(Settings::default()).is_err());
     }
 }

@@ -92,10 +92,6 @@ impl Connector {
         }
     }
 
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
     /// The same connector with a health record of its own: for dials that
     /// try something out (a new password) and must not sway readiness.
     pub fn detached(&self) -> Connector {

@@ -94,7 +94,7 @@ fn messages_name_the_source_and_hide_url_passwords() {
         ..Settings::default()
     };
     let names = Names::new(&flags, &from_env, Some((Path::new("/r.toml"), &file)));
-    let merged = flags.or(from_env).or(file);
+    let merged = flags.or(from_env).unwrap().or(file).unwrap();
     let errors = resolve_named(merged, &names, &env(&[(PASSWORD_VAR, "pw")])).unwrap_err();
     let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert!(
@@ -253,7 +253,7 @@ fn layers_merge_field_by_field() {
         listen: Some(vec!["127.0.0.1:3".into()]),
         ..Settings::default()
     };
-    let merged = flags.or(from_env).or(file);
+    let merged = flags.or(from_env).unwrap().or(file).unwrap();
     assert_eq!(merged.upstream.as_deref(), Some("rediss://env:2"));
     assert_eq!(merged.username.as_deref(), Some("from-file"));
     assert_eq!(merged.listen.unwrap(), vec!["127.0.0.1:3"]);
@@ -273,9 +273,9 @@ fn the_example_config_shows_every_setting_and_parses() {
         })
         .collect();
     let parsed: Settings = toml::from_str(&uncommented).expect("the example parses");
-    for (key, _) in settings::KEYS {
+    for (key, _) in settings::keys() {
         assert!(
-            keys.contains(*key),
+            keys.contains(key),
             "config/redauth.example.toml lacks {key}"
         );
     }
