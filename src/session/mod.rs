@@ -24,7 +24,8 @@
 //!   client), [`delivery`] (a client slow to read);
 //! - [`gate`]: the local client password; [`closing`]: ending connections
 //!   without losing what is on its way;
-//! - [`harness`]: the pumps over in-memory streams, for fuzzing and tests.
+//! - `harness` (feature `harness`): the pumps over in-memory streams, for
+//!   fuzzing and tests.
 //!
 //! A session ends when the client leaves (once every whole command it sent
 //! was forwarded and answered: a half-close is served like a close, see
@@ -43,6 +44,7 @@ mod delivery;
 mod dispatch;
 mod expect;
 mod gate;
+#[cfg(feature = "harness")]
 pub mod harness;
 mod local;
 mod outbox;
