@@ -20,15 +20,19 @@ FROM rust:1-slim-bookworm AS builder
 WORKDIR /build
 
 # Dependencies first, in their own layer: build the locked dependency graph against empty
-# sources, so editing src/ does not rebuild every crate. Only Cargo.toml, Cargo.lock and the
+# sources, so editing src/ does not rebuild every crate. Only the manifests, Cargo.lock and the
 # micro-benchmarks (which cargo must find to parse the manifest's [[bench]] targets; a release
-# build compiles none of them) decide whether this layer is reused.
+# build compiles none of them) decide whether this layer is reused. The workspace's other member,
+# the emulated cloud (emulator/, a dev-dependency of the tests), is only parsed, never built:
+# its manifest plus placeholder sources are enough.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY emulator/Cargo.toml ./emulator/
 COPY benches ./benches
-RUN mkdir src \
+RUN mkdir -p src emulator/src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked \
+    && touch src/lib.rs emulator/src/lib.rs \
+    && echo 'fn main() {}' > emulator/src/main.rs \
+    && cargo build --release --locked -p redauth \
     && rm -rf src
 
 # Then redauth itself, naming the commit it is built from (the context holds no .git):
@@ -39,7 +43,7 @@ ENV REDAUTH_GIT_COMMIT=${REDAUTH_GIT_COMMIT}
 # the placeholder build above; touching them makes cargo rebuild the crate for certain.
 COPY src ./src
 RUN touch src/lib.rs src/main.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked -p redauth \
     && install -D -m 0755 target/release/redauth /out/redauth
 
 FROM gcr.io/distroless/cc-debian12:nonroot

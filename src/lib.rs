@@ -50,7 +50,6 @@
 pub mod admin;
 pub mod config;
 pub mod credentials;
-pub mod emulator;
 pub mod environment;
 pub mod lifecycle;
 pub mod logging;

@@ -55,10 +55,6 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Run the emulated Azure cloud: a managed-identity token endpoint and a
-    /// token-checking TLS front before a local redis-server. For the demo and
-    /// tests; never for production.
-    EmulateCloud(redauth::emulator::cli::EmulatorArgs),
     /// Wait until a running redauth has started (its /startupz answers 200):
     /// exit 0 then, or 1 after --timeout. For an application container that
     /// must not start before its redauth sidecar, or a Job.
@@ -68,7 +64,6 @@ enum Command {
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     match cli.command.take() {
-        Some(Command::EmulateCloud(args)) => return emulate_cloud(args),
         Some(Command::Wait(args)) => return wait(&args),
         None => {}
     }
@@ -109,27 +104,6 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(serve(config))
-}
-
-fn emulate_cloud(args: redauth::emulator::cli::EmulatorArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("redauth: starting the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(redauth::emulator::cli::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "the emulated cloud stopped");
-            ExitCode::from(1)
-        }
-    }
 }
 
 fn wait(args: &redauth::admin::wait::WaitArgs) -> ExitCode {

@@ -12,7 +12,9 @@
 //! - any run of valid RESP2/RESP3 replies and pushes reaches the client byte for byte,
 //!   in whatever reads it arrives.
 //!
-//! `PROPTEST_CASES` sets the number of cases (default 128 per property).
+//! `PROPTEST_CASES` sets the number of cases (default 128 per property). Built only with the
+//! feature `harness` (scripts/test turns it on); without it this test is empty.
+#![cfg(feature = "harness")]
 
 use proptest::prelude::*;
 use redauth::resp::encode;

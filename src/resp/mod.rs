@@ -25,7 +25,7 @@ pub mod reply;
 pub mod request;
 
 pub use command::CommandKind;
-pub(crate) use number::parse_i64;
+pub use number::parse_i64;
 pub use reply::{ReplyError, ReplyScanner};
 pub use request::{ProtocolError, Request, RequestBody};
 

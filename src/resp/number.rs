@@ -2,7 +2,7 @@
 
 /// Parses a signed decimal the way redis-server does: optional `-`, no `+`,
 /// no leading zeros (except `0` itself), no spaces, at most 20 characters.
-pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }

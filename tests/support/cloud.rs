@@ -1,4 +1,4 @@
-//! The emulated Azure cloud ([`redauth::emulator`]) for one test: a plain redis-server behind the
+//! The emulated Azure cloud ([`redauth_emulator`]) for one test: a plain redis-server behind the
 //! token-checking TLS front, and the App Service managed-identity endpoint, all on a runtime of
 //! their own so synchronous tests can drive redauth (a child process) against them.
 //!
@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use redauth::emulator::{Cloud, CloudConfig, IdentityEndpoint, Issuer};
+use redauth_emulator::{Cloud, CloudConfig, IdentityEndpoint, Issuer};
 use tempfile::TempDir;
 
 use super::certs::Certs;

@@ -10,8 +10,8 @@
 //! removed when the [`Backend`] is dropped.
 
 use super::random;
-use crate::resp::{encode, ReplyScanner};
 use bytes::BytesMut;
+use redauth::resp::{encode, ReplyScanner};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::OpenOptionsExt;

@@ -42,7 +42,7 @@ mod requests;
 
 use super::issuer::Issuer;
 use super::random;
-use crate::resp::command::SubscribeKind;
+use redauth::resp::command::SubscribeKind;
 use requests::Gate;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -13,10 +13,10 @@
 //! in-band reply.
 
 use super::Expect;
-use crate::resp::command::SubscribeKind;
-use crate::resp::{parse_i64, pubsub, ReplyError, ReplyScanner};
 use bytes::BytesMut;
 use memchr::memchr;
+use redauth::resp::command::SubscribeKind;
+use redauth::resp::{parse_i64, pubsub, ReplyError, ReplyScanner};
 use std::collections::{HashSet, VecDeque};
 use std::time::SystemTime;
 
@@ -68,7 +68,7 @@ fn shape(buf: &[u8]) -> Shape {
 
 /// Whether a whole frame is `[kind, channel-or-null, integer]`.
 fn is_confirmation(frame: &[u8]) -> bool {
-    match crate::resp::frame::elements(frame)[..] {
+    match redauth::resp::frame::elements(frame)[..] {
         [_, channel, count] => {
             matches!(channel.first(), Some(b'$' | b'_')) && count.first() == Some(&b':')
         }

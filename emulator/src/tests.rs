@@ -3,8 +3,8 @@
 //! missing.
 
 use super::{Cloud, CloudConfig};
-use crate::resp::{encode, ReplyScanner};
 use bytes::BytesMut;
+use redauth::resp::{encode, ReplyScanner};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::PathBuf;

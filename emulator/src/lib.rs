@@ -1,4 +1,6 @@
-//! An emulated Azure cloud, for tests and the demo — never for production.
+//! An emulated Azure cloud, for tests and the demo — never for production:
+//! a crate of the workspace of its own, so nothing of it is in the `redauth`
+//! binary. It depends on `redauth` only for its RESP scanners.
 //!
 //! Only the cloud is faked; redauth's own code, the real `azure_identity`
 //! `ManagedIdentityCredential` and a real `redis-server` all run as they
@@ -15,7 +17,7 @@
 //!   the backend user's password and, like Azure, closes every connection
 //!   whose token expired without a fresh successful AUTH.
 //!
-//! [`cli`] runs the same thing as `redauth emulate-cloud` for the demo.
+//! [`cli`] runs the same thing as `redauth-emulator` for the demo.
 //!
 //! Secrets (tokens, passwords, the identity header) are never logged, and the
 //! `Debug` output of every type here redacts them.

@@ -1,4 +1,4 @@
-//! `redauth emulate-cloud`: the emulated cloud as a long-running process, for
+//! `redauth-emulator`: the emulated cloud as a long-running process, for
 //! the demo. It starts a [`Cloud`], logs what it started (addresses, oid,
 //! lifetime; never a token or a password), optionally writes the
 //! `IDENTITY_*` variables to a file, and runs until SIGINT or SIGTERM.
@@ -15,7 +15,7 @@ use std::time::Duration;
 /// The default object id of the emulated identity.
 pub const DEFAULT_OID: &str = "00000000-0000-4000-8000-00000000d3e0";
 
-/// Flags of `redauth emulate-cloud`.
+/// Flags of `redauth-emulator`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmulatorArgs {
     /// Object id of the emulated managed identity (the Redis username)
@@ -89,7 +89,7 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing the env file {}", path.display()))?;
         tracing::info!(path = %path.display(), "wrote IDENTITY_ENDPOINT and IDENTITY_HEADER");
     }
-    crate::server::shutdown_signal().await;
+    redauth::server::shutdown_signal().await;
     tracing::info!(stats = ?cloud.front().stats(), "emulated cloud stopping");
     Ok(())
 }

@@ -10,7 +10,7 @@
 use super::replies::ReplyTracker;
 use super::requests::{AuthEvent, RequestScanner};
 use super::{Expect, Shared};
-use crate::emulator::issuer::rfc3339;
+use crate::issuer::rfc3339;
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -8,12 +8,12 @@
 //! tells the reply side what its reply means.
 
 use super::Expect;
-use crate::emulator::issuer::{Issuer, Rejection};
-use crate::resp::command::CommandKind;
-use crate::resp::request::{Request, RequestBody};
-use crate::resp::{encode, parse_i64, DEFAULT_MAX_BULK};
+use crate::issuer::{Issuer, Rejection};
 use bytes::{Bytes, BytesMut};
 use memchr::memchr;
+use redauth::resp::command::CommandKind;
+use redauth::resp::request::{Request, RequestBody};
+use redauth::resp::{encode, parse_i64, DEFAULT_MAX_BULK};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -370,7 +370,7 @@ fn arguments(frame: &[u8], argc: u32) -> Option<Vec<&[u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resp::command::SubscribeKind;
+    use redauth::resp::command::SubscribeKind;
     use std::time::Duration;
 
     const OID: &str = "00000000-0000-4000-8000-00000000d3e0";
