@@ -234,7 +234,7 @@ METRICS = {
     "get_c1_p50": ("GET, 1 client, p50 latency", "ms", False),
     "get_c1_p99": ("GET, 1 client, p99 latency", "ms", False),
 }
-PATHS = ["direct", "redauth", "haproxy", "stunnel", "plain"]
+PATHS = ["direct", "redauth", "baseline", "haproxy", "stunnel", "plain"]
 
 
 def report(args):
