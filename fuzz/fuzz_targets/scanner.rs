@@ -9,7 +9,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use redauth::resp::{pubsub, CommandKind, ReplyScanner, Request, DEFAULT_MAX_BULK};
+use redauth::resp::{frame, pubsub, CommandKind, ReplyScanner, Request, DEFAULT_MAX_BULK};
 
 /// Scans requests at the start of `buf` one after the other; stops at the
 /// first incomplete or invalid one.
@@ -95,11 +95,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut start = 0;
     for end in whole {
-        let frame = &buf[start..end];
-        let _ = pubsub::peek(frame);
-        let _ = pubsub::confirmed_channel(frame);
-        let _ = pubsub::elements(frame);
-        let _ = pubsub::bulk(frame, 0);
+        let frame_bytes = &buf[start..end];
+        let _ = pubsub::peek(frame_bytes);
+        let _ = pubsub::confirmed_channel(frame_bytes);
+        let _ = frame::elements(frame_bytes);
+        let _ = frame::bulk(frame_bytes, 0);
         start = end;
     }
     let _ = pubsub::peek(buf);
