@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::time::Duration;
 use support::*;
 
 /// The relay threads of a process: name and the bytes each has written so far (to sockets,
@@ -35,11 +36,18 @@ fn relay_threads(pid: u32) -> Vec<(String, u64)> {
 fn sessions_are_spread_over_the_relay_threads() {
     let redis = TlsRedis::start();
     let redauth = redis.redauth(&["--threads", "3"]);
-    let before = relay_threads(redauth.pid());
-    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        ["redauth-relay-0", "redauth-relay-1", "redauth-relay-2"]
+    // A relay thread takes its name when it first runs, which may be just after redauth
+    // reports ready (sessions handed to it meanwhile wait in its queue): wait for all three.
+    let expected = ["redauth-relay-0", "redauth-relay-1", "redauth-relay-2"];
+    let before = eventually(
+        &redauth,
+        Duration::from_secs(10),
+        "three named relay threads",
+        || {
+            let threads = relay_threads(redauth.pid());
+            let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+            (names == expected).then_some(threads)
+        },
     );
 
     // 30 clients open at once (each is handed to the thread with the fewest sessions), each
@@ -82,7 +90,12 @@ fn sessions_are_spread_over_the_relay_threads() {
 fn one_relay_thread_serves_everyone() {
     let redis = TlsRedis::start();
     let redauth = redis.redauth(&["--threads", "1"]);
-    assert_eq!(relay_threads(redauth.pid()).len(), 1);
+    eventually(
+        &redauth,
+        Duration::from_secs(10),
+        "one named relay thread",
+        || (relay_threads(redauth.pid()).len() == 1).then_some(()),
+    );
     let mut clients: Vec<RespConn> = (0..20).map(|_| redauth.connect()).collect();
     for (i, client) in clients.iter_mut().enumerate() {
         let key = format!("one:{i}");
