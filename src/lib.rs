@@ -20,6 +20,7 @@
 //!   connections, the warm pool;
 //! - [`session`]: one task per client (on a relay thread) relaying both ways,
 //!   intercepting AUTH/HELLO/RESET/QUIT and re-authenticating live connections;
+//! - [`cluster`]: OSS cluster endpoints: node addresses and their rewriting in replies;
 //! - [`shards`]: the relay threads sessions run on, each with its own event loop and pool share;
 //! - [`config`]: flags, `REDAUTH_*` environment and TOML file, merged and validated;
 //! - [`server`]: listeners, accept loops, `--max-connections`, and waiting for sessions on shutdown;
@@ -49,6 +50,7 @@
 //!   a live session alike.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod environment;

@@ -9,7 +9,9 @@
 //!   treats specially;
 //! - [`frame`]: taking apart the few whole frames redauth must read;
 //! - [`pubsub`]: recognising pub/sub pushes and confirmations in server output;
-//! - [`encode`]: building the few commands redauth sends itself.
+//! - [`encode`]: building the few commands redauth sends itself;
+//! - [`tree`]: a whole reply as a tree that encodes back to the same bytes,
+//!   for the few replies redauth rewrites (cluster topology, redirects).
 //!
 //! Scanners never copy payloads: they return byte counts so callers can
 //! `split_to` and forward the very bytes they read. A scanner returning
@@ -23,6 +25,7 @@ mod number;
 pub mod pubsub;
 pub mod reply;
 pub mod request;
+pub mod tree;
 
 pub use command::CommandKind;
 pub use number::parse_i64;
