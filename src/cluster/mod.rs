@@ -3,14 +3,22 @@
 //!
 //! - [`node`]: node addresses as announced, and the map from an upstream node
 //!   to its local address;
+//! - [`topology`]: the nodes and slot ranges `CLUSTER SLOTS` reports;
+//! - [`ports`]: which local port serves which node, kept stable across
+//!   topology changes;
 //! - [`rewrite`]: replacing every node address a client can see (`CLUSTER
 //!   SLOTS`/`SHARDS`/`NODES`/`REPLICAS`, `-MOVED`/`-ASK`) with its local one.
 //!
-//! Still to come: topology discovery and refresh, a listener per node, and
-//! the per-node upstream connections (see issue 16's notes).
+//! Still to come: asking the upstream for its topology and refreshing it, a
+//! listener per node, and the per-node upstream connections (see issue 16's
+//! notes).
 
 pub mod node;
+pub mod ports;
 pub mod rewrite;
+pub mod topology;
 
 pub use node::{LocalAddresses, NodeAddr};
+pub use ports::LocalPorts;
 pub use rewrite::Rewrite;
+pub use topology::Topology;

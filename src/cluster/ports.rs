@@ -1,0 +1,252 @@
+//! Which local port serves which upstream node.
+//!
+//! Ports are given out from `--cluster-ports` upward in the order nodes are
+//! first seen. A node keeps its port as long as it stays in the topology (by
+//! id, so a node whose address changes keeps it too); a new node takes the
+//! lowest port free; a departed node's port is not given to another until
+//! its listener has closed ([`LocalPorts::release`]), so no client of the old
+//! node is ever relayed to a new one.
+
+use super::node::{LocalAddresses, NodeAddr};
+use super::topology::{Node, Topology};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+
+/// One port's node.
+#[derive(Debug, Clone)]
+struct Entry {
+    node: Node,
+    /// Whether the node is in the current topology.
+    present: bool,
+}
+
+/// What [`LocalPorts::update`] changed, for the listeners.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Nodes that need a listener: `(port, node)`.
+    pub added: Vec<(u16, Node)>,
+    /// Ports whose node left the topology: close their listener once its
+    /// clients have left, then [`LocalPorts::release`] them.
+    pub departed: Vec<u16>,
+}
+
+/// The map from upstream nodes to local ports.
+#[derive(Debug)]
+pub struct LocalPorts {
+    announce_host: Bytes,
+    first: u16,
+    ports: BTreeMap<u16, Entry>,
+    /// Every alias of every node with a port, present or departed.
+    by_alias: HashMap<NodeAddr, u16>,
+}
+
+/// No port is left above `--cluster-ports` for a new node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no local port left for cluster node {node} (ports from {first} are all taken)")]
+pub struct PortsExhausted {
+    pub node: NodeAddr,
+    pub first: u16,
+}
+
+impl LocalPorts {
+    /// Ports from `first`, announced to clients as `announce_host`.
+    pub fn new(announce_host: impl Into<Bytes>, first: u16) -> LocalPorts {
+        LocalPorts {
+            announce_host: announce_host.into(),
+            first,
+            ports: BTreeMap::new(),
+            by_alias: HashMap::new(),
+        }
+    }
+
+    /// Follows a new topology: new nodes get ports, departed ones are
+    /// reported, returning ones (a port not yet released) are present again.
+    /// On an error nothing changes.
+    pub fn update(&mut self, topology: &Topology) -> Result<Changes, PortsExhausted> {
+        let before = self.ports.clone();
+        let result = self.follow(topology);
+        if result.is_err() {
+            self.ports = before;
+        }
+        self.reindex();
+        result
+    }
+
+    fn follow(&mut self, topology: &Topology) -> Result<Changes, PortsExhausted> {
+        let mut changes = Changes::default();
+        for entry in self.ports.values_mut() {
+            entry.present = false;
+        }
+        for node in &topology.nodes {
+            let known = self
+                .ports
+                .iter()
+                .find(|(_, e)| e.node.id == node.id)
+                .map(|(&p, _)| p);
+            let port = match known {
+                Some(port) => port,
+                None => {
+                    let port = self.free_port().ok_or_else(|| PortsExhausted {
+                        node: node.dial.clone(),
+                        first: self.first,
+                    })?;
+                    changes.added.push((port, node.clone()));
+                    port
+                }
+            };
+            self.ports.insert(
+                port,
+                Entry {
+                    node: node.clone(),
+                    present: true,
+                },
+            );
+        }
+        changes.departed = self
+            .ports
+            .iter()
+            .filter(|(_, e)| !e.present)
+            .map(|(&p, _)| p)
+            .collect();
+        Ok(changes)
+    }
+
+    /// Frees a departed node's port once its listener has closed.
+    pub fn release(&mut self, port: u16) {
+        if self.ports.get(&port).is_some_and(|e| !e.present) {
+            self.ports.remove(&port);
+            self.reindex();
+        }
+    }
+
+    /// The node a local port serves, while it is in the topology.
+    pub fn node(&self, port: u16) -> Option<&Node> {
+        self.ports.get(&port).filter(|e| e.present).map(|e| &e.node)
+    }
+
+    /// Every `(port, node)` of the current topology, by port.
+    pub fn present(&self) -> impl Iterator<Item = (u16, &Node)> {
+        self.ports
+            .iter()
+            .filter(|(_, e)| e.present)
+            .map(|(&p, e)| (p, &e.node))
+    }
+
+    fn free_port(&self) -> Option<u16> {
+        (self.first..=u16::MAX).find(|p| !self.ports.contains_key(p))
+    }
+
+    fn reindex(&mut self) {
+        self.by_alias = self
+            .ports
+            .iter()
+            .flat_map(|(&port, e)| e.node.aliases.iter().map(move |a| (a.clone(), port)))
+            .collect();
+    }
+}
+
+impl LocalAddresses for LocalPorts {
+    fn local(&self, upstream: &NodeAddr) -> Option<NodeAddr> {
+        let port = *self.by_alias.get(upstream)?;
+        Some(NodeAddr::new(self.announce_host.clone(), port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, host: &str, port: u16) -> Node {
+        let addr = NodeAddr::new(host.to_string(), port);
+        Node {
+            id: Bytes::from(id.to_string()),
+            dial: addr.clone(),
+            aliases: vec![addr, NodeAddr::new(format!("{id}.example"), port)],
+            primary: true,
+        }
+    }
+
+    fn topology(nodes: &[Node]) -> Topology {
+        Topology {
+            nodes: nodes.to_vec(),
+            ranges: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn nodes_keep_their_ports_and_new_ones_take_the_lowest_free() {
+        let (a, b, c) = (
+            node("a", "10.0.0.1", 7000),
+            node("b", "10.0.0.2", 7000),
+            node("c", "10.0.0.3", 7000),
+        );
+        let mut ports = LocalPorts::new("127.0.0.1", 6380);
+        let changes = ports.update(&topology(&[a.clone(), b.clone()])).unwrap();
+        assert_eq!(changes.added, vec![(6380, a.clone()), (6381, b.clone())]);
+        assert!(changes.departed.is_empty());
+
+        // Known under every alias, answered with the announced host.
+        assert_eq!(
+            ports.local(&NodeAddr::new("b.example", 7000)),
+            Some(NodeAddr::new("127.0.0.1", 6381))
+        );
+        assert_eq!(ports.local(&NodeAddr::new("10.0.0.9", 7000)), None);
+
+        // a leaves, c arrives: c must not take a's port while a's listener is open.
+        let changes = ports.update(&topology(&[b.clone(), c.clone()])).unwrap();
+        assert_eq!(changes.added, vec![(6382, c.clone())]);
+        assert_eq!(changes.departed, vec![6380]);
+        assert_eq!(ports.node(6380), None);
+        assert_eq!(ports.node(6381).map(|n| &n.id[..]), Some(&b"b"[..]));
+
+        // Once a's listener closed, its port is the next given out.
+        ports.release(6380);
+        let d = node("d", "10.0.0.4", 7000);
+        let changes = ports.update(&topology(&[b, c, d.clone()])).unwrap();
+        assert_eq!(changes.added, vec![(6380, d)]);
+        // Releasing a present node's port does nothing.
+        ports.release(6381);
+        assert!(ports.node(6381).is_some());
+    }
+
+    #[test]
+    fn a_node_that_moves_keeps_its_port_and_a_returning_one_its_old_port() {
+        let mut ports = LocalPorts::new("127.0.0.1", 6380);
+        ports
+            .update(&topology(&[node("a", "10.0.0.1", 7000)]))
+            .unwrap();
+        let moved = node("a", "10.0.0.7", 7001);
+        let changes = ports.update(&topology(&[moved])).unwrap();
+        assert_eq!(changes, Changes::default());
+        assert_eq!(
+            ports.local(&NodeAddr::new("10.0.0.7", 7001)),
+            Some(NodeAddr::new("127.0.0.1", 6380))
+        );
+        // Gone, then back before its port was released: the same port, nothing to add.
+        ports.update(&topology(&[])).unwrap();
+        let changes = ports
+            .update(&topology(&[node("a", "10.0.0.7", 7001)]))
+            .unwrap();
+        assert_eq!(changes, Changes::default());
+    }
+
+    #[test]
+    fn running_out_of_ports_is_an_error_naming_the_node() {
+        let mut ports = LocalPorts::new("127.0.0.1", u16::MAX);
+        ports
+            .update(&topology(&[node("a", "10.0.0.1", 7000)]))
+            .unwrap();
+        let err = ports
+            .update(&topology(&[
+                node("a", "10.0.0.1", 7000),
+                node("b", "10.0.0.2", 7000),
+            ]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no local port left for cluster node 10.0.0.2:7000 (ports from 65535 are all taken)"
+        );
+        // Nothing changed: a still has its port.
+        assert_eq!(ports.node(u16::MAX).map(|n| &n.id[..]), Some(&b"a"[..]));
+    }
+}
