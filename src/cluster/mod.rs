@@ -4,20 +4,23 @@
 //! - [`node`]: node addresses as announced, and the map from an upstream node
 //!   to its local address;
 //! - [`topology`]: the nodes and slot ranges `CLUSTER SLOTS` reports;
+//! - [`discover`]: asking the seed endpoint whether it is a cluster, and for
+//!   its topology;
 //! - [`ports`]: which local port serves which node, kept stable across
 //!   topology changes;
 //! - [`rewrite`]: replacing every node address a client can see (`CLUSTER
 //!   SLOTS`/`SHARDS`/`NODES`/`REPLICAS`, `-MOVED`/`-ASK`) with its local one.
 //!
-//! Still to come: asking the upstream for its topology and refreshing it, a
-//! listener per node, and the per-node upstream connections (see issue 16's
+//! Still to come: refreshing the topology, a listener per node, and the per-node upstream connections (see issue 16's
 //! notes).
 
+pub mod discover;
 pub mod node;
 pub mod ports;
 pub mod rewrite;
 pub mod topology;
 
+pub use discover::{discover, Discovery};
 pub use node::{LocalAddresses, NodeAddr};
 pub use ports::LocalPorts;
 pub use rewrite::Rewrite;

@@ -101,6 +101,11 @@ impl Connector {
         }
     }
 
+    /// Where this connector dials.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
     /// The bound on one dial, TLS handshake and AUTH (`--connect-timeout`).
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -194,6 +199,16 @@ pub(crate) async fn read_reply(
     stream: &mut UpstreamStream,
     buf: &mut BytesMut,
 ) -> Result<BytesMut, String> {
+    read_reply_within(stream, buf, 64 * 1024).await
+}
+
+/// [`read_reply`] for replies of up to `limit` bytes (a large cluster's
+/// topology runs to hundreds of KiB).
+pub async fn read_reply_within(
+    stream: &mut UpstreamStream,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> Result<BytesMut, String> {
     let mut scanner = ReplyScanner::default();
     let mut scanned = 0;
     loop {
@@ -204,8 +219,8 @@ pub(crate) async fn read_reply(
         if progress.done {
             return Ok(buf.split_to(scanned));
         }
-        if buf.len() > 64 * 1024 {
-            return Err("reply too long".into());
+        if buf.len() > limit {
+            return Err(format!("reply longer than {limit} bytes"));
         }
         match stream.read_buf(buf).await {
             Ok(0) => return Err("connection closed before a reply".into()),

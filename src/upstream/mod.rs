@@ -22,7 +22,7 @@ pub mod pool;
 mod stream;
 pub mod tls;
 
-pub use connect::{ConnectError, Connector, Stage, Upstream};
+pub use connect::{read_reply_within, ConnectError, Connector, Stage, Upstream};
 pub use endpoint::{redact_url, Endpoint, EndpointError};
 pub use pool::{CheckoutError, Pool};
 pub use stream::UpstreamStream;

@@ -17,12 +17,14 @@
 pub mod authority;
 pub mod certs;
 pub mod cloud;
+pub mod cluster;
 pub mod http;
 pub mod redauth;
 pub mod redis_server;
 pub mod resp;
 pub mod script;
 
+pub use cluster::TlsCluster;
 pub use redauth::{log_events, Exited, Listener, Redauth, RedauthCmd};
 pub use redis_server::{free_port, ClientCerts, TlsRedis, PASSWORD, USERNAME};
 pub use resp::{bulk, checksum, cmd, escape, show, RespConn};
