@@ -25,3 +25,14 @@ pub use node::{LocalAddresses, NodeAddr};
 pub use ports::LocalPorts;
 pub use rewrite::Rewrite;
 pub use topology::Topology;
+
+/// A reply captured from a real cluster (`tests/fixtures/cluster/`), for
+/// the unit tests.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> bytes::Bytes {
+    let path = format!(
+        "{}/tests/fixtures/cluster/{name}.bin",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    bytes::Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+}

@@ -18,6 +18,7 @@
 //!   REPLICAS` (one such line per bulk string): `id ip:port@cport[,hostname[,aux…]] …`.
 
 use super::node::{LocalAddresses, NodeAddr};
+use super::topology::{announced_hosts, HOST_KEYS};
 use crate::resp::tree::Value;
 use bytes::Bytes;
 
@@ -209,21 +210,24 @@ pub fn slots<M: LocalAddresses + ?Sized>(frame: &Bytes, map: &M) -> Rewrite {
             let Some(port) = port_of(node.get(1)) else {
                 continue;
             };
-            let mut hosts: Vec<Bytes> = node[0].text().cloned().into_iter().collect();
-            let meta = node.get(3).and_then(Value::items).unwrap_or_default();
-            for key in [&b"hostname"[..], b"ip"] {
-                hosts.extend(field(meta, key).and_then(|i| meta[i].text().cloned()));
+            let mut hosts = announced_hosts(node);
+            if hosts.is_empty() {
+                // Endpoint unknown (`?`): the client uses the host it asked, so only the port changes.
+                hosts.push(Bytes::new());
             }
             let hosts: Vec<&[u8]> = hosts.iter().map(|h| &h[..]).collect();
             let Some(local) = mapper.local(&hosts, port) else {
                 continue;
             };
-            if node[0].text().is_some() {
+            if node[0]
+                .text()
+                .is_some_and(|h| !h.is_empty() && &h[..] != b"?")
+            {
                 node[0].set_text(local.host.clone());
             }
             node[1].set_text(Bytes::from(local.port.to_string()));
             if let Some(meta) = node.get_mut(3).and_then(Value::items_mut) {
-                for key in [&b"hostname"[..], b"ip"] {
+                for key in HOST_KEYS {
                     if let Some(i) = field(meta, key) {
                         meta[i].set_text(local.host.clone());
                     }

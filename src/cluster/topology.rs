@@ -147,6 +147,29 @@ impl Topology {
     }
 }
 
+/// The metadata keys of a `CLUSTER SLOTS` node that hold a host.
+pub(super) const HOST_KEYS: [&[u8]; 2] = [b"hostname", b"ip"];
+
+/// The hosts a `CLUSTER SLOTS` node entry (`[host, port, id, metadata]`)
+/// is announced under: its preferred endpoint, then the metadata's
+/// [`HOST_KEYS`], each once. `?` and empty (the server does not know the
+/// endpoint; clients use the host they asked) are left out.
+pub(super) fn announced_hosts(fields: &[Value]) -> Vec<Bytes> {
+    let preferred = fields.first().and_then(Value::text);
+    let meta = fields.get(3).and_then(Value::items).unwrap_or_default();
+    let from_meta = meta
+        .chunks_exact(2)
+        .filter(|pair| pair[0].text().is_some_and(|k| HOST_KEYS.contains(&&k[..])))
+        .filter_map(|pair| pair[1].text());
+    let mut hosts: Vec<Bytes> = Vec::new();
+    for host in preferred.into_iter().chain(from_meta) {
+        if !host.is_empty() && &host[..] != b"?" && !hosts.contains(host) {
+            hosts.push(host.clone());
+        }
+    }
+    hosts
+}
+
 /// One `[host, port, id, metadata]` entry.
 fn read_node(value: &Value, seed_host: &[u8], primary: bool) -> Result<Node, TopologyError> {
     let fields = value
@@ -164,31 +187,16 @@ fn read_node(value: &Value, seed_host: &[u8], primary: bool) -> Result<Node, Top
         .ok_or(TopologyError::Malformed(
             "a node without an id (Redis before 4.0)",
         ))?;
-    let preferred = fields
-        .first()
-        .and_then(Value::text)
-        .filter(|h| !h.is_empty() && &h[..] != b"?");
-    let mut aliases: Vec<NodeAddr> = preferred
-        .map(|h| NodeAddr::new(h.clone(), port))
+    let mut aliases: Vec<NodeAddr> = announced_hosts(fields)
         .into_iter()
+        .map(|host| NodeAddr::new(host, port))
         .collect();
-    let meta = fields.get(3).and_then(Value::items).unwrap_or_default();
-    for pair in meta.chunks_exact(2) {
-        let key = pair[0].text().map(|k| &k[..]);
-        if matches!(key, Some(b"hostname" | b"ip")) {
-            if let Some(host) = pair[1].text().filter(|h| !h.is_empty()) {
-                let alias = NodeAddr::new(host.clone(), port);
-                if !aliases.contains(&alias) {
-                    aliases.push(alias);
-                }
-            }
-        }
-    }
     let dial = match aliases.first() {
         Some(first) => first.clone(),
         None => {
+            // Clients use the host they asked: the seed. Replies name it with an empty host.
             let seed = NodeAddr::new(Bytes::copy_from_slice(seed_host), port);
-            aliases.push(seed.clone());
+            aliases.extend([seed.clone(), NodeAddr::new(Bytes::new(), port)]);
             seed
         }
     };
@@ -204,13 +212,7 @@ fn read_node(value: &Value, seed_host: &[u8], primary: bool) -> Result<Node, Top
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Bytes {
-        let path = format!(
-            "{}/tests/fixtures/cluster/{name}.bin",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
-    }
+    use crate::cluster::fixture;
 
     #[test]
     fn a_real_clusters_slots_read_in_every_shape() {

@@ -104,28 +104,17 @@ impl Value {
     /// Writes the value as RESP.
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
-            Value::Line { kind, text } => {
-                out.put_u8(*kind);
-                out.put_slice(text);
-                out.put_slice(b"\r\n");
-            }
-            Value::Blob { kind, data: None } => {
-                out.put_u8(*kind);
-                out.put_slice(b"-1\r\n");
+            Value::Line { kind, text } => put_line(out, *kind, text),
+            Value::Blob { kind, data: None } | Value::Aggregate { kind, items: None } => {
+                put_line(out, *kind, b"-1")
             }
             Value::Blob {
                 kind,
                 data: Some(d),
             } => {
-                out.put_u8(*kind);
-                out.put_slice(d.len().to_string().as_bytes());
-                out.put_slice(b"\r\n");
+                put_line(out, *kind, d.len().to_string().as_bytes());
                 out.put_slice(d);
                 out.put_slice(b"\r\n");
-            }
-            Value::Aggregate { kind, items: None } => {
-                out.put_u8(*kind);
-                out.put_slice(b"-1\r\n");
             }
             Value::Aggregate {
                 kind,
@@ -136,9 +125,7 @@ impl Value {
                 } else {
                     items.len()
                 };
-                out.put_u8(*kind);
-                out.put_slice(count.to_string().as_bytes());
-                out.put_slice(b"\r\n");
+                put_line(out, *kind, count.to_string().as_bytes());
                 for item in items {
                     item.encode(out);
                 }
@@ -152,6 +139,13 @@ impl Value {
         self.encode(&mut out);
         out.freeze()
     }
+}
+
+/// One line: the type byte, `text`, CRLF.
+fn put_line(out: &mut BytesMut, kind: u8, text: &[u8]) {
+    out.put_u8(kind);
+    out.put_slice(text);
+    out.put_slice(b"\r\n");
 }
 
 fn parse_at(frame: &Bytes, pos: usize, depth: usize) -> Option<(Value, usize)> {

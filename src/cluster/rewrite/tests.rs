@@ -8,6 +8,7 @@
 //! and an upstream port that became its local port.
 
 use super::*;
+use crate::cluster::fixture;
 use std::collections::HashMap;
 
 const LOCAL_HOST: &str = "127.0.0.9";
@@ -25,14 +26,6 @@ fn map() -> HashMap<NodeAddr, NodeAddr> {
         map.insert(NodeAddr::new(format!("node-{port}.example"), port), local);
     }
     map
-}
-
-fn fixture(name: &str) -> Bytes {
-    let path = format!(
-        "{}/tests/fixtures/cluster/{name}.bin",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
 }
 
 fn upstream_host(text: &[u8]) -> bool {
@@ -314,4 +307,25 @@ fn ipv6_nodes_lines_and_nodes_without_an_address_yet() {
     let new = rewritten(nodes(&frame, &map));
     let expect = b"a 127.0.0.9:6390@17200 master - 0 0 1 connected 0-1\nb :0@0 handshake - 0 0 0 disconnected\n";
     assert_eq!(new, Value::bulk(&expect[..]).to_bytes());
+}
+
+#[test]
+fn a_node_with_an_unknown_endpoint_keeps_it_and_gets_its_local_port() {
+    use crate::cluster::{LocalPorts, Topology};
+    // `?` as the endpoint: the client is to use the host it asked, i.e. redauth's.
+    let reply =
+        Bytes::from_static(b"*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$1\r\n?\r\n:7000\r\n$2\r\nab\r\n");
+    let topology = Topology::from_slots(&reply, b"cache.example").unwrap();
+    let mut ports = LocalPorts::new(LOCAL_HOST, 6380);
+    ports.update(&topology).unwrap();
+    assert_eq!(
+        &rewritten(slots(&reply, &ports))[..],
+        b"*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$1\r\n?\r\n:6380\r\n$2\r\nab\r\n"
+    );
+    // Redirects and CLUSTER NODES name such a node with an empty host.
+    let moved = Bytes::from_static(b"-MOVED 5 :7000\r\n");
+    assert_eq!(
+        &rewritten(redirects(&moved, &ports))[..],
+        b"-MOVED 5 127.0.0.9:6380\r\n"
+    );
 }
