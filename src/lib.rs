@@ -18,10 +18,10 @@
 //!   and the refresher that publishes the current one;
 //! - [`upstream`]: TLS configuration, dialing and authenticating upstream
 //!   connections, the warm pool;
+//! - [`cluster`]: OSS cluster endpoints: node addresses and their rewriting in replies;
 //! - [`session`]: one task per client (on a relay thread) relaying both ways,
 //!   intercepting AUTH/HELLO/RESET/QUIT and re-authenticating live connections;
-//! - [`cluster`]: OSS cluster endpoints: node addresses and their rewriting in replies;
-//! - [`shards`]: the relay threads sessions run on, each with its own event loop and pool share;
+//! - [`relays`]: the relay threads sessions run on, each with its own event loop and pool share;
 //! - [`config`]: flags, `REDAUTH_*` environment and TOML file, merged and validated;
 //! - [`server`]: listeners, accept loops, `--max-connections`, and waiting for sessions on shutdown;
 //! - [`admin`]: `/livez`, `/startupz`, `/readyz`, `/metrics`, `POST /quitquitquit`;
@@ -58,9 +58,9 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod relays;
 pub mod resp;
 pub mod server;
 pub mod session;
-pub mod shards;
 pub mod upstream;
 pub mod version;

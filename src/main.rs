@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    // Sessions run on the relay threads (`--threads`, see `shards`); this
+    // Sessions run on the relay threads (`--threads`, see `relays`); this
     // runtime only accepts clients and runs the admin endpoints and the token
     // refresher, for which one thread is plenty.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,5 @@
 //! The running proxy: bind every listener, accept clients, hand each to a
-//! relay thread for its session ([`crate::shards`]), and stop accepting when
+//! relay thread for its session ([`crate::relays`]), and stop accepting when
 //! told to.
 //!
 //! [`Server::bind`] binds everything first (so a bad address fails before any
@@ -13,8 +13,8 @@
 use crate::config::{BindError, Config};
 use crate::credentials::CredentialFeed;
 use crate::metrics;
+use crate::relays::{self, Relays};
 use crate::session::{ClientPassword, SessionSettings};
-use crate::shards::{self, Shards};
 use crate::upstream::{tls, Connector};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
@@ -48,7 +48,7 @@ pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 pub struct Server {
     tcp: Vec<TcpListener>,
     unix: Option<(UnixListener, PathBuf)>,
-    shards: Arc<Shards>,
+    relays: Arc<Relays>,
     max_connections: Option<usize>,
     connector: Connector,
 }
@@ -88,7 +88,7 @@ impl Server {
             idle_timeout: config.idle_timeout,
         };
         // Each relay thread starts its own share of the pool.
-        let shards = Shards::start(
+        let relays = Relays::start(
             config.threads,
             &settings,
             (&connector, &credentials),
@@ -103,7 +103,7 @@ impl Server {
         Ok(Server {
             tcp: tcp.into_iter().map(|(listener, _)| listener).collect(),
             unix,
-            shards: Arc::new(shards),
+            relays: Arc::new(relays),
             max_connections: config.max_connections,
             connector,
         })
@@ -136,7 +136,7 @@ impl Server {
             let guard = SessionGuard::new(alive.clone(), open.clone(), limit);
             accepts.spawn(accept_loop(
                 Listener::Tcp(listener),
-                self.shards.clone(),
+                self.relays.clone(),
                 shutdown.clone(),
                 guard,
             ));
@@ -146,7 +146,7 @@ impl Server {
             let guard = SessionGuard::new(alive.clone(), open.clone(), limit);
             accepts.spawn(accept_loop(
                 Listener::Unix(listener),
-                self.shards.clone(),
+                self.relays.clone(),
                 shutdown.clone(),
                 guard,
             ));
@@ -216,7 +216,7 @@ impl Drop for OpenSession {
 
 async fn accept_loop(
     listener: Listener,
-    shards: Arc<Shards>,
+    relays: Arc<Relays>,
     mut shutdown: watch::Receiver<bool>,
     guard: SessionGuard,
 ) {
@@ -232,11 +232,11 @@ async fn accept_loop(
                     continue;
                 };
                 let detached = match client {
-                    Accepted::Tcp(stream) => shards::Client::from_tcp(stream),
-                    Accepted::Unix(stream) => shards::Client::from_unix(stream),
+                    Accepted::Tcp(stream) => relays::Client::from_tcp(stream),
+                    Accepted::Unix(stream) => relays::Client::from_unix(stream),
                 };
                 match detached {
-                    Ok(client) => shards.serve(client, peer, open),
+                    Ok(client) => relays.serve(client, peer, open),
                     Err(error) => tracing::warn!(%peer, %error, "handing a client over failed"),
                 }
             }

@@ -80,7 +80,7 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Warm pool cap (0: none), shared out among the relay threads.
     pub pool_size: usize,
-    /// Relay threads (see [`crate::shards`]).
+    /// Relay threads (see [`crate::relays`]).
     pub threads: usize,
     /// How long a client may leave its replies unread.
     pub output_timeout: Duration,

@@ -26,7 +26,7 @@
 //! dialing, so short sessions are served by returned connections and no
 //! handshake is spent on a replacement that would only be thrown away.
 //!
-//! Each relay thread has its own pool (see [`crate::shards`]), so a pooled
+//! Each relay thread has its own pool (see [`crate::relays`]), so a pooled
 //! connection is driven by the thread whose sessions use it.
 //!
 //! A connection is discarded rather than handed out when the

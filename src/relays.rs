@@ -1,18 +1,18 @@
-//! Relay threads ("shards"): where client sessions run.
+//! Relay threads: where client sessions run.
 //!
-//! Each shard is one OS thread running its own single-threaded tokio runtime,
-//! with its own share of the warm pool. A session stays on the shard it was
+//! Each relay is one OS thread running its own single-threaded tokio runtime,
+//! with its own share of the warm pool. A session stays on the relay it was
 //! handed to, so its task, its client socket and its upstream socket are all
 //! driven by one thread: no work stealing, no wake-ups crossing threads, no
 //! task moving between caches. Accepting stays on the main runtime (with the
 //! admin endpoints and the token refresher), which hands each new client to
-//! the shard serving the fewest sessions.
+//! the relay serving the fewest sessions.
 //!
 //! Why not one work-stealing runtime for everything: on the 2-core bench
 //! machine, with the proxy sharing the cores with redis-server and the load
 //! generator, a 2-thread work-stealing runtime spent 1.24–1.52 µs of CPU per
-//! pipelined request over three runs where shards spent 1.07–1.12 µs, and it
-//! relayed less (see README, Performance). Shards keep the single-thread cost
+//! pipelined request over three runs where relay threads spent 1.07–1.12 µs, and it
+//! relayed less (see README, Performance). Relay threads keep the single-thread cost
 //! per request and still use every core given.
 
 use crate::credentials::CredentialFeed;
@@ -40,26 +40,26 @@ impl Client {
     }
 }
 
-/// A client for a shard to serve. `guard` is dropped when the session ends.
+/// A client for a relay to serve. `guard` is dropped when the session ends.
 struct Job {
     client: Client,
     peer: String,
     guard: Box<dyn Send>,
 }
 
-struct Shard {
+struct Relay {
     jobs: mpsc::UnboundedSender<Job>,
-    /// Sessions handed to this shard and not yet ended.
+    /// Sessions handed to this relay and not yet ended.
     sessions: Arc<AtomicUsize>,
 }
 
 /// The relay threads. Dropping this lets them end: each stops once it has no
 /// more clients to take, cutting any session still open.
-pub struct Shards {
-    shards: Vec<Shard>,
+pub struct Relays {
+    relays: Vec<Relay>,
 }
 
-impl Shards {
+impl Relays {
     /// Starts `threads` relay threads serving sessions with `settings`;
     /// each starts its own warm pool of connections from `connector` with
     /// `credentials`, the cap `pool_size` being shared out among them (each
@@ -69,9 +69,9 @@ impl Shards {
         settings: &SessionSettings,
         (connector, credentials): (&Connector, &CredentialFeed),
         pool_size: usize,
-    ) -> std::io::Result<Shards> {
+    ) -> std::io::Result<Relays> {
         let threads = threads.max(1);
-        let mut shards = Vec::with_capacity(threads);
+        let mut relays = Vec::with_capacity(threads);
         for index in 0..threads {
             let share = pool_size / threads + usize::from(index < pool_size % threads);
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -92,12 +92,12 @@ impl Shards {
                         serve_jobs(queue, ctx, counted).await
                     })
                 })?;
-            shards.push(Shard { jobs, sessions });
+            relays.push(Relay { jobs, sessions });
         }
-        Ok(Shards { shards })
+        Ok(Relays { relays })
     }
 
-    /// Hands a client to the shard with the fewest sessions (the first of
+    /// Hands a client to the relay with the fewest sessions (the first of
     /// equals: while no other session is open, clients land on the first
     /// thread, where the last lone client's connection went back to the pool).
     pub fn serve(&self, client: Client, peer: String, guard: impl Send + 'static) {
@@ -107,21 +107,21 @@ impl Shards {
             guard: Box::new(guard),
         };
         loop {
-            let shard = self
-                .shards
+            let relay = self
+                .relays
                 .iter()
                 .min_by_key(|s| s.sessions.load(Ordering::Relaxed))
-                .expect("at least one shard");
-            if shard.sessions.load(Ordering::Relaxed) >= DEAD {
+                .expect("at least one relay");
+            if relay.sessions.load(Ordering::Relaxed) >= DEAD {
                 tracing::error!(peer = %job.peer, "every relay thread has stopped: client closed");
                 return;
             }
-            shard.sessions.fetch_add(1, Ordering::Relaxed);
-            match shard.jobs.send(job) {
+            relay.sessions.fetch_add(1, Ordering::Relaxed);
+            match relay.jobs.send(job) {
                 Ok(()) => return,
                 Err(returned) => {
                     // Its thread is gone: never choose it again.
-                    shard.sessions.store(DEAD, Ordering::Relaxed);
+                    relay.sessions.store(DEAD, Ordering::Relaxed);
                     tracing::error!("a relay thread has stopped; its share goes to the others");
                     job = returned.0;
                 }
@@ -130,10 +130,10 @@ impl Shards {
     }
 }
 
-/// The session count that marks a shard whose thread has stopped.
+/// The session count that marks a relay whose thread has stopped.
 const DEAD: usize = usize::MAX / 2;
 
-/// A shard's life: a session task per client handed over.
+/// A relay's life: a session task per client handed over.
 async fn serve_jobs(
     mut queue: mpsc::UnboundedReceiver<Job>,
     ctx: Arc<SessionContext>,
@@ -164,7 +164,7 @@ async fn serve_jobs(
     }
 }
 
-/// One session on a shard's count, until dropped (even by a panic).
+/// One session on a relay's count, until dropped (even by a panic).
 struct Counted(Arc<AtomicUsize>);
 
 impl Drop for Counted {
@@ -177,10 +177,10 @@ impl Drop for Counted {
 mod tests {
     use super::*;
 
-    fn shard() -> (Shard, mpsc::UnboundedReceiver<Job>) {
+    fn relay() -> (Relay, mpsc::UnboundedReceiver<Job>) {
         let (jobs, queue) = mpsc::unbounded_channel();
         let sessions = Arc::new(AtomicUsize::new(0));
-        (Shard { jobs, sessions }, queue)
+        (Relay { jobs, sessions }, queue)
     }
 
     fn client() -> Client {
@@ -189,32 +189,32 @@ mod tests {
 
     #[test]
     fn clients_go_to_the_least_loaded_shard_and_never_to_a_stopped_one() {
-        let (first, first_queue) = shard();
-        let (second, mut second_queue) = shard();
-        let shards = Shards {
-            shards: vec![first, second],
+        let (first, first_queue) = relay();
+        let (second, mut second_queue) = relay();
+        let relays = Relays {
+            relays: vec![first, second],
         };
-        // The first shard's thread is gone: its receiving end with it.
+        // The first relay's thread is gone: its receiving end with it.
         drop(first_queue);
-        shards.serve(client(), "a".into(), ());
+        relays.serve(client(), "a".into(), ());
         assert_eq!(second_queue.try_recv().unwrap().peer, "a");
-        assert_eq!(shards.shards[0].sessions.load(Ordering::Relaxed), DEAD);
+        assert_eq!(relays.relays[0].sessions.load(Ordering::Relaxed), DEAD);
         // Once marked, it is passed over even though the other is busier.
-        shards.serve(client(), "b".into(), ());
+        relays.serve(client(), "b".into(), ());
         assert_eq!(second_queue.try_recv().unwrap().peer, "b");
-        assert_eq!(shards.shards[1].sessions.load(Ordering::Relaxed), 2);
+        assert_eq!(relays.relays[1].sessions.load(Ordering::Relaxed), 2);
     }
 
     #[test]
     fn the_first_of_equally_loaded_shards_is_chosen() {
-        let (first, mut first_queue) = shard();
-        let (second, mut second_queue) = shard();
-        let shards = Shards {
-            shards: vec![first, second],
+        let (first, mut first_queue) = relay();
+        let (second, mut second_queue) = relay();
+        let relays = Relays {
+            relays: vec![first, second],
         };
-        shards.serve(client(), "a".into(), ());
-        shards.serve(client(), "b".into(), ());
-        shards.serve(client(), "c".into(), ());
+        relays.serve(client(), "a".into(), ());
+        relays.serve(client(), "b".into(), ());
+        relays.serve(client(), "c".into(), ());
         assert_eq!(first_queue.try_recv().unwrap().peer, "a");
         assert_eq!(second_queue.try_recv().unwrap().peer, "b");
         assert_eq!(first_queue.try_recv().unwrap().peer, "c");
