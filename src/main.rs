@@ -191,6 +191,9 @@ async fn serve(config: Config) -> ExitCode {
     };
     let connector = server.connector().clone();
     health.follow_dials(connector.health().clone());
+    if let Some(directory) = server.directory() {
+        health.follow_cluster(directory);
+    }
     if config.run_connection_test {
         // The first token may take a while to fetch; the dial has its own bound.
         let wait = CONNECTION_TEST_WAIT.max(config.connect_timeout);

@@ -182,6 +182,24 @@ pub fn reauth(event: ReauthEvent) {
     METRICS.reauth[event as usize].inc();
 }
 
+/// A cluster topology refresh finished (`ok`: the topology was read).
+pub fn cluster_refresh(ok: bool) {
+    METRICS.cluster_refresh[usize::from(!ok)].inc();
+}
+
+/// A reply was rewritten to name local node ports: a `-MOVED`/`-ASK`
+/// redirect (`redirect`) or a `CLUSTER SLOTS/SHARDS/NODES/REPLICAS` reply.
+pub fn cluster_rewrite(redirect: bool) {
+    METRICS.cluster_rewrites[usize::from(!redirect)].inc();
+}
+
+/// The cluster nodes served on local ports now.
+pub fn cluster_nodes(n: usize) {
+    METRICS
+        .cluster_nodes
+        .set(i64::try_from(n).unwrap_or(i64::MAX));
+}
+
 /// Renders every metric; `token_expires_at` is when the current credential
 /// expires (`None`: there is none, or it never expires).
 pub fn render(token_expires_at: Option<SystemTime>) -> String {
@@ -211,6 +229,11 @@ struct Metrics {
     token_refresh: [Counter; 2],
     /// Indexed by `ReauthEvent as usize`.
     reauth: [Counter; 4],
+    /// ok, failed.
+    cluster_refresh: [Counter; 2],
+    /// redirect, topology.
+    cluster_rewrites: [Counter; 2],
+    cluster_nodes: Gauge,
 }
 
 type Labels = [(&'static str, &'static str); 1];
@@ -290,8 +313,31 @@ impl Metrics {
             "result",
             ReauthEvent::ALL.map(ReauthEvent::label),
         );
+        let cluster_refresh = labelled(
+            &mut registry,
+            "redauth_cluster_topology_refresh",
+            "Cluster topology refreshes (CLUSTER SLOTS read from a node), by result",
+            "result",
+            ["ok", "failed"],
+        );
+        let cluster_rewrites = labelled(
+            &mut registry,
+            "redauth_cluster_rewrites",
+            "Replies whose node addresses were rewritten to local ports: -MOVED/-ASK redirects, and CLUSTER SLOTS/SHARDS/NODES/REPLICAS replies",
+            "reply",
+            ["redirect", "topology"],
+        );
+        let cluster_nodes = Gauge::default();
+        registry.register(
+            "redauth_cluster_nodes",
+            "Upstream cluster nodes served on a local port now",
+            cluster_nodes.clone(),
+        );
         Metrics {
             registry,
+            cluster_refresh,
+            cluster_rewrites,
+            cluster_nodes,
             client_connections,
             accepted,
             rejected,

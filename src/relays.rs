@@ -15,10 +15,12 @@
 //! relayed less (see README, Performance). Relay threads keep the single-thread cost
 //! per request and still use every core given.
 
+use crate::cluster::Directory;
 use crate::credentials::CredentialFeed;
 use crate::session::{self, SessionContext, SessionSettings};
 use crate::upstream::{Connector, Pool};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -40,15 +42,58 @@ impl Client {
     }
 }
 
+/// Where a listener's sessions relay to: the upstream endpoint (or, in
+/// cluster mode, one node of it), the warm pool it may keep, and the
+/// directory its replies' node addresses are rewritten through. Each relay
+/// thread starts its share of the target's pool when the target's first
+/// client comes to it.
+#[derive(Debug)]
+pub struct Target {
+    id: u64,
+    connector: Connector,
+    pool_size: usize,
+    rewriter: Option<Arc<Directory>>,
+}
+
+impl Target {
+    /// `pool_size` is shared out among the relay threads.
+    pub fn new(
+        connector: Connector,
+        pool_size: usize,
+        rewriter: Option<Arc<Directory>>,
+    ) -> Arc<Target> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Arc::new(Target {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            connector,
+            pool_size,
+            rewriter,
+        })
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+}
+
 /// A client for a relay to serve. `guard` is dropped when the session ends.
 struct Job {
     client: Client,
     peer: String,
     guard: Box<dyn Send>,
+    target: Arc<Target>,
+}
+
+/// What a relay thread is told.
+enum Message {
+    Serve(Job),
+    /// A target is gone (its cluster node left): drop its pool once the
+    /// sessions using it have ended.
+    Forget(u64),
 }
 
 struct Relay {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<Message>,
     /// Sessions handed to this relay and not yet ended.
     sessions: Arc<AtomicUsize>,
 }
@@ -60,38 +105,32 @@ pub struct Relays {
 }
 
 impl Relays {
-    /// Starts `threads` relay threads serving sessions with `settings`;
-    /// each starts its own warm pool of connections from `connector` with
-    /// `credentials`, the cap `pool_size` being shared out among them (each
-    /// adapts below its share, keeping one when quiet).
+    /// Starts `threads` relay threads serving sessions with `settings`,
+    /// dialing with `credentials`.
     pub fn start(
         threads: usize,
         settings: &SessionSettings,
-        (connector, credentials): (&Connector, &CredentialFeed),
-        pool_size: usize,
+        credentials: &CredentialFeed,
     ) -> std::io::Result<Relays> {
         let threads = threads.max(1);
         let mut relays = Vec::with_capacity(threads);
         for index in 0..threads {
-            let share = pool_size / threads + usize::from(index < pool_size % threads);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let (jobs, queue) = mpsc::unbounded_channel();
             let sessions = Arc::new(AtomicUsize::new(0));
-            let settings = settings.clone();
-            let (connector, credentials) = (connector.clone(), credentials.clone());
-            let counted = sessions.clone();
+            let thread = Thread {
+                index,
+                threads,
+                settings: settings.clone(),
+                credentials: credentials.clone(),
+                sessions: sessions.clone(),
+                contexts: HashMap::new(),
+            };
             std::thread::Builder::new()
                 .name(format!("redauth-relay-{index}"))
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        // The pool's refill task runs on this thread's loop.
-                        let pool = Pool::start(connector, credentials, share);
-                        let ctx = Arc::new(SessionContext { settings, pool });
-                        serve_jobs(queue, ctx, counted).await
-                    })
-                })?;
+                .spawn(move || runtime.block_on(thread.serve(queue)))?;
             relays.push(Relay { jobs, sessions });
         }
         Ok(Relays { relays })
@@ -100,11 +139,18 @@ impl Relays {
     /// Hands a client to the relay with the fewest sessions (the first of
     /// equals: while no other session is open, clients land on the first
     /// thread, where the last lone client's connection went back to the pool).
-    pub fn serve(&self, client: Client, peer: String, guard: impl Send + 'static) {
+    pub fn serve(
+        &self,
+        client: Client,
+        peer: String,
+        guard: impl Send + 'static,
+        target: &Arc<Target>,
+    ) {
         let mut job = Job {
             client,
             peer,
             guard: Box::new(guard),
+            target: target.clone(),
         };
         loop {
             let relay = self
@@ -117,15 +163,22 @@ impl Relays {
                 return;
             }
             relay.sessions.fetch_add(1, Ordering::Relaxed);
-            match relay.jobs.send(job) {
+            match relay.jobs.send(Message::Serve(job)) {
                 Ok(()) => return,
-                Err(returned) => {
-                    // Its thread is gone: never choose it again.
+                Err(mpsc::error::SendError(Message::Serve(back))) => {
                     relay.sessions.store(DEAD, Ordering::Relaxed);
                     tracing::error!("a relay thread has stopped; its share goes to the others");
-                    job = returned.0;
+                    job = back;
                 }
+                Err(_) => unreachable!("a Serve was sent"),
             }
+        }
+    }
+
+    /// Drops every relay's pool for `target` (once its sessions end).
+    pub fn forget(&self, target: &Target) {
+        for relay in &self.relays {
+            let _ = relay.jobs.send(Message::Forget(target.id));
         }
     }
 }
@@ -133,34 +186,71 @@ impl Relays {
 /// The session count that marks a relay whose thread has stopped.
 const DEAD: usize = usize::MAX / 2;
 
-/// A relay's life: a session task per client handed over.
-async fn serve_jobs(
-    mut queue: mpsc::UnboundedReceiver<Job>,
-    ctx: Arc<SessionContext>,
+/// One relay thread's state.
+struct Thread {
+    index: usize,
+    threads: usize,
+    settings: SessionSettings,
+    credentials: CredentialFeed,
     sessions: Arc<AtomicUsize>,
-) {
-    while let Some(Job {
-        client,
-        peer,
-        guard,
-    }) = queue.recv().await
-    {
-        let ctx = ctx.clone();
-        let counted = Counted(sessions.clone());
-        tokio::spawn(async move {
-            let (_counted, _guard) = (counted, guard);
-            let attached = match client {
-                Client::Tcp(stream) => match tokio::net::TcpStream::from_std(stream) {
-                    Ok(stream) => return session::serve(stream, ctx, &peer).await,
-                    Err(error) => error,
-                },
-                Client::Unix(stream) => match tokio::net::UnixStream::from_std(stream) {
-                    Ok(stream) => return session::serve(stream, ctx, &peer).await,
-                    Err(error) => error,
-                },
+    /// Each target's context (its pool share) on this thread.
+    contexts: HashMap<u64, Arc<SessionContext>>,
+}
+
+impl Thread {
+    /// A relay's life: a session task per client handed over.
+    async fn serve(mut self, mut queue: mpsc::UnboundedReceiver<Message>) {
+        while let Some(message) = queue.recv().await {
+            let job = match message {
+                Message::Serve(job) => job,
+                Message::Forget(id) => {
+                    self.contexts.remove(&id);
+                    continue;
+                }
             };
-            tracing::warn!(%peer, error = %attached, "taking over an accepted client failed");
-        });
+            let ctx = self.context(&job.target);
+            let counted = Counted(self.sessions.clone());
+            let Job {
+                client,
+                peer,
+                guard,
+                ..
+            } = job;
+            tokio::spawn(async move {
+                let (_counted, _guard) = (counted, guard);
+                let attached = match client {
+                    Client::Tcp(stream) => match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => return session::serve(stream, ctx, &peer).await,
+                        Err(error) => error,
+                    },
+                    Client::Unix(stream) => match tokio::net::UnixStream::from_std(stream) {
+                        Ok(stream) => return session::serve(stream, ctx, &peer).await,
+                        Err(error) => error,
+                    },
+                };
+                tracing::warn!(%peer, error = %attached, "taking over an accepted client failed");
+            });
+        }
+    }
+
+    /// The target's context on this thread, its pool share started on first
+    /// use (the pool's refill task runs on this thread's loop).
+    fn context(&mut self, target: &Target) -> Arc<SessionContext> {
+        let (index, threads) = (self.index, self.threads);
+        let (settings, credentials) = (&self.settings, &self.credentials);
+        self.contexts
+            .entry(target.id)
+            .or_insert_with(|| {
+                let size = target.pool_size;
+                let share = size / threads + usize::from(index < size % threads);
+                let pool = Pool::start(target.connector.clone(), credentials.clone(), share);
+                Arc::new(SessionContext {
+                    settings: settings.clone(),
+                    pool,
+                    rewriter: target.rewriter.clone(),
+                })
+            })
+            .clone()
     }
 }
 
@@ -177,7 +267,7 @@ impl Drop for Counted {
 mod tests {
     use super::*;
 
-    fn relay() -> (Relay, mpsc::UnboundedReceiver<Job>) {
+    fn relay() -> (Relay, mpsc::UnboundedReceiver<Message>) {
         let (jobs, queue) = mpsc::unbounded_channel();
         let sessions = Arc::new(AtomicUsize::new(0));
         (Relay { jobs, sessions }, queue)
@@ -187,6 +277,19 @@ mod tests {
         Client::Unix(std::os::unix::net::UnixStream::pair().unwrap().0)
     }
 
+    fn target() -> Arc<Target> {
+        let endpoint = crate::upstream::Endpoint::parse("redis://127.0.0.1:1").unwrap();
+        let connector = Connector::new(endpoint, None, std::time::Duration::from_secs(1));
+        Target::new(connector, 0, None)
+    }
+
+    fn peer(queue: &mut mpsc::UnboundedReceiver<Message>) -> String {
+        match queue.try_recv().unwrap() {
+            Message::Serve(job) => job.peer,
+            Message::Forget(_) => panic!("a job was expected"),
+        }
+    }
+
     #[test]
     fn clients_go_to_the_least_loaded_shard_and_never_to_a_stopped_one() {
         let (first, first_queue) = relay();
@@ -194,14 +297,15 @@ mod tests {
         let relays = Relays {
             relays: vec![first, second],
         };
+        let target = target();
         // The first relay's thread is gone: its receiving end with it.
         drop(first_queue);
-        relays.serve(client(), "a".into(), ());
-        assert_eq!(second_queue.try_recv().unwrap().peer, "a");
+        relays.serve(client(), "a".into(), (), &target);
+        assert_eq!(peer(&mut second_queue), "a");
         assert_eq!(relays.relays[0].sessions.load(Ordering::Relaxed), DEAD);
         // Once marked, it is passed over even though the other is busier.
-        relays.serve(client(), "b".into(), ());
-        assert_eq!(second_queue.try_recv().unwrap().peer, "b");
+        relays.serve(client(), "b".into(), (), &target);
+        assert_eq!(peer(&mut second_queue), "b");
         assert_eq!(relays.relays[1].sessions.load(Ordering::Relaxed), 2);
     }
 
@@ -212,11 +316,12 @@ mod tests {
         let relays = Relays {
             relays: vec![first, second],
         };
-        relays.serve(client(), "a".into(), ());
-        relays.serve(client(), "b".into(), ());
-        relays.serve(client(), "c".into(), ());
-        assert_eq!(first_queue.try_recv().unwrap().peer, "a");
-        assert_eq!(second_queue.try_recv().unwrap().peer, "b");
-        assert_eq!(first_queue.try_recv().unwrap().peer, "c");
+        let target = target();
+        relays.serve(client(), "a".into(), (), &target);
+        relays.serve(client(), "b".into(), (), &target);
+        relays.serve(client(), "c".into(), (), &target);
+        assert_eq!(peer(&mut first_queue), "a");
+        assert_eq!(peer(&mut second_queue), "b");
+        assert_eq!(peer(&mut first_queue), "c");
     }
 }

@@ -8,6 +8,7 @@
 //! and the drain has begun. It also carries the `/quitquitquit` request to
 //! whoever runs the shutdown.
 
+use crate::cluster::Directory;
 use crate::credentials::{CredentialFeed, FeedState};
 use crate::upstream::health::DialHealth;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,9 @@ pub struct Health {
     dials: OnceLock<Arc<DialHealth>>,
     /// Why a changed password file is not in use (see [`Health::follow_notice`]).
     notice: OnceLock<watch::Receiver<Option<String>>>,
+    /// Cluster mode: ready only once the topology is known (or the upstream
+    /// turned out to be a single endpoint).
+    cluster: OnceLock<Arc<Directory>>,
 }
 
 impl Health {
@@ -40,6 +44,7 @@ impl Health {
             quit: Notify::new(),
             dials: OnceLock::new(),
             notice: OnceLock::new(),
+            cluster: OnceLock::new(),
         });
         // Holds only a weak reference: the task ends with the process or the
         // first credential, whichever comes first.
@@ -63,6 +68,11 @@ impl Health {
     pub fn follow_dials(&self, dials: Arc<DialHealth>) {
         // Only the first call counts; there is one connector.
         let _ = self.dials.set(dials);
+    }
+
+    /// From now on readiness also needs the cluster topology known.
+    pub fn follow_cluster(&self, directory: Arc<Directory>) {
+        let _ = self.cluster.set(directory);
     }
 
     /// `/readyz` shows what is published on `notice` while ready: something
@@ -128,6 +138,11 @@ impl Health {
             return Err("draining".into());
         }
         self.credential_readiness(now)?;
+        if let Some(directory) = self.cluster.get() {
+            if !directory.known() && !directory.single() {
+                return Err("the cluster topology is not known yet".into());
+            }
+        }
         match self.dials.get() {
             Some(dials) => dials.verdict().map_err(|why| one_line(&why)),
             None => Ok(()),

@@ -11,15 +11,20 @@
 //! - [`rewrite`]: replacing every node address a client can see (`CLUSTER
 //!   SLOTS`/`SHARDS`/`NODES`/`REPLICAS`, `-MOVED`/`-ASK`) with its local one.
 //!
-//! Still to come: refreshing the topology, a listener per node, and the per-node upstream connections (see issue 16's
-//! notes).
+//! - [`directory`]: the live map every session rewrites through;
+//! - [`refresh`]: keeping it current, and the connectors for each node.
+//!
+//! The listeners per node are [`crate::server`]'s (`server/nodes.rs`).
 
+pub mod directory;
 pub mod discover;
 pub mod node;
 pub mod ports;
+pub mod refresh;
 pub mod rewrite;
 pub mod topology;
 
+pub use directory::Directory;
 pub use discover::{discover, Discovery};
 pub use node::{LocalAddresses, NodeAddr};
 pub use ports::LocalPorts;

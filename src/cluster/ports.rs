@@ -31,10 +31,11 @@ pub struct Changes {
 }
 
 /// The map from upstream nodes to local ports.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocalPorts {
     announce_host: Bytes,
     first: u16,
+    last: u16,
     ports: BTreeMap<u16, Entry>,
     /// Every alias of every node with a port, present or departed.
     by_alias: HashMap<NodeAddr, u16>,
@@ -42,10 +43,13 @@ pub struct LocalPorts {
 
 /// No port is left above `--cluster-ports` for a new node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no local port left for cluster node {node} (ports from {first} are all taken)")]
+#[error(
+    "no local port left for cluster node {node} (--cluster-ports {first}-{last} are all taken)"
+)]
 pub struct PortsExhausted {
     pub node: NodeAddr,
     pub first: u16,
+    pub last: u16,
 }
 
 impl LocalPorts {
@@ -54,9 +58,15 @@ impl LocalPorts {
         LocalPorts {
             announce_host: announce_host.into(),
             first,
+            last: u16::MAX,
             ports: BTreeMap::new(),
             by_alias: HashMap::new(),
         }
+    }
+
+    /// Gives out no port above `last`.
+    pub fn up_to(self, last: u16) -> LocalPorts {
+        LocalPorts { last, ..self }
     }
 
     /// Follows a new topology: new nodes get ports, departed ones are
@@ -89,6 +99,7 @@ impl LocalPorts {
                     let port = self.free_port().ok_or_else(|| PortsExhausted {
                         node: node.dial.clone(),
                         first: self.first,
+                        last: self.last,
                     })?;
                     changes.added.push((port, node.clone()));
                     port
@@ -133,7 +144,7 @@ impl LocalPorts {
     }
 
     fn free_port(&self) -> Option<u16> {
-        (self.first..=u16::MAX).find(|p| !self.ports.contains_key(p))
+        (self.first..=self.last).find(|p| !self.ports.contains_key(p))
     }
 
     fn reindex(&mut self) {
@@ -244,7 +255,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "no local port left for cluster node 10.0.0.2:7000 (ports from 65535 are all taken)"
+            "no local port left for cluster node 10.0.0.2:7000 (--cluster-ports 65535-65535 are all taken)"
         );
         // Nothing changed: a still has its port.
         assert_eq!(ports.node(u16::MAX).map(|n| &n.id[..]), Some(&b"a"[..]));

@@ -31,6 +31,7 @@ pub use env::{settings_from_env, unknown_vars, var_name, CONFIG_VAR, PASSWORD_VA
 pub use file::load_file;
 pub use listen::BindError;
 pub use names::Names;
+pub use resolve::cluster::{ClusterConfig, ClusterMode};
 pub use resolve::resolve;
 use resolve::resolve_named;
 pub use settings::Settings;
@@ -76,6 +77,8 @@ pub struct Config {
     pub upstream: Endpoint,
     pub tls: TlsSettings,
     pub tls_server_name: String,
+    /// OSS cluster mode: node ports and how nodes are reached.
+    pub cluster: ClusterConfig,
     pub auth: Auth,
     pub connect_timeout: Duration,
     /// Warm pool cap (0: none), shared out among the relay threads.

@@ -2,6 +2,8 @@
 //! combination checked, each problem named by the setting as the user gave
 //! it. Reads the files the settings name; binds nothing.
 
+pub(super) mod cluster;
+
 use super::names::Names;
 use super::settings::Settings;
 use super::{
@@ -141,6 +143,7 @@ pub(super) fn resolve_named(
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let admin_listen = admin_address(&mut c, settings.admin_listen.as_deref());
+    let cluster = cluster::resolve(&mut c, &settings, &listen, admin_listen, &tls_server_name);
     let log_format = match settings.log_format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -173,6 +176,7 @@ pub(super) fn resolve_named(
             upstream,
             tls,
             tls_server_name,
+            cluster,
             auth,
             connect_timeout,
             pool_size: settings.pool_size.unwrap_or(DEFAULT_POOL_SIZE),

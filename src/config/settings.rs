@@ -109,6 +109,35 @@ pub struct Settings {
     #[arg(long, value_name = "PATH")]
     pub entra_client_secret_file: Option<PathBuf>,
 
+    /// Whether the upstream is an OSS cluster (Azure Managed Redis's OSS
+    /// policy, ElastiCache cluster mode): auto asks it after the first
+    /// connection; on requires it; off relays to --upstream as one Redis
+    /// [default: auto]
+    #[arg(long, value_name = "MODE")]
+    pub cluster: Option<String>,
+
+    /// Local ports for the cluster's nodes, one each: FIRST (and the 99
+    /// after it) or FIRST-LAST [default: the first --listen port + 1, 100 ports]
+    #[arg(long, value_name = "PORTS")]
+    pub cluster_ports: Option<String>,
+
+    /// Host clients are told to reach node ports on, in rewritten CLUSTER
+    /// SLOTS/SHARDS/NODES and -MOVED/-ASK replies [default: the first
+    /// --listen address, 127.0.0.1 with only a Unix socket]
+    #[arg(long, value_name = "HOST")]
+    pub cluster_announce_host: Option<String>,
+
+    /// Name to verify the certificates of cluster nodes announced by IP
+    /// only against (nodes announced by name are verified against their
+    /// name) [default: --tls-server-name, else the --upstream host]
+    #[arg(long, value_name = "NAME")]
+    pub cluster_tls_server_name: Option<String>,
+
+    /// How often the cluster topology is read again when nothing asked for
+    /// it (a -MOVED, a node that cannot be dialed, an unknown node) [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub cluster_refresh_interval: Option<String>,
+
     /// Bound on dial + TLS + AUTH for one upstream connection [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
@@ -288,7 +317,7 @@ mod tests {
         assert_eq!(full.keys_set().len(), keys.len());
         assert_eq!(
             keys.len(),
-            33,
+            38,
             "a setting was added or lost: update this count"
         );
     }

@@ -17,6 +17,8 @@ pub enum CommandKind {
     Sync,
     /// `CLIENT …`: only `CLIENT REPLY` changes how replies flow.
     Client,
+    /// `CLUSTER`: its `SLOTS`/`SHARDS`/`NODES`/`REPLICAS` replies name nodes.
+    Cluster,
     /// SUBSCRIBE family; see [`SubscribeKind`].
     Subscribe(SubscribeKind),
     /// A command that can block; see [`BlockKind`].
@@ -116,6 +118,7 @@ impl CommandKind {
             10 if is("xreadgroup") => CommandKind::Blocking(BlockKind::XReadGroup),
             6 if is("client") => CommandKind::Client,
             7 if is("discard") => CommandKind::Discard,
+            7 if is("cluster") => CommandKind::Cluster,
             7 if is("monitor") => CommandKind::Monitor,
             9 if is("subscribe") => CommandKind::Subscribe(SubscribeKind::Subscribe),
             10 if is("psubscribe") => CommandKind::Subscribe(SubscribeKind::PSubscribe),
@@ -134,6 +137,7 @@ impl CommandKind {
             CommandKind::Auth
                 | CommandKind::Hello
                 | CommandKind::Client
+                | CommandKind::Cluster
                 | CommandKind::Ping
                 | CommandKind::Subscribe(_)
                 | CommandKind::Blocking(_)

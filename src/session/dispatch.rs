@@ -11,6 +11,7 @@ use super::requests::{RequestPump, Rest};
 use super::slicer::{After, Send};
 use super::state::{Mode, Protocol, ReplyMode};
 use super::Expect;
+use crate::cluster::directory::Reply;
 use crate::resp::command::{BlockKind, CommandKind, SubscribeKind};
 use crate::resp::encode;
 use crate::resp::frame::arguments;
@@ -93,6 +94,16 @@ where
                 self.leftovers.client(args);
                 self.forward_counted(frame);
             }
+            (CommandKind::Cluster, Some(args)) => {
+                match args.get(1).and_then(|sub| Reply::of_subcommand(sub)) {
+                    // Inside MULTI the reply is +QUEUED (EXEC's array is
+                    // rewritten for redirects only).
+                    Some(reply) if self.policy.rewrites && !self.state.in_multi() => {
+                        self.forward_as(frame, Expect::Rewrite(reply))
+                    }
+                    _ => self.forward_counted(frame),
+                }
+            }
             (CommandKind::Subscribe(sub), args) => {
                 self.switch_for(sub, argc);
                 self.state.subscribe(sub, args);
@@ -133,6 +144,8 @@ where
             CommandKind::Exec => {
                 if self.state.exec() {
                     self.forward_as(frame, Expect::ExecWithSubscribe);
+                } else if self.policy.rewrites {
+                    self.forward_as(frame, Expect::Rewrite(Reply::Redirects));
                 } else {
                     self.forward_counted(frame);
                 }

@@ -6,6 +6,7 @@
 //! matching reply; it sends the record *before* writing the command upstream,
 //! so a reply never arrives ahead of its record.
 
+use crate::cluster::directory::Reply;
 use crate::resp::command::SubscribeKind;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,4 +182,8 @@ pub enum Expect {
     /// A SUBSCRIBE-family command with `channels` arguments (0 for "all").
     /// It is answered by one confirmation per channel, or by one error.
     Subscribe { kind: SubscribeKind, channels: u32 },
+    /// In cluster mode, a reply that may name upstream nodes (`CLUSTER
+    /// SLOTS`…, an `EXEC` array holding `-MOVED`): seen whole and rewritten
+    /// to name local ports (see [`crate::cluster::Directory`]).
+    Rewrite(Reply),
 }

@@ -143,6 +143,7 @@ pub fn relay_requests_as(credential: Credential, client: &[u8], chunks: &[usize]
                 max_bulk: DEFAULT_MAX_BULK,
                 idle_timeout: None,
                 client_password: super::ClientPassword::none(),
+                rewrites: false,
             },
         );
         let stop = match tokio::time::timeout(STALL, pump.run()).await {
@@ -169,6 +170,16 @@ pub fn relay_requests_as(credential: Credential, client: &[u8], chunks: &[usize]
 /// pipelined every command before the first reply came), on `server`
 /// delivered in reads of `chunks` bytes (see [`Chunked`]).
 pub fn relay_replies(expects: &[Expect], server: &[u8], chunks: &[usize]) -> ReplyRun {
+    relay_replies_rewriting(expects, server, chunks, None)
+}
+
+/// [`relay_replies`] in cluster mode: node addresses rewritten through `directory`.
+pub fn relay_replies_rewriting(
+    expects: &[Expect],
+    server: &[u8],
+    chunks: &[usize],
+    directory: Option<std::sync::Arc<crate::cluster::Directory>>,
+) -> ReplyRun {
     block_on(async {
         let (tx, rx) = super::expect::channel();
         for expect in expects {
@@ -184,7 +195,8 @@ pub fn relay_replies(expects: &[Expect], server: &[u8], chunks: &[usize]) -> Rep
             slice_tx,
             BytesMut::new(),
             STALL,
-        );
+        )
+        .rewriting_through(directory);
         let end = match pump.run().await {
             Ended::UpstreamClosed => ReplyEnd::InputEnded,
             Ended::Closed(_) => ReplyEnd::Closed,

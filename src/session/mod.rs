@@ -59,6 +59,7 @@ pub use expect::Expect;
 use expect::{ExpectRx, ExpectTx};
 pub use gate::ClientPassword;
 
+use crate::cluster::Directory;
 use crate::credentials::Credential;
 use crate::resp::encode;
 use crate::upstream::{Pool, Upstream};
@@ -92,6 +93,8 @@ pub struct SessionSettings {
 pub struct SessionContext {
     pub settings: SessionSettings,
     pub pool: Pool,
+    /// In cluster mode, what node addresses in replies are rewritten through.
+    pub rewriter: Option<Arc<Directory>>,
 }
 
 /// Moves the first `n` bytes of `buf` to the end of `out`: relaying without
@@ -177,6 +180,10 @@ where
     let (upstream, credential) = match ctx.pool.checkout().await {
         Ok(ok) => ok,
         Err(first) => {
+            // In cluster mode a node that cannot be dialed may have left.
+            if let Some(directory) = &ctx.rewriter {
+                directory.refresh();
+            }
             // Say why on the client's first command, as Redis would reply.
             if early.is_empty() {
                 match client.read_buf(&mut early).await {
@@ -220,6 +227,8 @@ where
     let (tx, rx) = expect::channel();
     let (slice_tx, slice_rx) = mpsc::unbounded_channel();
     let settings = &ctx.settings;
+    // Once the upstream is known to be a single endpoint, nothing is rewritten.
+    let rewriter = ctx.rewriter.clone().filter(|d| !d.single());
     let watch = ctx.pool.credentials().renewals_after(credential.clone());
     let mut requests = requests::RequestPump::new(
         client_read,
@@ -232,6 +241,7 @@ where
             max_bulk: settings.max_bulk,
             idle_timeout: settings.idle_timeout,
             client_password: settings.client_password.clone(),
+            rewrites: rewriter.is_some(),
         },
     );
     let mut replies = replies::ReplyPump::new(
@@ -241,7 +251,8 @@ where
         slice_tx,
         pending,
         settings.output_timeout,
-    );
+    )
+    .rewriting_through(rewriter);
     let ended = {
         let request_side = requests.run();
         let reply_side = replies.run();

@@ -55,6 +55,9 @@ pub(super) struct Policy {
     pub idle_timeout: Option<Duration>,
     /// The password a client's AUTH must give (`--client-password-file`).
     pub client_password: ClientPassword,
+    /// Node addresses in replies are rewritten (cluster mode): `CLUSTER`
+    /// topology replies and `EXEC` arrays get records that say so.
+    pub rewrites: bool,
 }
 
 /// How the request side stopped.

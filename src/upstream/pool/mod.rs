@@ -85,9 +85,23 @@ pub struct CheckoutError {
 }
 
 /// Handle to the pool; cheap to clone. A cap of 0 keeps no connections.
+/// When the last handle is dropped the refill stops and the idle
+/// connections are closed (a cluster node that left takes its pools along).
 #[derive(Clone)]
 pub struct Pool {
     shared: Arc<Shared>,
+    _refill: Arc<StopOnDrop>,
+}
+
+/// Stops the refill task when dropped.
+struct StopOnDrop(Option<tokio::task::AbortHandle>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(refill) = &self.0 {
+            refill.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -202,10 +216,12 @@ impl Pool {
             credentials: credentials.clone(),
             connector: connector.clone(),
         });
-        if cap > 0 {
-            tokio::spawn(refill(shared.clone(), connector, credentials));
+        let refill = (cap > 0)
+            .then(|| tokio::spawn(refill(shared.clone(), connector, credentials)).abort_handle());
+        Pool {
+            shared,
+            _refill: Arc::new(StopOnDrop(refill)),
         }
-        Pool { shared }
     }
 
     /// A connection for a new client, and the credential it authenticated

@@ -9,11 +9,18 @@
 //! `-ERR max number of clients reached` and is closed before any upstream
 //! connection is made. Open and refused clients are counted in
 //! [`crate::metrics`].
+//!
+//! In cluster mode ([`crate::cluster`]) the server also runs the topology
+//! refresher and a listener per upstream node ([`nodes`]).
 
-use crate::config::{BindError, Config};
+mod nodes;
+
+use crate::cluster::refresh::{NodeDialer, Refresher};
+use crate::cluster::{Directory, LocalPorts};
+use crate::config::{BindError, ClusterMode, Config};
 use crate::credentials::CredentialFeed;
 use crate::metrics;
-use crate::relays::{self, Relays};
+use crate::relays::{self, Relays, Target};
 use crate::session::{ClientPassword, SessionSettings};
 use crate::upstream::{tls, Connector};
 use rustls::pki_types::ServerName;
@@ -51,6 +58,20 @@ pub struct Server {
     relays: Arc<Relays>,
     max_connections: Option<usize>,
     connector: Connector,
+    /// Where the main listeners relay: the seed endpoint.
+    target: Arc<Target>,
+    cluster: Option<ClusterParts>,
+}
+
+/// What cluster mode needs to run (`--cluster auto|on` with node ports).
+struct ClusterParts {
+    directory: Arc<Directory>,
+    dialer: NodeDialer,
+    credentials: CredentialFeed,
+    interval: Duration,
+    required: bool,
+    bind_ip: std::net::IpAddr,
+    pool_size: usize,
 }
 
 impl Server {
@@ -69,7 +90,9 @@ impl Server {
             tracing::warn!(upstream = %config.upstream, "upstream is plaintext: credentials cross the network unencrypted");
             None
         };
+        let tls_config = tls.as_ref().map(|(client, _)| client.clone());
         let connector = Connector::new(config.upstream.clone(), tls, config.connect_timeout);
+        let cluster = cluster_parts(config, tls_config, &credentials);
         let mut tcp = Vec::new();
         for addr in &config.listen {
             let bind_error = BindError::maker("--listen", addr);
@@ -87,14 +110,14 @@ impl Server {
             output_timeout: config.output_timeout,
             idle_timeout: config.idle_timeout,
         };
+        let relays =
+            Relays::start(config.threads, &settings, &credentials).map_err(StartError::Threads)?;
         // Each relay thread starts its own share of the pool.
-        let relays = Relays::start(
-            config.threads,
-            &settings,
-            (&connector, &credentials),
+        let target = Target::new(
+            connector.clone(),
             config.pool_size,
-        )
-        .map_err(StartError::Threads)?;
+            cluster.as_ref().map(|c| c.directory.clone()),
+        );
         tracing::debug!(threads = config.threads, "relay threads started");
         // Said once everything a client needs is up: the relay threads included.
         for (_, local) in &tcp {
@@ -106,7 +129,14 @@ impl Server {
             relays: Arc::new(relays),
             max_connections: config.max_connections,
             connector,
+            target,
+            cluster,
         })
+    }
+
+    /// In cluster mode, the node map (for readiness: a topology must be known).
+    pub fn directory(&self) -> Option<Arc<Directory>> {
+        self.cluster.as_ref().map(|c| c.directory.clone())
     }
 
     /// Dials the upstream as sessions do (for the connection test and the
@@ -132,23 +162,49 @@ impl Server {
         let open = Arc::new(AtomicUsize::new(0));
         let limit = self.max_connections;
         let mut accepts = JoinSet::new();
+        let main = (self.relays.clone(), self.target.clone());
         for listener in self.tcp {
             let guard = SessionGuard::new(alive.clone(), open.clone(), limit);
             accepts.spawn(accept_loop(
                 Listener::Tcp(listener),
-                self.relays.clone(),
+                main.clone(),
                 shutdown.clone(),
                 guard,
+                Arc::new(()),
             ));
+        }
+        if let Some(parts) = self.cluster {
+            let guard = SessionGuard::new(alive.clone(), open.clone(), limit);
+            let (updates_tx, updates) = mpsc::unbounded_channel();
+            let listeners = nodes::NodeListeners {
+                relays: self.relays.clone(),
+                directory: parts.directory.clone(),
+                dialer: parts.dialer.clone(),
+                bind_ip: parts.bind_ip,
+                pool_size: parts.pool_size,
+                guard,
+            };
+            accepts.spawn(listeners.run(updates, shutdown.clone()));
+            let refresher = Refresher {
+                directory: parts.directory,
+                seed: self.connector.detached(),
+                dialer: parts.dialer,
+                credentials: parts.credentials,
+                interval: parts.interval,
+                required: parts.required,
+                listeners: updates_tx,
+            };
+            tokio::spawn(refresher.run());
         }
         let socket_path = self.unix.as_ref().map(|(_, p)| p.clone());
         if let Some((listener, _)) = self.unix {
             let guard = SessionGuard::new(alive.clone(), open.clone(), limit);
             accepts.spawn(accept_loop(
                 Listener::Unix(listener),
-                self.relays.clone(),
+                main,
                 shutdown.clone(),
                 guard,
+                Arc::new(()),
             ));
         }
         drop(alive);
@@ -214,11 +270,14 @@ impl Drop for OpenSession {
     }
 }
 
+/// Accepts clients for `target` until `shutdown`; each session holds a
+/// clone of `sessions` while it runs.
 async fn accept_loop(
     listener: Listener,
-    relays: Arc<Relays>,
+    (relays, target): (Arc<Relays>, Arc<Target>),
     mut shutdown: watch::Receiver<bool>,
     guard: SessionGuard,
+    sessions: Arc<()>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -236,7 +295,7 @@ async fn accept_loop(
                     Accepted::Unix(stream) => relays::Client::from_unix(stream),
                 };
                 match detached {
-                    Ok(client) => relays.serve(client, peer, open),
+                    Ok(client) => relays.serve(client, peer, (open, sessions.clone()), &target),
                     Err(error) => tracing::warn!(%peer, %error, "handing a client over failed"),
                 }
             }
@@ -247,6 +306,37 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// Cluster mode's parts, unless `--cluster off` or no node ports are
+/// configured.
+fn cluster_parts(
+    config: &Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    credentials: &CredentialFeed,
+) -> Option<ClusterParts> {
+    let cluster = &config.cluster;
+    if cluster.mode == ClusterMode::Off {
+        return None;
+    }
+    let Some(ports) = cluster.ports.clone() else {
+        tracing::debug!("no --cluster-ports (the listen port is 0): cluster mode is off");
+        return None;
+    };
+    let map = LocalPorts::new(cluster.announce_host.clone(), *ports.start()).up_to(*ports.end());
+    Some(ClusterParts {
+        directory: Directory::new(map),
+        dialer: NodeDialer {
+            tls,
+            ip_name: cluster.tls_server_name.clone(),
+            timeout: config.connect_timeout,
+        },
+        credentials: credentials.clone(),
+        interval: cluster.refresh_interval,
+        required: cluster.mode == ClusterMode::On,
+        bind_ip: cluster.bind_ip,
+        pool_size: config.pool_size,
+    })
 }
 
 /// An accepted client connection of either kind.

@@ -9,21 +9,24 @@
 
 use super::blocking::{self, SliceEnd};
 use super::closing::cancel_at;
-use super::consumed::{self, Consumed};
 use super::delivery;
 use super::state::{Answered, Protocol};
-use super::{pass_on, resp2, until, Ended, Expect, ExpectRx, READ_CHUNK};
+use super::{pass_on, until, Ended, Expect, ExpectRx, READ_CHUNK};
+use crate::cluster::directory::{Directory, Reply};
 use crate::metrics::{self, Direction, UpstreamError};
 use crate::resp::command::SubscribeKind;
-use crate::resp::frame;
 use crate::resp::pubsub::{self, Peek, TrackingPush};
 use crate::resp::ReplyScanner;
 use bytes::BytesMut;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
+
+mod whole;
+use whole::TOPOLOGY_WAIT;
 
 /// What to do with the frame being scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,9 @@ enum Role {
     Confirmation(SubscribeKind),
     /// An EXEC reply that may hold confirmations, parsed whole.
     Exec,
+    /// A reply that may name upstream nodes (cluster mode), parsed whole and
+    /// rewritten; `first` is its type byte.
+    Rewrite { reply: Reply, first: u8 },
     /// A client-side caching push to a RESP2 client whose connection runs in
     /// RESP3: parsed whole, and given the shape RESP2 would have had, or none.
     Tracking(TrackingPush),
@@ -68,11 +74,18 @@ pub(super) struct ReplyPump<R, W> {
     input_ended: bool,
     /// When the latest blocking command (or slice of one) was sent.
     blocking_sent: Option<Instant>,
+    /// Cluster mode: what node addresses are rewritten through.
+    rewriter: Option<Arc<Directory>>,
+    /// The reply being rewritten names a node not known yet: the refresh
+    /// asked for, whose end is awaited before rewriting it again.
+    topology_wait: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// What the frame loop asks of its caller.
 enum Next {
     Read,
+    /// Wait for the topology refresh a reply asked for, then go on.
+    AwaitTopology,
     /// Read, but if nothing comes by then, cancel the blocked command.
     CancelAt(Instant),
     Close,
@@ -109,7 +122,15 @@ where
             output_timeout,
             input_ended: false,
             blocking_sent: None,
+            rewriter: None,
+            topology_wait: None,
         }
+    }
+
+    /// Rewrites node addresses in replies through `directory` (cluster mode).
+    pub(super) fn rewriting_through(mut self, directory: Option<Arc<Directory>>) -> Self {
+        self.rewriter = directory;
+        self
     }
 
     pub(super) async fn run(&mut self) -> Ended {
@@ -128,6 +149,12 @@ where
                 }
                 Next::CancelAt(at) => Some(at),
                 Next::Read => None,
+                Next::AwaitTopology => {
+                    if let Some(finished) = &mut self.topology_wait {
+                        let _ = tokio::time::timeout(TOPOLOGY_WAIT, finished.changed()).await;
+                    }
+                    continue;
+                }
             };
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
                 self.buf.reserve(READ_CHUNK);
@@ -253,6 +280,10 @@ where
             let role = self.current.expect("set above");
             let done = match role {
                 Role::Reply { .. } | Role::Push => self.stream_frame()?,
+                Role::Rewrite { reply, .. } => match self.rewrite_frame(reply)? {
+                    Some(done) => done,
+                    None => return Ok(Next::AwaitTopology),
+                },
                 Role::Consumed | Role::Confirmation(_) | Role::Exec | Role::Tracking(_) => {
                     self.whole_frame(role)?
                 }
@@ -261,7 +292,7 @@ where
                 return Ok(Next::Read);
             }
             self.current = None;
-            if let Role::Reply { first } = role {
+            if let Role::Reply { first } | Role::Rewrite { first, .. } = role {
                 self.reply_done(first);
             }
         }
@@ -281,7 +312,7 @@ where
         let Some(&first) = self.buf.get(*ready) else {
             return Ok(false);
         };
-        if self.may_be_pubsub(first) {
+        if self.may_be_pubsub(first) || self.rewrites(first) {
             return Ok(false);
         }
         let progress = self
@@ -343,6 +374,17 @@ where
     /// Decides what the frame at the start of the buffer is; `None` when more
     /// bytes are needed to tell.
     fn role(&self) -> Option<Role> {
+        let role = self.role_by_queue()?;
+        Some(match role {
+            Role::Reply { first } if self.rewrites(first) => Role::Rewrite {
+                reply: Reply::Redirects,
+                first,
+            },
+            role => role,
+        })
+    }
+
+    fn role_by_queue(&self) -> Option<Role> {
         let first = self.buf[0];
         if self.may_be_pubsub(first) {
             match pubsub::peek(&self.buf) {
@@ -364,6 +406,10 @@ where
                 | Expect::Protocol(_),
             ) => Role::Consumed,
             Some(Expect::ExecWithSubscribe) => Role::Exec,
+            Some(Expect::Rewrite(reply)) if self.rewriter.is_some() => Role::Rewrite {
+                reply: *reply,
+                first,
+            },
             Some(Expect::LastId) => Role::Consumed,
             Some(Expect::Slice) => match blocking::timed_out(&self.buf)? {
                 true => Role::Consumed,
@@ -381,84 +427,6 @@ where
             .map_err(|e| format!("upstream sent invalid RESP: {e}"))?;
         pass_on(&mut self.buf, &mut self.out, progress.consumed);
         Ok(progress.done)
-    }
-
-    /// Handles a frame that must be seen whole; true when it was.
-    fn whole_frame(&mut self, role: Role) -> Result<bool, String> {
-        let mut scanner = ReplyScanner::default();
-        let progress = scanner
-            .advance(&self.buf)
-            .map_err(|e| format!("upstream sent invalid RESP: {e}"))?;
-        if !progress.done {
-            return Ok(false);
-        }
-        let frame = self.buf.split_to(progress.consumed);
-        match role {
-            Role::Consumed => {
-                let expect = self.queue.pop_front();
-                match consumed::answer(expect, frame, &self.slices)? {
-                    Consumed::Nothing => {}
-                    Consumed::Deliver(reply) => self.out.extend_from_slice(&reply),
-                    Consumed::Switched(version) => self.state.switched(version),
-                }
-            }
-            Role::Confirmation(kind) => {
-                self.confirmation(kind, &frame);
-                if self.translate() && frame.first() == Some(&b'>') {
-                    self.out.extend_from_slice(&resp2::confirmation(&frame));
-                } else {
-                    self.out.unsplit(frame);
-                }
-            }
-            Role::Exec => {
-                self.queue.pop_front();
-                for element in frame::elements(&frame) {
-                    if let Peek::Confirmation(kind) = pubsub::peek(element) {
-                        self.confirmation(kind, element);
-                    }
-                }
-                self.out.unsplit(frame);
-            }
-            Role::Tracking(push) => {
-                if let Some(message) = resp2::tracking(push, &frame, self.state.subscriptions.any())
-                {
-                    self.out.extend_from_slice(&message);
-                }
-            }
-            _ => unreachable!("only whole-frame roles come here"),
-        }
-        Ok(true)
-    }
-
-    /// Tracks subscriptions and counts the confirmation against the command
-    /// at the head of the queue, if it is the one being confirmed.
-    fn confirmation(&mut self, kind: SubscribeKind, frame: &[u8]) {
-        if let Some(Expect::Subscribe {
-            kind: expected,
-            channels,
-        }) = self.queue.front()
-        {
-            if *expected == kind {
-                // "Unsubscribe from all" is confirmed once per subscription,
-                // or once if there were none.
-                let left = self.confirmations_left.unwrap_or_else(|| {
-                    if *channels == 0 {
-                        self.state.subscriptions.count(kind).max(1) as u32
-                    } else {
-                        *channels
-                    }
-                });
-                if left <= 1 {
-                    self.queue.pop_front();
-                    self.confirmations_left = None;
-                } else {
-                    self.confirmations_left = Some(left - 1);
-                }
-            }
-        }
-        if let Some(Some(channel)) = pubsub::confirmed_channel(frame) {
-            self.state.subscriptions.confirmed(kind, channel.into());
-        }
     }
 
     /// A reply ended: it answered the queue head, whose effect now applies.

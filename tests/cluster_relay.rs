@@ -1,0 +1,130 @@
+//! Cluster mode end to end (issue 16): redauth in front of a real TLS Redis cluster (ElastiCache
+//! shaped, password mode) opens a local port per node, and a real cluster client given only the
+//! main port — `redis-cli -c` — works across every slot without a credential, never learning an
+//! upstream address.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use support::*;
+
+/// A port with `n` free ports after it (checked by binding them; another process may still take
+/// one in between, which the test would report as a bind error in redauth's log).
+fn free_ports(n: u16) -> u16 {
+    for _ in 0..50 {
+        let first = free_port();
+        if first > u16::MAX - n {
+            continue;
+        }
+        let held: Vec<_> = (first..=first + n)
+            .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == usize::from(n) + 1 {
+            return first;
+        }
+    }
+    panic!("no run of {n} free ports found");
+}
+
+/// redauth in front of `cluster`, with the main port and `--cluster-ports` from it.
+fn redauth_for(cluster: &TlsCluster) -> (Redauth, u16) {
+    let port = free_ports(16);
+    let redauth = RedauthCmd::new()
+        .bare()
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .args(["--cluster-ports", &format!("{}-{}", port + 1, port + 16)])
+        .args(["--upstream", &cluster.seed_url(), "--username", USERNAME])
+        .arg("--ca-file")
+        .arg(cluster.certs().ca.display().to_string())
+        .env("REDAUTH_PASSWORD", PASSWORD)
+        .start_until("cluster topology");
+    (redauth, port)
+}
+
+/// `redis-cli -c` against redauth's main port: no TLS, no user, no password.
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["30", "redis-cli", "-c", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running redis-cli");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_cluster_client_given_the_main_port_reaches_every_slot_through_local_ports() {
+    let cluster = TlsCluster::start();
+    let (redauth, port) = redauth_for(&cluster);
+    let local = port + 1..=port + 16;
+
+    // CLUSTER SLOTS through redauth: every node at a local port on 127.0.0.1.
+    let slots = cli(port, &["CLUSTER", "SLOTS"]);
+    for upstream in cluster.ports() {
+        assert!(
+            !slots.lines().any(|l| l.trim() == upstream.to_string()),
+            "upstream port {upstream} leaked:\n{slots}"
+        );
+    }
+    let announced: Vec<u16> = slots
+        .lines()
+        .filter_map(|l| l.trim().parse::<u16>().ok())
+        .filter(|p| local.contains(p))
+        .collect();
+    assert_eq!(announced.len(), 6, "six nodes at local ports:\n{slots}");
+    assert!(!slots.contains("localhost"), "{slots}");
+
+    // Keys over every primary: redis-cli follows the rewritten MOVEDs to local ports.
+    for i in 0..60 {
+        let key = format!("key:{i}");
+        assert_eq!(cli(port, &["SET", &key, &format!("v{i}")]).trim(), "OK");
+    }
+    for i in 0..60 {
+        let key = format!("key:{i}");
+        assert_eq!(cli(port, &["GET", &key]).trim(), format!("v{i}"));
+    }
+    // Every primary holds some of them, read straight from the cluster.
+    let holding = cluster
+        .ports()
+        .into_iter()
+        .filter(|&p| {
+            let role = cluster.cli(p, &["ROLE"]).unwrap_or_default();
+            let keys = cluster.cli(p, &["DBSIZE"]).unwrap_or_default();
+            role.starts_with("master") && keys.trim().parse::<u32>().unwrap_or(0) > 0
+        })
+        .count();
+    assert_eq!(holding, 3, "the keys are spread over the three primaries");
+
+    // A node port answers as its node: MOVED for a key it does not own, rewritten.
+    let mut conn = RespConn::connect(port + 1);
+    let mut moved = None;
+    for i in 0..60 {
+        let reply = conn.request(&["GET", &format!("key:{i}")]);
+        if reply.starts_with(b"-MOVED") {
+            moved = Some(String::from_utf8_lossy(&reply).into_owned());
+            break;
+        }
+    }
+    let moved = moved.expect("some key lives on another node");
+    let target = moved.trim().rsplit(' ').next().unwrap();
+    let (host, to) = target.rsplit_once(':').unwrap();
+    assert_eq!(host, "127.0.0.1", "{moved}");
+    assert!(local.contains(&to.parse().unwrap()), "{moved}");
+
+    // CLUSTER NODES and SHARDS name only local ports as well.
+    let nodes = cli(port, &["CLUSTER", "NODES"]);
+    for upstream in cluster.ports() {
+        assert!(!nodes.contains(&format!(":{upstream}@")), "{nodes}");
+    }
+    let shards = cli(port, &["CLUSTER", "SHARDS"]);
+    assert!(!shards.contains("localhost"), "{shards}");
+
+    let logs = redauth.logs();
+    assert!(!logs.contains(PASSWORD), "the password reached the log");
+}
