@@ -106,11 +106,13 @@ pub struct Relays {
 
 impl Relays {
     /// Starts `threads` relay threads serving sessions with `settings`,
-    /// dialing with `credentials`.
+    /// dialing with `credentials`; each starts its share of `first`'s pool
+    /// at once, so the first clients find warm connections.
     pub fn start(
         threads: usize,
         settings: &SessionSettings,
         credentials: &CredentialFeed,
+        first: &Arc<Target>,
     ) -> std::io::Result<Relays> {
         let threads = threads.max(1);
         let mut relays = Vec::with_capacity(threads);
@@ -120,7 +122,8 @@ impl Relays {
                 .build()?;
             let (jobs, queue) = mpsc::unbounded_channel();
             let sessions = Arc::new(AtomicUsize::new(0));
-            let thread = Thread {
+            let first = first.clone();
+            let mut thread = Thread {
                 index,
                 threads,
                 settings: settings.clone(),
@@ -130,7 +133,12 @@ impl Relays {
             };
             std::thread::Builder::new()
                 .name(format!("redauth-relay-{index}"))
-                .spawn(move || runtime.block_on(thread.serve(queue)))?;
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        thread.context(&first);
+                        thread.serve(queue).await
+                    })
+                })?;
             relays.push(Relay { jobs, sessions });
         }
         Ok(Relays { relays })

@@ -110,14 +110,14 @@ impl Server {
             output_timeout: config.output_timeout,
             idle_timeout: config.idle_timeout,
         };
-        let relays =
-            Relays::start(config.threads, &settings, &credentials).map_err(StartError::Threads)?;
         // Each relay thread starts its own share of the pool.
         let target = Target::new(
             connector.clone(),
             config.pool_size,
             cluster.as_ref().map(|c| c.directory.clone()),
         );
+        let relays = Relays::start(config.threads, &settings, &credentials, &target)
+            .map_err(StartError::Threads)?;
         tracing::debug!(threads = config.threads, "relay threads started");
         // Said once everything a client needs is up: the relay threads included.
         for (_, local) in &tcp {
