@@ -8,24 +8,6 @@ mod support;
 use std::process::{Command, Stdio};
 use support::*;
 
-/// A port with `n` free ports after it (checked by binding them; another process may still take
-/// one in between, which the test would report as a bind error in redauth's log).
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..50 {
-        let first = free_port();
-        if first > u16::MAX - n {
-            continue;
-        }
-        let held: Vec<_> = (first..=first + n)
-            .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
-            .collect();
-        if held.len() == usize::from(n) + 1 {
-            return first;
-        }
-    }
-    panic!("no run of {n} free ports found");
-}
-
 /// redauth in front of `cluster`, with the main port and `--cluster-ports` from it.
 fn redauth_for(cluster: &TlsCluster) -> (Redauth, u16) {
     let port = free_ports(16);

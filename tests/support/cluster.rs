@@ -33,25 +33,7 @@ impl TlsCluster {
             certs,
         };
         for _ in 0..6 {
-            let port = cluster_port();
-            let node_dir = cluster.dir.path().join(port.to_string());
-            std::fs::create_dir(&node_dir).expect("node dir");
-            let conf = node_dir.join("redis.conf");
-            std::fs::write(&conf, config(&node_dir, &cluster.certs, port)).expect("redis.conf");
-            let child = Command::new("redis-server")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawning redis-server (is it on PATH?)");
-            cluster.nodes.push((port, child));
-        }
-        for &(port, _) in &cluster.nodes {
-            cluster.wait_for(&format!("node {port} to answer"), |c| {
-                c.cli(port, &["PING"])
-                    .is_some_and(|out| out.trim() == "PONG")
-            });
+            cluster.spawn_node();
         }
         let mut create: Vec<String> = vec!["--cluster".into(), "create".into()];
         create.extend(cluster.nodes.iter().map(|(p, _)| format!("127.0.0.1:{p}")));
@@ -74,6 +56,128 @@ impl TlsCluster {
             })
         });
         cluster
+    }
+
+    /// Starts one more node, not yet part of the cluster, once it answers; its port.
+    fn spawn_node(&mut self) -> u16 {
+        let port = cluster_port();
+        let node_dir = self.dir.path().join(port.to_string());
+        std::fs::create_dir(&node_dir).expect("node dir");
+        let conf = node_dir.join("redis.conf");
+        std::fs::write(&conf, config(&node_dir, &self.certs, port)).expect("redis.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning redis-server (is it on PATH?)");
+        self.nodes.push((port, child));
+        self.wait_for(&format!("node {port} to answer"), |c| {
+            c.cli(port, &["PING"])
+                .is_some_and(|out| out.trim() == "PONG")
+        });
+        port
+    }
+
+    /// A node's id.
+    pub fn id(&self, port: u16) -> String {
+        self.cli(port, &["CLUSTER", "MYID"])
+            .unwrap_or_else(|| panic!("CLUSTER MYID on {port}\n{}", self.logs()))
+            .trim()
+            .to_string()
+    }
+
+    /// Whether the node is a primary now.
+    pub fn is_primary(&self, port: u16) -> bool {
+        self.cli(port, &["ROLE"])
+            .is_some_and(|r| r.starts_with("master"))
+    }
+
+    /// The primaries' ports, and for each the port of a replica of it.
+    pub fn primaries_and_replicas(&self) -> Vec<(u16, Option<u16>)> {
+        let ids: Vec<(u16, String)> = self.ports().into_iter().map(|p| (p, self.id(p))).collect();
+        let nodes = self
+            .cli(self.ports()[0], &["CLUSTER", "NODES"])
+            .unwrap_or_default();
+        ids.iter()
+            .filter(|(p, _)| self.is_primary(*p))
+            .map(|(p, id)| {
+                let replica = nodes
+                    .lines()
+                    .find(|l| l.split(' ').nth(3) == Some(id.as_str()))
+                    .and_then(|l| l.split(' ').next())
+                    .and_then(|rid| ids.iter().find(|(_, i)| i == rid).map(|(q, _)| *q));
+                (*p, replica)
+            })
+            .collect()
+    }
+
+    /// Moves `slots` slots, with their keys, from one primary to another (`redis-cli --cluster
+    /// reshard`: MIGRATING/IMPORTING, MIGRATE, SETSLOT NODE), so clients meet `-ASK` during the
+    /// move and `-MOVED` after it.
+    pub fn reshard(&self, from: u16, to: u16, slots: u32) {
+        let (from_id, to_id) = (self.id(from), self.id(to));
+        let slots = slots.to_string();
+        let seed = format!("127.0.0.1:{from}");
+        let args = [
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            &from_id,
+            "--cluster-to",
+            &to_id,
+            "--cluster-slots",
+            &slots,
+            "--cluster-yes",
+        ];
+        self.cli(from, &args)
+            .unwrap_or_else(|| panic!("redis-cli --cluster reshard failed\n{}", self.logs()));
+        self.wait_until_consistent();
+    }
+
+    /// Promotes a replica in place of its primary (`CLUSTER FAILOVER`, coordinated: nothing is
+    /// lost), and waits until every node agrees.
+    pub fn failover(&self, replica: u16) {
+        self.cli(replica, &["CLUSTER", "FAILOVER"])
+            .unwrap_or_else(|| panic!("CLUSTER FAILOVER on {replica}\n{}", self.logs()));
+        self.wait_for(&format!("{replica} to be a primary"), |c| {
+            c.is_primary(replica)
+        });
+        self.wait_until_consistent();
+    }
+
+    /// Starts a new node and adds it as a primary without slots; its port.
+    pub fn add_primary(&mut self) -> u16 {
+        let port = self.spawn_node();
+        let new = format!("127.0.0.1:{port}");
+        let seed = format!("127.0.0.1:{}", self.nodes[0].0);
+        self.cli(port, &["--cluster", "add-node", &new, &seed])
+            .unwrap_or_else(|| panic!("redis-cli --cluster add-node failed\n{}", self.logs()));
+        self.wait_until_consistent();
+        port
+    }
+
+    /// Waits until every node sees every node, all slots served, and the same slot map.
+    fn wait_until_consistent(&self) {
+        let ports = self.ports();
+        let known = format!("cluster_known_nodes:{}", ports.len());
+        self.wait_for("every node to agree on the cluster", |c| {
+            let maps: Vec<String> = ports
+                .iter()
+                .map(|&p| {
+                    let info = c.cli(p, &["CLUSTER", "INFO"]).unwrap_or_default();
+                    if !info.contains("cluster_state:ok") || !info.contains(&known) {
+                        return String::new();
+                    }
+                    c.cli(p, &["CLUSTER", "NODES"])
+                        .and_then(|n| slot_map(&n))
+                        .unwrap_or_default()
+                })
+                .collect();
+            !maps[0].is_empty() && maps.iter().all(|m| *m == maps[0])
+        });
     }
 
     /// The nodes' TLS ports.
@@ -141,6 +245,42 @@ impl Drop for TlsCluster {
             let _ = child.wait();
         }
     }
+}
+
+/// Each primary's id and slots from a `CLUSTER NODES` reply, for comparing nodes' views (a slot
+/// being migrated counts as unsettled: `[5-<-id]`/`[5->-id]`).
+fn slot_map(nodes: &str) -> Option<String> {
+    let mut primaries: Vec<String> = nodes
+        .lines()
+        .filter(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("master")))
+        .map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            format!("{} {}", fields[0], fields[8..].join(" "))
+        })
+        .collect();
+    if primaries.iter().any(|p| p.contains('[')) {
+        return None;
+    }
+    primaries.sort();
+    Some(primaries.join("\n"))
+}
+
+/// A port with `n` free ports after it (checked by binding them; another process may still take
+/// one in between, which the test would report as a bind error in redauth's log).
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..50 {
+        let first = free_port();
+        if first > u16::MAX - n {
+            continue;
+        }
+        let held: Vec<_> = (first..=first + n)
+            .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == usize::from(n) + 1 {
+            return first;
+        }
+    }
+    panic!("no run of {n} free ports found");
 }
 
 /// A free port whose cluster bus port (port + 10000) is free too.

@@ -24,7 +24,7 @@ pub mod redis_server;
 pub mod resp;
 pub mod script;
 
-pub use cluster::TlsCluster;
+pub use cluster::{free_ports, TlsCluster};
 pub use redauth::{log_events, Exited, Listener, Redauth, RedauthCmd};
 pub use redis_server::{free_port, ClientCerts, TlsRedis, PASSWORD, USERNAME};
 pub use resp::{bulk, checksum, cmd, escape, show, RespConn};

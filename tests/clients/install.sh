@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the real client libraries the cluster client tests drive (tests/cluster_clients.rs):
+# redis-py in a virtualenv and ioredis with npm, both under .cache/clients/, pinned. Prints
+# the python interpreter and the node module directory on two lines. Does nothing when they are
+# there already. Needs python3 (with venv) and npm; installs python3-venv with apt if missing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/lib/ensure-redis.sh
+source scripts/lib/ensure-redis.sh
+
+REDIS_PY=7.1.0
+IOREDIS=5.9.3
+cache=$PWD/.cache/clients
+venv=$cache/venv
+node=$cache/node
+
+mkdir -p "$cache"
+if ! "$venv/bin/python" -c "import redis, sys; sys.exit(redis.__version__ != '$REDIS_PY')" 2>/dev/null; then
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q --disable-pip-version-check "redis==$REDIS_PY" >&2
+fi
+if [ ! -f "$node/node_modules/ioredis/package.json" ] ||
+  ! grep -q "\"version\": \"$IOREDIS\"" "$node/node_modules/ioredis/package.json"; then
+  command -v npm >/dev/null 2>&1 || apt_install npm
+  npm install --silent --no-audit --no-fund --prefix "$node" "ioredis@$IOREDIS" >&2
+fi
+echo "$venv/bin/python"
+echo "$node/node_modules"

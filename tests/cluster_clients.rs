@@ -1,0 +1,124 @@
+//! Real cluster clients with their default options through redauth (issue 16): redis-py's
+//! `RedisCluster` and ioredis's `Cluster`, given only redauth's main port and no credential, run
+//! strings with TTLs over every slot range, hashes, pipelines, same-slot MULTI/EXEC, streams,
+//! blocking pops and classic and sharded pub/sub (tests/clients/cluster_workload.*) against a TLS
+//! cluster in password mode — while slots are migrated between primaries (`-ASK` during the move,
+//! `-MOVED` after), a replica is promoted, and a new primary joins and takes slots. Every value
+//! read is checked; the test demands 0 errors seen by the applications and no message lost.
+//!
+//! The client libraries are installed, pinned, under .cache/clients/ by tests/clients/install.sh.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// How long each workload runs; the disruptions happen within it.
+const WORKLOAD_SECONDS: u64 = 40;
+
+fn install_clients() -> (PathBuf, PathBuf) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/install.sh");
+    let out = Command::new(script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running tests/clients/install.sh");
+    assert!(
+        out.status.success(),
+        "installing the client libraries failed"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let python = PathBuf::from(lines.next().expect("the python path"));
+    let node_modules = PathBuf::from(lines.next().expect("the node_modules path"));
+    (python, node_modules)
+}
+
+fn workload(path: &str) -> String {
+    format!("{}/tests/clients/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Waits for a workload; its summary and whether it ran clean.
+fn finish(name: &str, child: Child) -> (String, bool) {
+    let out = child.wait_with_output().expect("waiting for a workload");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{name}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (format!("{name}: {stdout}"), out.status.success())
+}
+
+#[test]
+fn cluster_clients_run_clean_through_migration_failover_and_a_new_node() {
+    let (python, node_modules) = install_clients();
+    let mut cluster = TlsCluster::start();
+    let port = free_ports(16);
+    let redauth = RedauthCmd::new()
+        .bare()
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .args(["--cluster-ports", &format!("{}-{}", port + 1, port + 16)])
+        .args(["--upstream", &cluster.seed_url(), "--username", USERNAME])
+        .arg("--ca-file")
+        .arg(cluster.certs().ca.display().to_string())
+        .env("REDAUTH_PASSWORD", PASSWORD)
+        .start_until("cluster topology");
+
+    let seconds = WORKLOAD_SECONDS.to_string();
+    let py = Command::new(&python)
+        .args([
+            &workload("cluster_workload.py"),
+            &port.to_string(),
+            &seconds,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the redis-py workload");
+    let js = Command::new("node")
+        .args([
+            &workload("cluster_workload.js"),
+            &port.to_string(),
+            &seconds,
+        ])
+        .env("NODE_PATH", &node_modules)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the ioredis workload");
+    let started = Instant::now();
+
+    // (a) slots move between primaries, keys and all.
+    std::thread::sleep(Duration::from_secs(4));
+    let shape = cluster.primaries_and_replicas();
+    let (a, b) = (shape[0].0, shape[1].0);
+    cluster.reshard(a, b, 500);
+    eprintln!("resharded 500 slots {a} → {b} at {:?}", started.elapsed());
+    // (b) a replica is promoted in place of its primary.
+    let replica = shape[2].1.expect("every primary has a replica");
+    cluster.failover(replica);
+    eprintln!("failed over to {replica} at {:?}", started.elapsed());
+    // (c) a new primary joins and takes slots.
+    let new = cluster.add_primary();
+    cluster.reshard(b, new, 800);
+    eprintln!("added {new} with 800 slots at {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(WORKLOAD_SECONDS - 5),
+        "the disruptions must happen while the workloads run (took {:?})",
+        started.elapsed()
+    );
+
+    let runs = [finish("redis-py", py), finish("ioredis", js)];
+    for (summary, clean) in &runs {
+        assert!(clean, "errors or lost messages: {summary}");
+    }
+    let logs = redauth.logs();
+    assert!(
+        logs.contains("cluster node joined"),
+        "the new node was given a port:\n{logs}"
+    );
+    assert!(!logs.contains(PASSWORD), "the password reached the log");
+}
