@@ -17,6 +17,7 @@
 
 use crate::cluster::Directory;
 use crate::credentials::CredentialFeed;
+use crate::metrics::NodeMetrics;
 use crate::session::{self, SessionContext, SessionSettings};
 use crate::upstream::{Connector, Pool};
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ pub struct Target {
     connector: Connector,
     pool_size: usize,
     rewriter: Option<Arc<Directory>>,
+    /// A cluster node's own series.
+    metrics: Option<NodeMetrics>,
 }
 
 impl Target {
@@ -61,6 +64,7 @@ impl Target {
         connector: Connector,
         pool_size: usize,
         rewriter: Option<Arc<Directory>>,
+        metrics: Option<NodeMetrics>,
     ) -> Arc<Target> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         Arc::new(Target {
@@ -68,6 +72,7 @@ impl Target {
             connector,
             pool_size,
             rewriter,
+            metrics,
         })
     }
 
@@ -256,6 +261,7 @@ impl Thread {
                     settings: settings.clone(),
                     pool,
                     rewriter: target.rewriter.clone(),
+                    node: target.metrics.clone(),
                 })
             })
             .clone()
@@ -288,7 +294,7 @@ mod tests {
     fn target() -> Arc<Target> {
         let endpoint = crate::upstream::Endpoint::parse("redis://127.0.0.1:1").unwrap();
         let connector = Connector::new(endpoint, None, std::time::Duration::from_secs(1));
-        Target::new(connector, 0, None)
+        Target::new(connector, 0, None, None)
     }
 
     fn peer(queue: &mut mpsc::UnboundedReceiver<Message>) -> String {

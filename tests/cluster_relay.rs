@@ -107,6 +107,33 @@ fn a_cluster_client_given_the_main_port_reaches_every_slot_through_local_ports()
     let shards = cli(port, &["CLUSTER", "SHARDS"]);
     assert!(!shards.contains("localhost"), "{shards}");
 
+    // The metrics: six nodes, redirects and topology replies rewritten, per-node series by the
+    // address the cluster announces (its preferred endpoint is the IP: those nodes were dialed by
+    // IP and verified against the seed's name), and readiness.
+    let admin = redauth.admin_addr();
+    assert_eq!(http::get(admin, "/readyz").status, 200);
+    let scrape = http::get(admin, "/metrics").body;
+    assert_eq!(http::sample(&scrape, "redauth_cluster_nodes"), Some(6.0));
+    let redirects = http::sample(
+        &scrape,
+        "redauth_cluster_rewrites_total{reply=\"redirect\"}",
+    );
+    assert!(redirects.unwrap_or(0.0) >= 1.0, "{scrape}");
+    let topology = http::sample(
+        &scrape,
+        "redauth_cluster_rewrites_total{reply=\"topology\"}",
+    );
+    assert!(topology.unwrap_or(0.0) >= 3.0, "{scrape}");
+    for upstream in cluster.ports() {
+        assert!(
+            scrape.contains(&format!(
+                "redauth_cluster_node_client_connections{{node=\"127.0.0.1:{upstream}\"}}"
+            )),
+            "no series for node {upstream}:\n{scrape}"
+        );
+    }
+    assert!(!scrape.contains(PASSWORD));
+
     let logs = redauth.logs();
     assert!(!logs.contains(PASSWORD), "the password reached the log");
 }

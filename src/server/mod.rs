@@ -115,6 +115,7 @@ impl Server {
             connector.clone(),
             config.pool_size,
             cluster.as_ref().map(|c| c.directory.clone()),
+            None,
         );
         let relays = Relays::start(config.threads, &settings, &credentials, &target)
             .map_err(StartError::Threads)?;

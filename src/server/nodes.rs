@@ -112,6 +112,7 @@ impl NodeListeners {
             self.dialer.connector(&node.dial),
             share,
             Some(self.directory.clone()),
+            Some(crate::metrics::NodeMetrics::of(&node.dial.to_string())),
         );
         let (stop, stopped) = watch::channel(false);
         let sessions = Arc::new(());

@@ -95,6 +95,8 @@ pub struct SessionContext {
     pub pool: Pool,
     /// In cluster mode, what node addresses in replies are rewritten through.
     pub rewriter: Option<Arc<Directory>>,
+    /// In cluster mode on a node's port, that node's series.
+    pub node: Option<crate::metrics::NodeMetrics>,
 }
 
 /// Moves the first `n` bytes of `buf` to the end of `out`: relaying without
@@ -155,7 +157,16 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     tracing::debug!(%peer, "client connected");
+    if let Some(node) = &ctx.node {
+        node.client_opened();
+    }
     let ended = run(client, &ctx).await;
+    if let Some(node) = &ctx.node {
+        node.client_closed();
+        if matches!(ended, Ended::UpstreamClosed) {
+            node.upstream_error();
+        }
+    }
     match &ended {
         Ended::UpstreamClosed => {
             crate::metrics::upstream_error(crate::metrics::UpstreamError::Closed);
@@ -183,6 +194,9 @@ where
             // In cluster mode a node that cannot be dialed may have left.
             if let Some(directory) = &ctx.rewriter {
                 directory.refresh();
+            }
+            if let Some(node) = &ctx.node {
+                node.upstream_error();
             }
             // Say why on the client's first command, as Redis would reply.
             if early.is_empty() {
@@ -252,7 +266,8 @@ where
         pending,
         settings.output_timeout,
     )
-    .rewriting_through(rewriter);
+    .rewriting_through(rewriter)
+    .counting_for(ctx.node.clone());
     let ended = {
         let request_side = requests.run();
         let reply_side = replies.run();

@@ -79,6 +79,8 @@ pub(super) struct ReplyPump<R, W> {
     /// The reply being rewritten names a node not known yet: the refresh
     /// asked for, whose end is awaited before rewriting it again.
     topology_wait: Option<tokio::sync::watch::Receiver<u64>>,
+    /// On a cluster node's port, that node's series.
+    node: Option<crate::metrics::NodeMetrics>,
 }
 
 /// What the frame loop asks of its caller.
@@ -124,7 +126,14 @@ where
             blocking_sent: None,
             rewriter: None,
             topology_wait: None,
+            node: None,
         }
+    }
+
+    /// Counts re-authentications in a cluster node's series too.
+    pub(super) fn counting_for(mut self, node: Option<crate::metrics::NodeMetrics>) -> Self {
+        self.node = node;
+        self
     }
 
     /// Rewrites node addresses in replies through `directory` (cluster mode).

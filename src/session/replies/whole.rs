@@ -83,6 +83,9 @@ where
         match role {
             Role::Consumed => {
                 let expect = self.queue.pop_front();
+                if let (Some(node), Some(Expect::Reauth)) = (&self.node, &expect) {
+                    node.reauth(crate::upstream::auth::judge(&frame).is_ok());
+                }
                 match consumed::answer(expect, frame, &self.slices)? {
                     Consumed::Nothing => {}
                     Consumed::Deliver(reply) => self.out.extend_from_slice(&reply),
