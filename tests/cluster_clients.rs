@@ -10,46 +10,15 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
 /// How long each workload runs; the disruptions happen within it.
 const WORKLOAD_SECONDS: u64 = 40;
 
-fn install_clients() -> (PathBuf, PathBuf) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/install.sh");
-    let out = Command::new(script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running tests/clients/install.sh");
-    assert!(
-        out.status.success(),
-        "installing the client libraries failed"
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    let python = PathBuf::from(lines.next().expect("the python path"));
-    let node_modules = PathBuf::from(lines.next().expect("the node_modules path"));
-    (python, node_modules)
-}
-
-fn workload(path: &str) -> String {
-    format!("{}/tests/clients/{path}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Waits for a workload; its summary and whether it ran clean.
-fn finish(name: &str, child: Child) -> (String, bool) {
-    let out = child.wait_with_output().expect("waiting for a workload");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("{name}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (format!("{name}: {stdout}"), out.status.success())
-}
-
 #[test]
 fn cluster_clients_run_clean_through_migration_failover_and_a_new_node() {
-    let (python, node_modules) = install_clients();
+    let clients = Clients::install();
     let mut cluster = TlsCluster::start();
     let port = free_ports(16);
     let redauth = RedauthCmd::new()
@@ -67,28 +36,7 @@ fn cluster_clients_run_clean_through_migration_failover_and_a_new_node() {
         .env("REDAUTH_PASSWORD", PASSWORD)
         .start_until("cluster topology");
 
-    let seconds = WORKLOAD_SECONDS.to_string();
-    let py = Command::new(&python)
-        .args([
-            &workload("cluster_workload.py"),
-            &port.to_string(),
-            &seconds,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting the redis-py workload");
-    let js = Command::new("node")
-        .args([
-            &workload("cluster_workload.js"),
-            &port.to_string(),
-            &seconds,
-        ])
-        .env("NODE_PATH", &node_modules)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting the ioredis workload");
+    let (py, js) = clients.start(port, WORKLOAD_SECONDS);
     let started = Instant::now();
 
     // (a) slots move between primaries, keys and all.
@@ -111,7 +59,10 @@ fn cluster_clients_run_clean_through_migration_failover_and_a_new_node() {
         started.elapsed()
     );
 
-    let runs = [finish("redis-py", py), finish("ioredis", js)];
+    let runs = [
+        clients::finish("redis-py", py),
+        clients::finish("ioredis", js),
+    ];
     for (summary, clean) in &runs {
         assert!(clean, "errors or lost messages: {summary}");
     }

@@ -51,6 +51,15 @@ fn io_error(doing: impl Into<String>) -> impl FnOnce(io::Error) -> BackendError 
     move |source| BackendError::Io { doing, source }
 }
 
+/// Where and how a backend runs: its address, its `default` user's password
+/// and extra `redis.conf` lines (a cluster node's).
+#[derive(Clone)]
+pub struct Shape {
+    pub addr: SocketAddr,
+    pub admin_password: String,
+    pub extra_config: String,
+}
+
 /// A running redis-server with an ACL user for the emulated identity.
 pub struct Backend {
     child: Child,
@@ -90,17 +99,34 @@ impl Backend {
     }
 
     async fn start_once(program: &Path, user: &str) -> Result<Backend, BackendError> {
-        let port = free_port()?;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let shape = Shape {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?)),
+            admin_password: random::secret(),
+            extra_config: String::new(),
+        };
+        Backend::start_shaped(program, user, shape).await
+    }
+
+    /// Starts `program` as `shape` says, with the ACL user `user`.
+    pub async fn start_shaped(
+        program: &Path,
+        user: &str,
+        shape: Shape,
+    ) -> Result<Backend, BackendError> {
+        let Shape {
+            addr,
+            admin_password,
+            extra_config,
+        } = shape;
         let dir = std::env::temp_dir().join(format!(
             "redauth-emulator-{}-{}",
             std::process::id(),
             &random::secret()[..12]
         ));
         std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
-        let admin_password = random::secret();
         let config = dir.join("redis.conf");
-        write_private(&config, &config_text(port, &dir, &admin_password))?;
+        let text = config_text(addr, &dir, &admin_password) + &extra_config;
+        write_private(&config, &text)?;
         let spawned = Command::new(program)
             .arg(&config)
             .current_dir(&dir)
@@ -183,6 +209,24 @@ impl Backend {
         }
     }
 
+    /// Runs one command as the `default` user on a connection of its own
+    /// (cluster administration: `CLUSTER INFO`, `CLUSTER FAILOVER`…); the
+    /// reply as RESP text. `what` names it in errors.
+    pub async fn admin(&self, args: &[&str], what: &'static str) -> Result<String, BackendError> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(io_error(format!("connecting to {}", self.addr)))?;
+        let mut admin = AdminConnection {
+            stream,
+            buf: BytesMut::new(),
+        };
+        admin
+            .call(&["AUTH", &self.admin_password], "the admin password")
+            .await?;
+        let reply = admin.call(args, what).await?;
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    }
+
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -229,10 +273,11 @@ fn free_port() -> Result<u16, BackendError> {
         .port())
 }
 
-fn config_text(port: u16, dir: &Path, admin_password: &str) -> String {
+fn config_text(addr: SocketAddr, dir: &Path, admin_password: &str) -> String {
     let dir = quote(&dir.display().to_string());
+    let (ip, port) = (addr.ip(), addr.port());
     format!(
-        "port {port}\nbind 127.0.0.1\ndaemonize no\nsave \"\"\nappendonly no\n\
+        "port {port}\nbind {ip}\ndaemonize no\nsave \"\"\nappendonly no\n\
          dir {dir}\nlogfile redis.log\nrequirepass {admin_password}\n"
     )
 }
@@ -302,7 +347,8 @@ mod tests {
 
     #[test]
     fn config_quotes_the_directory() {
-        let text = config_text(6379, Path::new("/tmp/a \"b\""), "pw");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 6379));
+        let text = config_text(addr, Path::new("/tmp/a \"b\""), "pw");
         assert!(text.contains("dir \"/tmp/a \\\"b\\\"\"\n"), "{text}");
         assert!(text.contains("save \"\"\n"));
         assert!(text.contains("requirepass pw\n"));

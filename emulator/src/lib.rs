@@ -17,6 +17,9 @@
 //!   the backend user's password and, like Azure, closes every connection
 //!   whose token expired without a fresh successful AUTH.
 //!
+//! [`cluster`] is the same cloud with an OSS-clustered cache (Azure Managed
+//! Redis's default policy): a redis cluster, each node behind its own front.
+//!
 //! [`cli`] runs the same thing as `redauth-emulator` for the demo.
 //!
 //! Secrets (tokens, passwords, the identity header) are never logged, and the
@@ -24,6 +27,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod cluster;
 pub mod front;
 pub mod identity;
 pub mod issuer;
@@ -33,6 +37,7 @@ mod random;
 mod tests;
 
 pub use backend::{Backend, BackendError};
+pub use cluster::{ClusterCloud, ClusterShape};
 pub use front::{Front, FrontConfig, FrontStats};
 pub use identity::IdentityEndpoint;
 pub use issuer::{Claims, Issuer, Minted, Rejection};
@@ -82,6 +87,8 @@ pub enum CloudError {
     Identity(#[source] std::io::Error),
     #[error("starting the TLS front: {0}")]
     Front(#[source] std::io::Error),
+    #[error("forming the cluster: {0}")]
+    Cluster(String),
 }
 
 /// The whole emulated cloud. Dropping it stops everything (connections

@@ -191,3 +191,118 @@ impl FakeAz {
 pub fn whoami(conn: &mut RespConn) -> Vec<u8> {
     conn.request(&["ACL", "WHOAMI"])
 }
+
+/// The emulated Azure Managed Redis with the OSS clustering policy ([`ClusterCloud`]): three
+/// primaries with a replica each, every node behind its own token-checking front, all announced
+/// as `localhost:<port>`.
+pub struct TestClusterCloud {
+    cloud: redauth_emulator::ClusterCloud,
+    certs: Certs,
+    _dir: TempDir,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl TestClusterCloud {
+    pub fn start(lifetime: Duration) -> TestClusterCloud {
+        let dir = tempfile::Builder::new()
+            .prefix("redauth-cluster-cloud-")
+            .tempdir()
+            .expect("creating temp dir");
+        let certs = Certs::generate(dir.path());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the emulated cloud");
+        let config = CloudConfig {
+            oid: OID.to_string(),
+            token_lifetime: lifetime,
+            front_listen: "127.0.0.1:0".parse().unwrap(),
+            identity_listen: "127.0.0.1:0".parse().unwrap(),
+            cert_pem: std::fs::read_to_string(&certs.server_cert).unwrap(),
+            key_pem: std::fs::read_to_string(&certs.server_key).unwrap(),
+            redis_server: "redis-server".into(),
+        };
+        let cloud = runtime
+            .block_on(redauth_emulator::ClusterCloud::start(
+                config,
+                redauth_emulator::ClusterShape::default(),
+            ))
+            .expect("starting the emulated clustered cache");
+        TestClusterCloud {
+            cloud,
+            certs,
+            _dir: dir,
+            runtime,
+        }
+    }
+
+    /// redauth in `--auth entra --entra-credential managed-identity` mode with the seed as
+    /// `--upstream`, listening on `port` with node ports from `port + 1`.
+    pub fn redauth_cmd(&self, port: u16) -> RedauthCmd {
+        let mut cmd = RedauthCmd::new()
+            .bare()
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-format",
+                "json",
+            ])
+            .args(["--cluster-ports", &format!("{}-{}", port + 1, port + 16)])
+            .args([
+                "--upstream",
+                &format!("rediss://localhost:{}", self.cloud.seed().port()),
+            ])
+            .arg("--ca-file")
+            .arg(self.certs.ca.display().to_string())
+            .args(["--auth", "entra", "--entra-credential", "managed-identity"]);
+        for (key, value) in self.cloud.env_vars() {
+            cmd = cmd.env(&key, value);
+        }
+        cmd
+    }
+
+    /// Every front's counters, added up.
+    pub fn stats(&self) -> redauth_emulator::FrontStats {
+        self.cloud.stats()
+    }
+
+    /// Front ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.cloud.fronts().iter().map(|a| a.port()).collect()
+    }
+
+    pub fn reshard(&self, from: u16, to: u16, slots: u32) {
+        self.runtime
+            .block_on(self.cloud.reshard(from, to, slots))
+            .expect("resharding");
+    }
+
+    pub fn failover(&self, replica: u16) {
+        self.runtime
+            .block_on(self.cloud.failover(replica))
+            .expect("failing over");
+    }
+
+    pub fn add_primary(&mut self) -> u16 {
+        let runtime = &self.runtime;
+        runtime
+            .block_on(self.cloud.add_primary())
+            .expect("adding a primary")
+            .port()
+    }
+
+    /// `ROLE` of the node behind `port`, as RESP text.
+    pub fn role(&self, port: u16) -> String {
+        self.runtime
+            .block_on(self.cloud.admin(port, &["ROLE"]))
+            .expect("ROLE")
+    }
+
+    /// `CLUSTER NODES` from the node behind `port`.
+    pub fn nodes(&self, port: u16) -> String {
+        self.runtime
+            .block_on(self.cloud.admin(port, &["CLUSTER", "NODES"]))
+            .expect("CLUSTER NODES")
+    }
+}

@@ -4,7 +4,11 @@
 //! Layout:
 //! - [`authority`] — an emulated Entra authority for the client-certificate credential;
 //! - [`certs`] — an in-process test PKI (CA, server and client certificates, an unrelated CA);
-//! - [`cloud`] — the emulated Azure cloud (token endpoint, token-checking front) and a fake `az`;
+//! - [`clients`] — redis-py and ioredis cluster workloads, installed on first use;
+//! - [`cloud`] — the emulated Azure cloud (token endpoint, token-checking front; also clustered) and
+//!   a fake `az`;
+//! - [`cluster`] — [`TlsCluster`], a TLS redis cluster in password mode, and its resharding,
+//!   failover and new nodes;
 //! - [`http`] — a minimal HTTP client for the admin endpoints;
 //! - [`redis_server`] — [`TlsRedis`], one redis-server per test with a TLS and a plaintext port;
 //! - [`redauth`] — [`Redauth`]/[`RedauthCmd`], the binary as a child process, logs captured;
@@ -16,6 +20,7 @@
 
 pub mod authority;
 pub mod certs;
+pub mod clients;
 pub mod cloud;
 pub mod cluster;
 pub mod http;
@@ -24,6 +29,7 @@ pub mod redis_server;
 pub mod resp;
 pub mod script;
 
+pub use clients::Clients;
 pub use cluster::{free_ports, TlsCluster};
 pub use redauth::{log_events, Exited, Listener, Redauth, RedauthCmd};
 pub use redis_server::{free_port, ClientCerts, TlsRedis, PASSWORD, USERNAME};

@@ -123,6 +123,16 @@ pub struct FrontStats {
     pub expired_closes: u64,
 }
 
+impl FrontStats {
+    /// Adds another front's counts to these (a cluster's fronts together).
+    pub fn add(&mut self, other: &FrontStats) {
+        self.connections += other.connections;
+        self.auth_ok += other.auth_ok;
+        self.auth_rejected += other.auth_rejected;
+        self.expired_closes += other.expired_closes;
+    }
+}
+
 /// Everything a connection task needs.
 struct Shared {
     acceptor: TlsAcceptor,

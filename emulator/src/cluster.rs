@@ -1,0 +1,348 @@
+//! An emulated Azure Managed Redis with the OSS clustering policy: a real
+//! redis cluster (primaries with replicas), every node behind its own
+//! token-checking TLS front, and all of them announced to clients under one
+//! host name on different ports, as AMR announces its shards.
+//!
+//! Each node is a plain `redis-server` on the second loopback address,
+//! `127.0.0.2:P`, and its front listens on `127.0.0.1:P`, the same port.
+//! The nodes announce `cluster-announce-hostname` (default `localhost`) as
+//! their preferred endpoint, so `CLUSTER SLOTS` and `-MOVED` name
+//! `localhost:P` — the front — while the cluster bus and replication use the
+//! nodes' own address. Every node has the same `default` password (replicas
+//! authenticate to their primary with it) and the ACL user named after the
+//! identity's oid, whose password only the fronts know.
+
+use crate::backend::{Backend, BackendError, Shape};
+use crate::front::{Front, FrontConfig, FrontStats};
+use crate::identity::IdentityEndpoint;
+use crate::issuer::Issuer;
+use crate::{random, CloudConfig, CloudError};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the nodes themselves listen; the fronts take the same ports on 127.0.0.1.
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// How long the cluster gets to form.
+const FORMING: Duration = Duration::from_secs(60);
+
+/// The cluster's shape.
+#[derive(Debug, Clone)]
+pub struct ClusterShape {
+    pub primaries: usize,
+    pub replicas_per_primary: usize,
+    /// The host name every node announces (the fronts' certificate must cover it).
+    pub announce_host: String,
+}
+
+impl Default for ClusterShape {
+    fn default() -> Self {
+        ClusterShape {
+            primaries: 3,
+            replicas_per_primary: 1,
+            announce_host: "localhost".into(),
+        }
+    }
+}
+
+/// One node and its front.
+#[derive(Debug)]
+struct Node {
+    front: Front,
+    backend: Backend,
+}
+
+/// The emulated clustered cache. Dropping it stops every front and node.
+#[derive(Debug)]
+pub struct ClusterCloud {
+    nodes: Vec<Node>,
+    identity: IdentityEndpoint,
+    issuer: Arc<Issuer>,
+    config: CloudConfig,
+    shape: ClusterShape,
+    admin_password: String,
+}
+
+impl ClusterCloud {
+    /// Starts the identity endpoint, the nodes, forms the cluster, then
+    /// starts the fronts. `config.front_listen` is not used: each front
+    /// takes its node's port.
+    pub async fn start(
+        config: CloudConfig,
+        shape: ClusterShape,
+    ) -> Result<ClusterCloud, CloudError> {
+        let issuer = Arc::new(Issuer::new(config.oid.clone(), config.token_lifetime));
+        let identity = IdentityEndpoint::start(issuer.clone(), config.identity_listen)
+            .await
+            .map_err(CloudError::Identity)?;
+        let mut cloud = ClusterCloud {
+            nodes: Vec::new(),
+            identity,
+            issuer,
+            config,
+            shape: shape.clone(),
+            admin_password: random::secret(),
+        };
+        let count = shape.primaries * (1 + shape.replicas_per_primary);
+        for _ in 0..count {
+            cloud.start_node().await?;
+        }
+        let mut create = vec!["--cluster".to_string(), "create".to_string()];
+        create.extend(cloud.nodes.iter().map(|n| n.backend.addr().to_string()));
+        create.extend([
+            "--cluster-replicas".to_string(),
+            shape.replicas_per_primary.to_string(),
+            "--cluster-yes".to_string(),
+        ]);
+        cloud.redis_cli(&create).await?;
+        cloud.wait_until_formed().await?;
+        tracing::info!(
+            nodes = count,
+            seed = %cloud.seed(),
+            "emulator: clustered cache ready"
+        );
+        Ok(cloud)
+    }
+
+    /// Starts one more node (not yet in the cluster) and its front.
+    async fn start_node(&mut self) -> Result<SocketAddr, CloudError> {
+        let port = free_port_pair().map_err(|e| {
+            CloudError::Backend(BackendError::Io {
+                doing: "finding a free port on 127.0.0.1 and 127.0.0.2".into(),
+                source: e,
+            })
+        })?;
+        let addr = SocketAddr::new(IpAddr::V4(NODE_IP), port);
+        let host = &self.shape.announce_host;
+        let extra_config = format!(
+            "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 5000\n\
+             cluster-announce-ip {NODE_IP}\n\
+             cluster-announce-hostname {host}\ncluster-preferred-endpoint-type hostname\n\
+             masterauth {}\n",
+            self.admin_password
+        );
+        let shape = Shape {
+            addr,
+            admin_password: self.admin_password.clone(),
+            extra_config,
+        };
+        let backend =
+            Backend::start_shaped(&self.config.redis_server, &self.config.oid, shape).await?;
+        let front = Front::start(FrontConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            cert_pem: self.config.cert_pem.clone(),
+            key_pem: self.config.key_pem.clone(),
+            backend: backend.addr(),
+            backend_password: backend.user_password().to_string(),
+            issuer: self.issuer.clone(),
+        })
+        .await
+        .map_err(CloudError::Front)?;
+        let front_addr = front.addr();
+        self.nodes.push(Node { front, backend });
+        Ok(front_addr)
+    }
+
+    /// Adds a node as a primary without slots; its front's address.
+    pub async fn add_primary(&mut self) -> Result<SocketAddr, CloudError> {
+        let front = self.start_node().await?;
+        let new = self
+            .nodes
+            .last()
+            .expect("just started")
+            .backend
+            .addr()
+            .to_string();
+        let seed = self.nodes[0].backend.addr().to_string();
+        self.redis_cli(&["--cluster".into(), "add-node".into(), new, seed])
+            .await?;
+        self.wait_until_formed().await?;
+        Ok(front)
+    }
+
+    /// Moves `slots` slots with their keys from the node behind front port
+    /// `from` to the one behind `to`.
+    pub async fn reshard(&self, from: u16, to: u16, slots: u32) -> Result<(), CloudError> {
+        let id = |port: u16| async move {
+            let reply = self.admin(port, &["CLUSTER", "MYID"]).await?;
+            Ok::<_, CloudError>(bulk_text(&reply))
+        };
+        let (from_id, to_id) = (id(from).await?, id(to).await?);
+        let seed = self.node(from)?.backend.addr().to_string();
+        let args = [
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            &from_id,
+            "--cluster-to",
+            &to_id,
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-yes",
+        ]
+        .map(String::from);
+        self.redis_cli(&args).await?;
+        self.wait_until_formed().await
+    }
+
+    /// `CLUSTER FAILOVER` on the replica behind front port `replica`.
+    pub async fn failover(&self, replica: u16) -> Result<(), CloudError> {
+        self.admin(replica, &["CLUSTER", "FAILOVER"]).await?;
+        let started = Instant::now();
+        while !self.admin(replica, &["ROLE"]).await?.contains("master") {
+            if started.elapsed() > FORMING {
+                return Err(forming("the failover did not complete"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.wait_until_formed().await
+    }
+
+    /// One admin command on the node behind front port `port` (RESP text).
+    pub async fn admin(&self, port: u16, args: &[&str]) -> Result<String, CloudError> {
+        Ok(self
+            .node(port)?
+            .backend
+            .admin(args, "an admin command")
+            .await?)
+    }
+
+    fn node(&self, port: u16) -> Result<&Node, CloudError> {
+        self.nodes
+            .iter()
+            .find(|n| n.front.addr().port() == port)
+            .ok_or_else(|| forming("no node behind that port"))
+    }
+
+    /// The first node's front: the seed clients are given.
+    pub fn seed(&self) -> SocketAddr {
+        self.nodes[0].front.addr()
+    }
+
+    /// Every front's address, in the order the nodes were started.
+    pub fn fronts(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.front.addr()).collect()
+    }
+
+    /// Every front's counters, added up.
+    pub fn stats(&self) -> FrontStats {
+        let mut total = FrontStats::default();
+        for node in &self.nodes {
+            total.add(&node.front.stats());
+        }
+        total
+    }
+
+    pub fn issuer(&self) -> &Arc<Issuer> {
+        &self.issuer
+    }
+
+    pub fn identity(&self) -> &IdentityEndpoint {
+        &self.identity
+    }
+
+    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` (see [`crate::Cloud::env_vars`]).
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        vec![
+            ("IDENTITY_ENDPOINT".to_string(), self.identity.url()),
+            (
+                "IDENTITY_HEADER".to_string(),
+                self.identity.header_secret().to_string(),
+            ),
+        ]
+    }
+
+    /// Runs `redis-cli -a <admin password> <args>` (the password through
+    /// `REDISCLI_AUTH`, never on a command line), for at most [`FORMING`].
+    async fn redis_cli(&self, args: &[String]) -> Result<(), CloudError> {
+        let output = tokio::time::timeout(
+            FORMING,
+            tokio::process::Command::new("redis-cli")
+                .args(args)
+                .env("REDISCLI_AUTH", &self.admin_password)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .map_err(|_| forming("redis-cli --cluster did not finish"))?
+        .map_err(|e| {
+            CloudError::Backend(BackendError::Io {
+                doing: "running redis-cli (apt-get install redis-tools)".into(),
+                source: e,
+            })
+        })?;
+        if !output.status.success() {
+            let out = String::from_utf8_lossy(&output.stdout);
+            let tail: Vec<&str> = out.lines().rev().take(5).collect();
+            return Err(forming(&format!(
+                "redis-cli {} failed: {}",
+                args[1],
+                tail.join(" | ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits until every node sees every node, all slots served, and no
+    /// slot is being migrated.
+    async fn wait_until_formed(&self) -> Result<(), CloudError> {
+        let started = Instant::now();
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
+        loop {
+            let mut formed = true;
+            for node in &self.nodes {
+                let info = node
+                    .backend
+                    .admin(&["CLUSTER", "INFO"], "CLUSTER INFO")
+                    .await?;
+                let nodes = node
+                    .backend
+                    .admin(&["CLUSTER", "NODES"], "CLUSTER NODES")
+                    .await?;
+                formed &= info.contains("cluster_state:ok")
+                    && info.contains(&known)
+                    && !nodes.contains("->-")
+                    && !nodes.contains("-<-");
+            }
+            if formed {
+                return Ok(());
+            }
+            if started.elapsed() > FORMING {
+                return Err(forming("the nodes did not agree on the cluster"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn forming(what: &str) -> CloudError {
+    CloudError::Cluster(what.to_string())
+}
+
+/// The text of a bulk-string reply.
+fn bulk_text(reply: &str) -> String {
+    reply.lines().nth(1).unwrap_or_default().trim().to_string()
+}
+
+/// A port free on both loopback addresses, and its cluster bus port (+10000) on the second.
+fn free_port_pair() -> std::io::Result<u16> {
+    for _ in 0..100 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
+        if port >= 55000 {
+            continue;
+        }
+        let free = |ip: Ipv4Addr, p: u16| TcpListener::bind((ip, p)).is_ok();
+        if free(NODE_IP, port) && free(NODE_IP, port + 10000) && free(Ipv4Addr::LOCALHOST, port) {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port pair",
+    ))
+}

@@ -1,0 +1,62 @@
+//! The real cluster clients (redis-py, ioredis) and their workloads (tests/clients/): installed,
+//! pinned, under .cache/clients/ by tests/clients/install.sh, and run as child processes.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub struct Clients {
+    python: PathBuf,
+    node_modules: PathBuf,
+}
+
+impl Clients {
+    /// Installs the client libraries if they are not there yet.
+    pub fn install() -> Clients {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/install.sh");
+        let out = Command::new(script)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("running tests/clients/install.sh");
+        assert!(
+            out.status.success(),
+            "installing the client libraries failed"
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        Clients {
+            python: PathBuf::from(lines.next().expect("the python path")),
+            node_modules: PathBuf::from(lines.next().expect("the node_modules path")),
+        }
+    }
+
+    /// Starts the redis-py and the ioredis workload against `port` for `seconds`.
+    pub fn start(&self, port: u16, seconds: u64) -> (Child, Child) {
+        let (port, seconds) = (port.to_string(), seconds.to_string());
+        let py = Command::new(&self.python)
+            .args([&workload("cluster_workload.py"), &port, &seconds])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the redis-py workload");
+        let js = Command::new("node")
+            .args([&workload("cluster_workload.js"), &port, &seconds])
+            .env("NODE_PATH", &self.node_modules)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the ioredis workload");
+        (py, js)
+    }
+}
+
+fn workload(path: &str) -> String {
+    format!("{}/tests/clients/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Waits for a workload; its summary and whether it ran clean.
+pub fn finish(name: &str, child: Child) -> (String, bool) {
+    let out = child.wait_with_output().expect("waiting for a workload");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{name}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (format!("{name}: {stdout}"), out.status.success())
+}
