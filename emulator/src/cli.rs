@@ -4,7 +4,7 @@
 //! `IDENTITY_*` variables to a file, and runs until SIGINT or SIGTERM.
 //! Logging is set up by the caller.
 
-use super::{Cloud, CloudConfig};
+use super::{Cloud, CloudConfig, ClusterCloud, ClusterShape};
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -50,6 +50,17 @@ pub struct EmulatorArgs {
     /// once everything is up
     #[arg(long, value_name = "PATH")]
     pub env_file: Option<PathBuf>,
+
+    /// Run an OSS-clustered cache (Azure Managed Redis's default policy) of
+    /// this many primaries with a replica each, every node behind its own
+    /// front on a free port announced as `localhost:<port>` (--front-listen
+    /// is then unused); 0: a single endpoint
+    #[arg(long, value_name = "PRIMARIES", default_value_t = 0)]
+    pub cluster: usize,
+
+    /// With --cluster: write the seed front's port here once the cluster is up
+    #[arg(long, value_name = "PATH")]
+    pub seed_file: Option<PathBuf>,
 }
 
 fn parse_lifetime(text: &str) -> Result<Duration, String> {
@@ -66,7 +77,7 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         std::fs::read_to_string(path)
             .with_context(|| format!("reading the {what} {}", path.display()))
     };
-    let cloud = Cloud::start(CloudConfig {
+    let config = CloudConfig {
         oid: args.oid.clone(),
         token_lifetime: args.token_lifetime,
         front_listen: args.front_listen,
@@ -74,8 +85,11 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         cert_pem: read(&args.tls_cert, "TLS certificate")?,
         key_pem: read(&args.tls_key, "TLS key")?,
         redis_server: args.redis_server.clone(),
-    })
-    .await?;
+    };
+    if args.cluster > 0 {
+        return run_cluster(args, config).await;
+    }
+    let cloud = Cloud::start(config).await?;
     tracing::info!(
         front = %cloud.front().addr(),
         identity_endpoint = %cloud.identity().url(),
@@ -91,6 +105,39 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     }
     redauth::server::shutdown_signal().await;
     tracing::info!(stats = ?cloud.front().stats(), "emulated cloud stopping");
+    Ok(())
+}
+
+/// The clustered variant of [`run`].
+async fn run_cluster(args: EmulatorArgs, config: CloudConfig) -> anyhow::Result<()> {
+    let shape = ClusterShape {
+        primaries: args.cluster,
+        ..ClusterShape::default()
+    };
+    let cloud = ClusterCloud::start(config, shape).await?;
+    let fronts: Vec<String> = cloud
+        .fronts()
+        .iter()
+        .map(|a| a.port().to_string())
+        .collect();
+    tracing::info!(
+        seed = %cloud.seed(),
+        node_ports = %fronts.join(","),
+        identity_endpoint = %cloud.identity().url(),
+        oid = %args.oid,
+        token_lifetime = %humantime::format_duration(args.token_lifetime),
+        "emulated clustered cache running: every node behind a token-checking front, announced as localhost:<port> (for tests and demos only)"
+    );
+    if let Some(path) = &args.seed_file {
+        std::fs::write(path, format!("{}\n", cloud.seed().port()))
+            .with_context(|| format!("writing the seed file {}", path.display()))?;
+    }
+    if let Some(path) = &args.env_file {
+        write_env_file(path, &cloud.env_vars())
+            .with_context(|| format!("writing the env file {}", path.display()))?;
+    }
+    redauth::server::shutdown_signal().await;
+    tracing::info!(stats = ?cloud.stats(), "emulated clustered cache stopping");
     Ok(())
 }
 

@@ -302,10 +302,14 @@ impl ClusterCloud {
                     .backend
                     .admin(&["CLUSTER", "NODES"], "CLUSTER NODES")
                     .await?;
+                // A replica counts once its replication link is up (CLUSTER SLOTS lists it then).
+                let role = node.backend.admin(&["ROLE"], "ROLE").await?;
+                let replicating = !role.contains("slave") || role.contains("connected");
                 formed &= info.contains("cluster_state:ok")
                     && info.contains(&known)
                     && !nodes.contains("->-")
-                    && !nodes.contains("-<-");
+                    && !nodes.contains("-<-")
+                    && replicating;
             }
             if formed {
                 return Ok(());
