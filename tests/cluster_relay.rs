@@ -99,6 +99,49 @@ fn a_cluster_client_given_the_main_port_reaches_every_slot_through_local_ports()
     assert_eq!(host, "127.0.0.1", "{moved}");
     assert!(local.contains(&to.parse().unwrap()), "{moved}");
 
+    // READONLY on a replica's local port: it serves reads of its primary's slots there, as a
+    // replica does, instead of redirecting them.
+    let (primary, replica) = cluster
+        .primaries_and_replicas()
+        .into_iter()
+        .find_map(|(p, r)| r.map(|r| (p, r)))
+        .expect("a primary with a replica");
+    let local_of = |upstream: u16| -> u16 {
+        let nodes = cli(port, &["CLUSTER", "NODES"]);
+        let id = cluster.id(upstream);
+        let line = nodes
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .expect("the node");
+        let addr = line.split(' ').nth(1).unwrap();
+        addr.split(['@', ','])
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (primary_local, replica_local) = (local_of(primary), local_of(replica));
+    let key = (0..60)
+        .map(|i| format!("key:{i}"))
+        .find(|k| {
+            !RespConn::connect(primary_local)
+                .request(&["GET", k])
+                .starts_with(b"-")
+        })
+        .expect("a key the primary owns");
+    let mut replica_conn = RespConn::connect(replica_local);
+    assert!(replica_conn.request(&["GET", &key]).starts_with(b"-MOVED"));
+    assert_eq!(replica_conn.request(&["READONLY"]), b"+OK\r\n");
+    let value = replica_conn.request(&["GET", &key]);
+    assert!(
+        value.starts_with(b"$"),
+        "{}",
+        String::from_utf8_lossy(&value)
+    );
+
     // CLUSTER NODES and SHARDS name only local ports as well.
     let nodes = cli(port, &["CLUSTER", "NODES"]);
     for upstream in cluster.ports() {

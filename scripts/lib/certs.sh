@@ -22,7 +22,7 @@ make_certs() {
     printf '%s\n' \
       'basicConstraints=critical,CA:FALSE' \
       'keyUsage=critical,digitalSignature,keyEncipherment' \
-      'extendedKeyUsage=serverAuth' \
+      'extendedKeyUsage=serverAuth,clientAuth' \
       'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1' >"$dir/server.ext"
     openssl x509 -req -sha256 -days 30 -in "$dir/server.csr" \
       -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
