@@ -180,3 +180,51 @@ fn a_cluster_client_given_the_main_port_reaches_every_slot_through_local_ports()
     let logs = redauth.logs();
     assert!(!logs.contains(PASSWORD), "the password reached the log");
 }
+
+/// With `--cluster auto` (the default) and node ports available, a single server — one that says
+/// cluster support is disabled, and one whose ACL user may not run `CLUSTER` — is relayed to as
+/// one Redis: ready, nothing rewritten, no node port opened.
+#[test]
+fn a_single_server_or_one_that_refuses_cluster_slots_is_served_as_one() {
+    let redis = TlsRedis::start();
+    let mut admin = RespConn::connect(redis.plain_port());
+    admin.request(&["AUTH", USERNAME, PASSWORD]);
+    let setuser = [
+        "ACL",
+        "SETUSER",
+        "nocluster",
+        "on",
+        ">pw2",
+        "~*",
+        "&*",
+        "+@all",
+        "-cluster",
+    ];
+    assert_eq!(admin.request(&setuser), b"+OK\r\n");
+    for (user, password, expected) in [
+        (USERNAME, PASSWORD, "the upstream is not a cluster"),
+        ("nocluster", "pw2", "does not tell its cluster topology"),
+    ] {
+        let port = free_ports(16);
+        let file = redis.dir().join(format!("password-{user}"));
+        std::fs::write(&file, password).unwrap();
+        let mut args = redis.redauth_args_with("--username", user);
+        let at = args.iter().position(|a| a == "--password-file").unwrap();
+        args[at + 1] = file.display().to_string();
+        let redauth = RedauthCmd::new()
+            .bare()
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-format",
+                "json",
+            ])
+            .args(args)
+            .start_until(expected);
+        let mut conn = RespConn::connect(port);
+        assert_eq!(conn.request(&["SET", "k", "v"]), b"+OK\r\n");
+        assert!(conn.request(&["CLUSTER", "SLOTS"]).starts_with(b"-"));
+        assert_eq!(http::get(redauth.admin_addr(), "/readyz").status, 200);
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port + 1)).is_err());
+    }
+}

@@ -10,7 +10,7 @@
 //! storm of redirects during a resharding costs one `CLUSTER SLOTS` a second.
 
 use super::directory::Directory;
-use super::discover::{discover, Discovery};
+use super::discover::{discover, DiscoverError, Discovery};
 use super::node::NodeAddr;
 use super::ports::Changes;
 use super::topology::{Node, Topology};
@@ -90,6 +90,9 @@ enum Outcome {
     Read,
     /// The upstream is not a cluster.
     Single,
+    /// The seed answered, but not with a topology (`NOPERM`, an unknown
+    /// command, a reply that is no `CLUSTER SLOTS`): why.
+    Refused(String),
     Failed(String),
 }
 
@@ -113,10 +116,20 @@ impl Refresher {
                     self.directory.set_single();
                     return;
                 }
+                Outcome::Refused(why) if !self.required && !self.directory.known() => {
+                    tracing::info!(upstream = %self.seed.endpoint(), reason = %why, "the upstream does not tell its cluster topology: relaying to it as a single endpoint (--cluster on insists)");
+                    self.directory.set_single();
+                    return;
+                }
                 Outcome::Single => {
                     failures += 1;
                     tracing::error!(upstream = %self.seed.endpoint(), "--cluster on, but the upstream answers that cluster support is disabled");
                     backoff(failures)
+                }
+                Outcome::Refused(why) => {
+                    failures += 1;
+                    tracing::warn!(error = %why, "reading the cluster topology failed; the last one known stays in use");
+                    backoff(failures).min(self.interval)
                 }
                 Outcome::Failed(why) => {
                     failures += 1;
@@ -153,6 +166,10 @@ impl Refresher {
             match discover(&connector, &credential).await {
                 Ok(Discovery::Cluster(topology)) => break topology,
                 Ok(Discovery::Single) => return Outcome::Single,
+                // The seed itself answered: not something another node would mend.
+                Err(e @ DiscoverError::Topology { .. }) if errors.is_empty() => {
+                    return Outcome::Refused(e.to_string())
+                }
                 Err(e) => errors.push(e.to_string()),
             }
         };
