@@ -21,20 +21,7 @@ fn cluster_clients_run_clean_through_migration_failover_and_a_new_node() {
     let clients = Clients::install();
     let mut cluster = TlsCluster::start();
     let port = free_ports(16);
-    let redauth = RedauthCmd::new()
-        .bare()
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-format",
-            "json",
-        ])
-        .args(["--cluster-ports", &format!("{}-{}", port + 1, port + 16)])
-        .args(["--upstream", &cluster.seed_url(), "--username", USERNAME])
-        .arg("--ca-file")
-        .arg(cluster.certs().ca.display().to_string())
-        .env("REDAUTH_PASSWORD", PASSWORD)
-        .start_until("cluster topology");
+    let redauth = cluster.redauth(port);
 
     let (py, js) = clients.start(port, WORKLOAD_SECONDS);
     let started = Instant::now();

@@ -41,7 +41,13 @@ fn cluster_clients_run_clean_on_every_node_while_tokens_rotate() {
     cloud.failover(replica);
     eprintln!("failed over to {replica} at {:?}", started.elapsed());
     let new = cloud.add_primary();
-    cloud.reshard(primaries[1], new, 800);
+    // The failover may have demoted one of the primaries above: take slots from one that still is.
+    let from = cloud
+        .ports()
+        .into_iter()
+        .find(|&p| p != new && cloud.role(p).contains("master"))
+        .expect("a primary");
+    cloud.reshard(from, new, 800);
     eprintln!("added {new} at {:?}", started.elapsed());
 
     let runs = [

@@ -11,20 +11,7 @@ use support::*;
 /// redauth in front of `cluster`, with the main port and `--cluster-ports` from it.
 fn redauth_for(cluster: &TlsCluster) -> (Redauth, u16) {
     let port = free_ports(16);
-    let redauth = RedauthCmd::new()
-        .bare()
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-format",
-            "json",
-        ])
-        .args(["--cluster-ports", &format!("{}-{}", port + 1, port + 16)])
-        .args(["--upstream", &cluster.seed_url(), "--username", USERNAME])
-        .arg("--ca-file")
-        .arg(cluster.certs().ca.display().to_string())
-        .env("REDAUTH_PASSWORD", PASSWORD)
-        .start_until("cluster topology");
+    let redauth = cluster.redauth(port);
     (redauth, port)
 }
 
@@ -211,16 +198,7 @@ fn a_single_server_or_one_that_refuses_cluster_slots_is_served_as_one() {
         let mut args = redis.redauth_args_with("--username", user);
         let at = args.iter().position(|a| a == "--password-file").unwrap();
         args[at + 1] = file.display().to_string();
-        let redauth = RedauthCmd::new()
-            .bare()
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--log-format",
-                "json",
-            ])
-            .args(args)
-            .start_until(expected);
+        let redauth = RedauthCmd::cluster(port).args(args).start_until(expected);
         let mut conn = RespConn::connect(port);
         assert_eq!(conn.request(&["SET", "k", "v"]), b"+OK\r\n");
         assert!(conn.request(&["CLUSTER", "SLOTS"]).starts_with(b"-"));

@@ -187,13 +187,19 @@ impl ClusterCloud {
         self.wait_until_formed().await
     }
 
-    /// `CLUSTER FAILOVER` on the replica behind front port `replica`.
+    /// `CLUSTER FAILOVER` on the replica behind front port `replica`. A
+    /// manual failover gives up after 5 s if the replica has not caught up
+    /// with its primary (a busy primary): it is asked again every 10 s.
     pub async fn failover(&self, replica: u16) -> Result<(), CloudError> {
-        self.admin(replica, &["CLUSTER", "FAILOVER"]).await?;
         let started = Instant::now();
+        let mut asked: Option<Instant> = None;
         while !self.admin(replica, &["ROLE"]).await?.contains("master") {
             if started.elapsed() > FORMING {
                 return Err(forming("the failover did not complete"));
+            }
+            if asked.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                self.admin(replica, &["CLUSTER", "FAILOVER"]).await?;
+                asked = Some(Instant::now());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -245,13 +251,7 @@ impl ClusterCloud {
 
     /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` (see [`crate::Cloud::env_vars`]).
     pub fn env_vars(&self) -> Vec<(String, String)> {
-        vec![
-            ("IDENTITY_ENDPOINT".to_string(), self.identity.url()),
-            (
-                "IDENTITY_HEADER".to_string(),
-                self.identity.header_secret().to_string(),
-            ),
-        ]
+        self.identity.env_vars()
     }
 
     /// Runs `redis-cli -a <admin password> <args>` (the password through

@@ -137,6 +137,18 @@ impl IdentityEndpoint {
         &self.shared.header_secret
     }
 
+    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, for the process (or child
+    /// process) that runs `ManagedIdentityCredential`.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        vec![
+            ("IDENTITY_ENDPOINT".to_string(), self.url()),
+            (
+                "IDENTITY_HEADER".to_string(),
+                self.header_secret().to_string(),
+            ),
+        ]
+    }
+
     /// Token requests received (answered or failed).
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)

@@ -150,13 +150,7 @@ impl Cloud {
     /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, for the process (or child
     /// process) that runs `ManagedIdentityCredential`.
     pub fn env_vars(&self) -> Vec<(String, String)> {
-        vec![
-            ("IDENTITY_ENDPOINT".to_string(), self.identity.url()),
-            (
-                "IDENTITY_HEADER".to_string(),
-                self.identity.header_secret().to_string(),
-            ),
-        ]
+        self.identity.env_vars()
     }
 }
 

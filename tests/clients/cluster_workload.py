@@ -37,34 +37,44 @@ def main():
 
     # Pub/sub listeners on connections of their own, for the whole run.
     received = {"classic": 0, "sharded": 0}
-    classic = rc.pubsub()
-    classic.subscribe("py:news")
-    sharded = rc.pubsub()
-    sharded.ssubscribe("{py:shard}events")
+    resubscribed = {"sharded": 0}
     stop = threading.Event()
 
-    resubscribed = {"sharded": 0}
-
-    def listen(ps, kind, get):
+    def listen_classic():
+        ps = rc.pubsub()
+        ps.subscribe("py:news")
         while not stop.is_set():
             try:
-                message = get(ps)
-                if message and message["type"] in ("message", "smessage"):
-                    received[kind] += 1
+                message = ps.get_message(timeout=0.2)
+            except Exception as e:  # noqa: BLE001 - every failure is reported
+                errors.append(f"classic listener: {type(e).__name__}: {e}")
+                return
+            if message and message["type"] == "message":
+                received["classic"] += 1
+
+    def listen_sharded():
+        channel = "{py:shard}events"
+        ps = rc.pubsub()
+        ps.ssubscribe(channel)
+        while not stop.is_set():
+            try:
+                message = ps.get_sharded_message(timeout=0.2)
+                if message and message["type"] == "smessage":
+                    received["sharded"] += 1
                 elif message and message["type"] == "sunsubscribe" and not stop.is_set():
                     # Redis drops a shard channel's subscribers when its slot moves away (or its
                     # primary becomes a replica) and says so: the application subscribes again,
-                    # and redis-py finds the slot's new owner.
-                    ps.ssubscribe(message["channel"])
+                    # on a fresh pubsub object (redis-py's cannot move a shard channel to another
+                    # node in place), and redis-py finds the slot's new owner.
+                    ps.close()
+                    ps = rc.pubsub()
+                    ps.ssubscribe(channel)
                     resubscribed["sharded"] += 1
             except Exception as e:  # noqa: BLE001 - every failure is reported
-                errors.append(f"{kind} listener: {type(e).__name__}: {e}")
+                errors.append(f"sharded listener: {type(e).__name__}: {e}")
                 return
 
-    listeners = [
-        threading.Thread(target=listen, args=(classic, "classic", lambda ps: ps.get_message(timeout=0.2)), daemon=True),
-        threading.Thread(target=listen, args=(sharded, "sharded", lambda ps: ps.get_sharded_message(timeout=0.2)), daemon=True),
-    ]
+    listeners = [threading.Thread(target=f, daemon=True) for f in (listen_classic, listen_sharded)]
     for t in listeners:
         t.start()
     time.sleep(0.5)  # the subscriptions are confirmed before anything is published

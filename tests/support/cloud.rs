@@ -18,6 +18,34 @@ use super::resp::RespConn;
 /// The object id the emulated identity has (and so the Redis username).
 pub const OID: &str = "5b3c9d2e-7f41-4a8e-9c1d-2e6f8a0b4c7d";
 
+/// A temp dir, the test PKI in it, a runtime for the emulated cloud, and its configuration with
+/// tokens that live `lifetime`.
+fn setup(
+    prefix: &str,
+    lifetime: Duration,
+) -> (TempDir, Certs, tokio::runtime::Runtime, CloudConfig) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("creating temp dir");
+    let certs = Certs::generate(dir.path());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the emulated cloud");
+    let config = CloudConfig {
+        oid: OID.to_string(),
+        token_lifetime: lifetime,
+        front_listen: "127.0.0.1:0".parse().unwrap(),
+        identity_listen: "127.0.0.1:0".parse().unwrap(),
+        cert_pem: std::fs::read_to_string(&certs.server_cert).unwrap(),
+        key_pem: std::fs::read_to_string(&certs.server_key).unwrap(),
+        redis_server: "redis-server".into(),
+    };
+    (dir, certs, runtime, config)
+}
+
 pub struct TestCloud {
     cloud: Cloud,
     certs: Certs,
@@ -29,25 +57,7 @@ pub struct TestCloud {
 impl TestCloud {
     /// Starts the cloud with tokens that live `lifetime`.
     pub fn start(lifetime: Duration) -> TestCloud {
-        let dir = tempfile::Builder::new()
-            .prefix("redauth-cloud-")
-            .tempdir()
-            .expect("creating temp dir");
-        let certs = Certs::generate(dir.path());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime for the emulated cloud");
-        let config = CloudConfig {
-            oid: OID.to_string(),
-            token_lifetime: lifetime,
-            front_listen: "127.0.0.1:0".parse().unwrap(),
-            identity_listen: "127.0.0.1:0".parse().unwrap(),
-            cert_pem: std::fs::read_to_string(&certs.server_cert).unwrap(),
-            key_pem: std::fs::read_to_string(&certs.server_key).unwrap(),
-            redis_server: "redis-server".into(),
-        };
+        let (dir, certs, runtime, config) = setup("redauth-cloud-", lifetime);
         let cloud = runtime
             .block_on(Cloud::start(config))
             .expect("starting the emulated cloud");
@@ -204,25 +214,7 @@ pub struct TestClusterCloud {
 
 impl TestClusterCloud {
     pub fn start(lifetime: Duration) -> TestClusterCloud {
-        let dir = tempfile::Builder::new()
-            .prefix("redauth-cluster-cloud-")
-            .tempdir()
-            .expect("creating temp dir");
-        let certs = Certs::generate(dir.path());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime for the emulated cloud");
-        let config = CloudConfig {
-            oid: OID.to_string(),
-            token_lifetime: lifetime,
-            front_listen: "127.0.0.1:0".parse().unwrap(),
-            identity_listen: "127.0.0.1:0".parse().unwrap(),
-            cert_pem: std::fs::read_to_string(&certs.server_cert).unwrap(),
-            key_pem: std::fs::read_to_string(&certs.server_key).unwrap(),
-            redis_server: "redis-server".into(),
-        };
+        let (dir, certs, runtime, config) = setup("redauth-cluster-cloud-", lifetime);
         let cloud = runtime
             .block_on(redauth_emulator::ClusterCloud::start(
                 config,
@@ -240,15 +232,7 @@ impl TestClusterCloud {
     /// redauth in `--auth entra --entra-credential managed-identity` mode with the seed as
     /// `--upstream`, listening on `port` with node ports from `port + 1`.
     pub fn redauth_cmd(&self, port: u16) -> RedauthCmd {
-        let mut cmd = RedauthCmd::new()
-            .bare()
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--log-format",
-                "json",
-            ])
-            .args(["--cluster-ports", &format!("{}-{}", port + 1, port + 16)])
+        let mut cmd = RedauthCmd::cluster(port)
             .args([
                 "--upstream",
                 &format!("rediss://localhost:{}", self.cloud.seed().port()),

@@ -140,9 +140,17 @@ impl TlsCluster {
     /// Promotes a replica in place of its primary (`CLUSTER FAILOVER`, coordinated: nothing is
     /// lost), and waits until every node agrees.
     pub fn failover(&self, replica: u16) {
-        self.cli(replica, &["CLUSTER", "FAILOVER"])
-            .unwrap_or_else(|| panic!("CLUSTER FAILOVER on {replica}\n{}", self.logs()));
+        // A manual failover gives up after 5 s if the replica has not caught up with a busy
+        // primary: ask again every 10 s.
+        let asked = std::cell::Cell::new(None::<Instant>);
         self.wait_for(&format!("{replica} to be a primary"), |c| {
+            if asked
+                .get()
+                .is_none_or(|at| at.elapsed() > Duration::from_secs(10))
+            {
+                c.cli(replica, &["CLUSTER", "FAILOVER"]);
+                asked.set(Some(Instant::now()));
+            }
             c.is_primary(replica)
         });
         self.wait_until_consistent();
@@ -178,6 +186,17 @@ impl TlsCluster {
                 .collect();
             !maps[0].is_empty() && maps.iter().all(|m| *m == maps[0])
         });
+    }
+
+    /// redauth in front of this cluster (its seed, the ACL user's password) on `port`, node
+    /// ports after it, once it has read the topology.
+    pub fn redauth(&self, port: u16) -> super::Redauth {
+        super::RedauthCmd::cluster(port)
+            .args(["--upstream", &self.seed_url(), "--username", USERNAME])
+            .arg("--ca-file")
+            .arg(self.certs.ca.display().to_string())
+            .env("REDAUTH_PASSWORD", PASSWORD)
+            .start_until("cluster topology")
     }
 
     /// The nodes' TLS ports.

@@ -82,6 +82,20 @@ impl RedauthCmd {
         self
     }
 
+    /// redauth listening on `port` with JSON logs, its cluster node ports the 16 after it (from
+    /// [`super::free_ports`]): cluster mode needs a fixed main port.
+    pub fn cluster(port: u16) -> Self {
+        Self::new()
+            .bare()
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-format",
+                "json",
+            ])
+            .args(["--cluster-ports", &format!("{}-{}", port + 1, port + 16)])
+    }
+
     /// Do not add `--listen 127.0.0.1:0 --log-format json` (config tests set their own).
     pub fn bare(mut self) -> Self {
         self.default_flags = false;
