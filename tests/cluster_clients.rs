@@ -51,7 +51,16 @@ fn cluster_clients_run_clean_through_migration_failover_and_a_new_node() {
         clients::finish("ioredis", js),
     ];
     for (summary, clean) in &runs {
-        assert!(clean, "errors or lost messages: {summary}");
+        let cluster_log: String = redauth
+            .logs()
+            .lines()
+            .filter(|l| l.contains("cluster") || l.contains("WARN") || l.contains("closed"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            clean,
+            "errors or lost messages: {summary}\nredauth:\n{cluster_log}"
+        );
     }
     let logs = redauth.logs();
     assert!(

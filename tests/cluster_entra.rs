@@ -54,8 +54,18 @@ fn cluster_clients_run_clean_on_every_node_while_tokens_rotate() {
         clients::finish("redis-py", py),
         clients::finish("ioredis", js),
     ];
+    eprintln!("fronts: {:?}", cloud.stats());
     for (summary, clean) in &runs {
-        assert!(clean, "errors or lost messages: {summary}");
+        let cluster_log: String = redauth
+            .logs()
+            .lines()
+            .filter(|l| l.contains("cluster") || l.contains("WARN") || l.contains("closed"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            clean,
+            "errors or lost messages: {summary}\nredauth:\n{cluster_log}"
+        );
     }
     let stats = cloud.stats();
     eprintln!("fronts: {stats:?}");

@@ -4,6 +4,7 @@
 //! `IDENTITY_*` variables to a file, and runs until SIGINT or SIGTERM.
 //! Logging is set up by the caller.
 
+use super::cluster::MIN_PRIMARIES;
 use super::{Cloud, CloudConfig, ClusterCloud, ClusterShape};
 use anyhow::Context;
 use std::io::Write;
@@ -52,15 +53,29 @@ pub struct EmulatorArgs {
     pub env_file: Option<PathBuf>,
 
     /// Run an OSS-clustered cache (Azure Managed Redis's default policy) of
-    /// this many primaries with a replica each, every node behind its own
-    /// front on a free port announced as `localhost:<port>` (--front-listen
-    /// is then unused); 0: a single endpoint
-    #[arg(long, value_name = "PRIMARIES", default_value_t = 0)]
+    /// this many primaries (at least 3), every node behind its own front on a
+    /// free port announced as `localhost:<port>` (--front-listen is then
+    /// unused); 0: a single endpoint
+    #[arg(long, value_name = "PRIMARIES", default_value_t = 0, value_parser = parse_primaries)]
     pub cluster: usize,
+
+    /// With --cluster: replicas of each primary
+    #[arg(long, value_name = "COUNT", default_value_t = 1)]
+    pub replicas: usize,
 
     /// With --cluster: write the seed front's port here once the cluster is up
     #[arg(long, value_name = "PATH")]
     pub seed_file: Option<PathBuf>,
+}
+
+fn parse_primaries(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n == 0 || n >= MIN_PRIMARIES => Ok(n),
+        Ok(_) => Err(format!(
+            "a cluster needs at least {MIN_PRIMARIES} primaries (0: no cluster)"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_lifetime(text: &str) -> Result<Duration, String> {
@@ -112,6 +127,7 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
 async fn run_cluster(args: EmulatorArgs, config: CloudConfig) -> anyhow::Result<()> {
     let shape = ClusterShape {
         primaries: args.cluster,
+        replicas_per_primary: args.replicas,
         ..ClusterShape::default()
     };
     let cloud = ClusterCloud::start(config, shape).await?;
@@ -202,6 +218,25 @@ mod tests {
             Cli::try_parse_from(["x"]).is_err(),
             "the certificate is required"
         );
+        assert_eq!((cli.args.cluster, cli.args.replicas), (0, 1));
+        let cli = Cli::try_parse_from([
+            "x",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--cluster",
+            "4",
+            "--replicas",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!((cli.args.cluster, cli.args.replicas), (4, 2));
+        for few in ["1", "2"] {
+            let parsed =
+                Cli::try_parse_from(["x", "--tls-cert", "c", "--tls-key", "k", "--cluster", few]);
+            assert!(parsed.is_err(), "--cluster {few}");
+        }
     }
 
     #[test]

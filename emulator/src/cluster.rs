@@ -11,6 +11,14 @@
 //! nodes' own address. Every node has the same `default` password (replicas
 //! authenticate to their primary with it) and the ACL user named after the
 //! identity's oid, whose password only the fronts know.
+//!
+//! [`ClusterCloud`] also changes the topology for tests (`add_primary`,
+//! `reshard`, `failover`, `admin`); it does not restart or kill nodes.
+
+mod view;
+
+#[cfg(test)]
+mod tests;
 
 use crate::backend::{Backend, BackendError, Shape};
 use crate::front::{Front, FrontConfig, FrontStats};
@@ -20,6 +28,7 @@ use crate::{random, CloudConfig, CloudError};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use view::NodeView;
 
 /// Where the nodes themselves listen; the fronts take the same ports on 127.0.0.1.
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -27,10 +36,15 @@ pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// How long the cluster gets to form.
 const FORMING: Duration = Duration::from_secs(60);
 
+/// `redis-cli --cluster create` refuses fewer primaries.
+pub const MIN_PRIMARIES: usize = 3;
+
 /// The cluster's shape.
 #[derive(Debug, Clone)]
 pub struct ClusterShape {
+    /// Primaries (shards) the slots are split between: at least [`MIN_PRIMARIES`].
     pub primaries: usize,
+    /// Replicas of each primary.
     pub replicas_per_primary: usize,
     /// The host name every node announces (the fronts' certificate must cover it).
     pub announce_host: String,
@@ -54,7 +68,6 @@ struct Node {
 }
 
 /// The emulated clustered cache. Dropping it stops every front and node.
-#[derive(Debug)]
 pub struct ClusterCloud {
     nodes: Vec<Node>,
     identity: IdentityEndpoint,
@@ -64,14 +77,30 @@ pub struct ClusterCloud {
     admin_password: String,
 }
 
+impl std::fmt::Debug for ClusterCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCloud")
+            .field("nodes", &self.nodes)
+            .field("identity", &self.identity)
+            .field("shape", &self.shape)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ClusterCloud {
-    /// Starts the identity endpoint, the nodes, forms the cluster, then
-    /// starts the fronts. `config.front_listen` is not used: each front
+    /// Starts the identity endpoint and every node with its front, then
+    /// forms the cluster. `config.front_listen` is not used: each front
     /// takes its node's port.
     pub async fn start(
         config: CloudConfig,
         shape: ClusterShape,
     ) -> Result<ClusterCloud, CloudError> {
+        if shape.primaries < MIN_PRIMARIES {
+            return Err(forming(&format!(
+                "a cluster needs at least {MIN_PRIMARIES} primaries, not {}",
+                shape.primaries
+            )));
+        }
         let issuer = Arc::new(Issuer::new(config.oid.clone(), config.token_lifetime));
         let identity = IdentityEndpoint::start(issuer.clone(), config.identity_listen)
             .await
@@ -105,7 +134,8 @@ impl ClusterCloud {
         Ok(cloud)
     }
 
-    /// Starts one more node (not yet in the cluster) and its front.
+    /// Starts one more node (not yet in the cluster) and its front; the
+    /// node's own address.
     async fn start_node(&mut self) -> Result<SocketAddr, CloudError> {
         let port = free_port_pair().map_err(|e| {
             CloudError::Backend(BackendError::Io {
@@ -114,14 +144,7 @@ impl ClusterCloud {
             })
         })?;
         let addr = SocketAddr::new(IpAddr::V4(NODE_IP), port);
-        let host = &self.shape.announce_host;
-        let extra_config = format!(
-            "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 5000\n\
-             cluster-announce-ip {NODE_IP}\n\
-             cluster-announce-hostname {host}\ncluster-preferred-endpoint-type hostname\n\
-             masterauth {}\n",
-            self.admin_password
-        );
+        let extra_config = node_config(&self.shape.announce_host, &self.admin_password);
         let shape = Shape {
             addr,
             admin_password: self.admin_password.clone(),
@@ -139,26 +162,19 @@ impl ClusterCloud {
         })
         .await
         .map_err(CloudError::Front)?;
-        let front_addr = front.addr();
         self.nodes.push(Node { front, backend });
-        Ok(front_addr)
+        Ok(addr)
     }
 
-    /// Adds a node as a primary without slots; its front's address.
+    /// Adds a node as a primary without slots; its front's address (same
+    /// port as the node's).
     pub async fn add_primary(&mut self) -> Result<SocketAddr, CloudError> {
-        let front = self.start_node().await?;
-        let new = self
-            .nodes
-            .last()
-            .expect("just started")
-            .backend
-            .addr()
-            .to_string();
+        let new = self.start_node().await?;
         let seed = self.nodes[0].backend.addr().to_string();
-        self.redis_cli(&["--cluster".into(), "add-node".into(), new, seed])
+        self.redis_cli(&["--cluster".into(), "add-node".into(), new.to_string(), seed])
             .await?;
         self.wait_until_formed().await?;
-        Ok(front)
+        Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, new.port())))
     }
 
     /// Moves `slots` slots with their keys from the node behind front port
@@ -232,6 +248,12 @@ impl ClusterCloud {
         self.nodes.iter().map(|n| n.front.addr()).collect()
     }
 
+    /// Every node's own address (`127.0.0.2:P`), in the same order as
+    /// [`ClusterCloud::fronts`].
+    pub fn node_backends(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.backend.addr()).collect()
+    }
+
     /// Every front's counters, added up.
     pub fn stats(&self) -> FrontStats {
         let mut total = FrontStats::default();
@@ -241,10 +263,12 @@ impl ClusterCloud {
         total
     }
 
+    /// The token issuer all fronts share.
     pub fn issuer(&self) -> &Arc<Issuer> {
         &self.issuer
     }
 
+    /// The managed-identity endpoint.
     pub fn identity(&self) -> &IdentityEndpoint {
         &self.identity
     }
@@ -286,32 +310,15 @@ impl ClusterCloud {
         Ok(())
     }
 
-    /// Waits until every node sees every node, all slots served, and no
-    /// slot is being migrated.
+    /// Waits until the cluster has formed as [`view::formed`] judges it.
     async fn wait_until_formed(&self) -> Result<(), CloudError> {
         let started = Instant::now();
-        let known = format!("cluster_known_nodes:{}", self.nodes.len());
         loop {
-            let mut formed = true;
+            let mut views = Vec::with_capacity(self.nodes.len());
             for node in &self.nodes {
-                let info = node
-                    .backend
-                    .admin(&["CLUSTER", "INFO"], "CLUSTER INFO")
-                    .await?;
-                let nodes = node
-                    .backend
-                    .admin(&["CLUSTER", "NODES"], "CLUSTER NODES")
-                    .await?;
-                // A replica counts once its replication link is up (CLUSTER SLOTS lists it then).
-                let role = node.backend.admin(&["ROLE"], "ROLE").await?;
-                let replicating = !role.contains("slave") || role.contains("connected");
-                formed &= info.contains("cluster_state:ok")
-                    && info.contains(&known)
-                    && !nodes.contains("->-")
-                    && !nodes.contains("-<-")
-                    && replicating;
+                views.push(node_view(&node.backend).await?);
             }
-            if formed {
+            if view::formed(&views) {
                 return Ok(());
             }
             if started.elapsed() > FORMING {
@@ -320,6 +327,32 @@ impl ClusterCloud {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// What `node` says about the cluster.
+async fn node_view(node: &Backend) -> Result<NodeView, CloudError> {
+    Ok(NodeView {
+        info: node.admin(&["CLUSTER", "INFO"], "CLUSTER INFO").await?,
+        nodes: node.admin(&["CLUSTER", "NODES"], "CLUSTER NODES").await?,
+        slots: node.admin(&["CLUSTER", "SLOTS"], "CLUSTER SLOTS").await?,
+        role: node.admin(&["ROLE"], "ROLE").await?,
+    })
+}
+
+/// A node's `redis.conf` lines beyond a plain backend's. Replicas
+/// authenticate to their primary as `default`. The primary pings its replicas
+/// every second and nodes ping each other at least every 1.5 s
+/// (node timeout / 2): a replica appears in `CLUSTER SLOTS` only once the
+/// asked node has heard a non-zero replication offset for it, which would
+/// otherwise take up to ten seconds.
+fn node_config(announce_host: &str, admin_password: &str) -> String {
+    format!(
+        "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 3000\n\
+         cluster-announce-ip {NODE_IP}\n\
+         cluster-announce-hostname {announce_host}\ncluster-preferred-endpoint-type hostname\n\
+         masterauth {admin_password}\n\
+         repl-diskless-sync-delay 0\nrepl-ping-replica-period 1\n"
+    )
 }
 
 fn forming(what: &str) -> CloudError {

@@ -1,12 +1,14 @@
 //! End to end: a whole [`Cloud`] with a real redis-server, driven over TLS
 //! with raw RESP. Skipped (with a note) when redis-server or openssl is
-//! missing.
+//! missing. The helpers here (certificate, connector, RESP client) serve the
+//! cluster's tests too.
 
 use super::{Cloud, CloudConfig};
 use bytes::BytesMut;
 use redauth::resp::{encode, ReplyScanner};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -16,15 +18,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-const OID: &str = "00000000-0000-4000-8000-00000000d3e0";
+pub(crate) const OID: &str = "00000000-0000-4000-8000-00000000d3e0";
 
-fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     Command::new(program).arg("--version").output().is_ok()
         || Command::new(program).arg("version").output().is_ok()
 }
 
 /// A self-signed certificate for localhost / 127.0.0.1: (cert PEM, key PEM).
-fn certificate() -> (String, String) {
+pub(crate) fn certificate() -> (String, String) {
     let dir = std::env::temp_dir().join(format!("redauth-emu-certs-{}", super::random::secret()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -68,16 +70,7 @@ async fn cloud(lifetime: Duration) -> Option<(Cloud, TlsConnector)> {
         }
     }
     let (cert_pem, key_pem) = certificate();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let connector = connector(&cert_pem);
     let cloud = Cloud::start(CloudConfig {
         oid: OID.into(),
         token_lifetime: lifetime,
@@ -89,18 +82,38 @@ async fn cloud(lifetime: Duration) -> Option<(Cloud, TlsConnector)> {
     })
     .await
     .unwrap();
-    Some((cloud, TlsConnector::from(Arc::new(client))))
+    Some((cloud, connector))
+}
+
+/// A TLS connector that trusts `cert_pem` only.
+pub(crate) fn connector(cert_pem: &str) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(client))
 }
 
 /// A raw RESP client over TLS.
-struct Client {
+pub(crate) struct Client {
     stream: TlsStream<TcpStream>,
     buf: BytesMut,
 }
 
 impl Client {
     async fn connect(cloud: &Cloud, connector: &TlsConnector) -> Client {
-        let tcp = TcpStream::connect(cloud.front().addr()).await.unwrap();
+        Client::connect_to(cloud.front().addr(), connector).await
+    }
+
+    /// Connects to a front at `addr`, checking its certificate for `localhost`.
+    pub(crate) async fn connect_to(addr: SocketAddr, connector: &TlsConnector) -> Client {
+        let tcp = TcpStream::connect(addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let stream = connector.connect(name, tcp).await.unwrap();
         Client {
@@ -109,12 +122,12 @@ impl Client {
         }
     }
 
-    async fn send(&mut self, args: &[&str]) {
+    pub(crate) async fn send(&mut self, args: &[&str]) {
         self.stream.write_all(&encode::command(args)).await.unwrap();
     }
 
     /// The next frame, or `None` if the connection closed first.
-    async fn frame(&mut self) -> Option<String> {
+    pub(crate) async fn frame(&mut self) -> Option<String> {
         let read = async {
             let mut scanner = ReplyScanner::default();
             let mut scanned = 0;
@@ -136,7 +149,7 @@ impl Client {
             .expect("no reply within 5s")
     }
 
-    async fn call(&mut self, args: &[&str]) -> String {
+    pub(crate) async fn call(&mut self, args: &[&str]) -> String {
         self.send(args).await;
         self.frame().await.expect("connection closed")
     }

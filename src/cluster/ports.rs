@@ -16,14 +16,25 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Debug, Clone)]
 struct Entry {
     node: Node,
-    /// Whether the node is in the current topology.
+    /// Whether the node counts as in the topology.
     present: bool,
+    /// Topology reads in a row that have not named it.
+    missing: u32,
 }
+
+/// How many topology reads in a row must leave a node out before it counts
+/// as departed. Redis leaves nodes out of `CLUSTER SLOTS` for a while
+/// without them leaving: a replica whose replication restarts (after a
+/// failover) until its offset moves, a primary between losing its last slot
+/// and being forgotten; one read is no verdict.
+pub const DEPART_AFTER: u32 = 3;
 
 /// What [`LocalPorts::update`] changed, for the listeners.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Nodes that need a listener: `(port, node)`.
+    /// Nodes that need a listener, or a listener that dials them anew:
+    /// `(port, node)` for a new node, one back before its port was released,
+    /// and one whose address changed.
     pub added: Vec<(u16, Node)>,
     /// Ports whose node left the topology: close their listener once its
     /// clients have left, then [`LocalPorts::release`] them.
@@ -84,17 +95,19 @@ impl LocalPorts {
 
     fn follow(&mut self, topology: &Topology) -> Result<Changes, PortsExhausted> {
         let mut changes = Changes::default();
-        for entry in self.ports.values_mut() {
-            entry.present = false;
-        }
+        let mut seen = Vec::new();
         for node in &topology.nodes {
             let known = self
                 .ports
                 .iter()
                 .find(|(_, e)| e.node.id == node.id)
-                .map(|(&p, _)| p);
+                .map(|(&p, e)| (p, e.present && e.node.dial == node.dial));
             let port = match known {
-                Some(port) => port,
+                Some((port, true)) => port,
+                Some((port, false)) => {
+                    changes.added.push((port, node.clone()));
+                    port
+                }
                 None => {
                     let port = self.free_port().ok_or_else(|| PortsExhausted {
                         node: node.dial.clone(),
@@ -110,8 +123,16 @@ impl LocalPorts {
                 Entry {
                     node: node.clone(),
                     present: true,
+                    missing: 0,
                 },
             );
+            seen.push(port);
+        }
+        for (port, entry) in self.ports.iter_mut() {
+            if !seen.contains(port) {
+                entry.missing += 1;
+                entry.present &= entry.missing < DEPART_AFTER;
+            }
         }
         changes.departed = self
             .ports
@@ -206,6 +227,14 @@ mod tests {
         // a leaves, c arrives: c must not take a's port while a's listener is open.
         let changes = ports.update(&topology(&[b.clone(), c.clone()])).unwrap();
         assert_eq!(changes.added, vec![(6382, c.clone())]);
+        assert!(
+            changes.departed.is_empty(),
+            "one read leaving a out is no verdict"
+        );
+        for _ in 1..DEPART_AFTER - 1 {
+            ports.update(&topology(&[b.clone(), c.clone()])).unwrap();
+        }
+        let changes = ports.update(&topology(&[b.clone(), c.clone()])).unwrap();
         assert_eq!(changes.departed, vec![6380]);
         assert_eq!(ports.node(6380), None);
         assert_eq!(ports.node(6381).map(|n| &n.id[..]), Some(&b"b"[..]));
@@ -227,18 +256,40 @@ mod tests {
             .update(&topology(&[node("a", "10.0.0.1", 7000)]))
             .unwrap();
         let moved = node("a", "10.0.0.7", 7001);
-        let changes = ports.update(&topology(&[moved])).unwrap();
-        assert_eq!(changes, Changes::default());
+        let changes = ports
+            .update(&topology(std::slice::from_ref(&moved)))
+            .unwrap();
+        assert_eq!(changes.added, vec![(6380, moved)]);
         assert_eq!(
             ports.local(&NodeAddr::new("10.0.0.7", 7001)),
             Some(NodeAddr::new("127.0.0.1", 6380))
         );
-        // Gone, then back before its port was released: the same port, nothing to add.
-        ports.update(&topology(&[])).unwrap();
+        // Left out of fewer than DEPART_AFTER reads: still there, nothing changes.
+        for _ in 1..DEPART_AFTER {
+            assert_eq!(ports.update(&topology(&[])).unwrap(), Changes::default());
+        }
+        assert!(ports.node(6380).is_some());
+        let back = node("a", "10.0.0.7", 7001);
+        assert_eq!(
+            ports
+                .update(&topology(std::slice::from_ref(&back)))
+                .unwrap(),
+            Changes::default()
+        );
+        // Gone for good, then back before its port was released: the same port, to open again.
+        for _ in 0..DEPART_AFTER - 1 {
+            ports.update(&topology(&[])).unwrap();
+        }
+        let changes = ports.update(&topology(&[])).unwrap();
+        assert_eq!(changes.departed, vec![6380]);
+        let changes = ports.update(&topology(&[back.clone()])).unwrap();
+        assert_eq!(changes.added, vec![(6380, back)]);
+        // Its address changes: the same port, dialing the new address.
+        let moved = node("a", "10.0.0.8", 7002);
         let changes = ports
-            .update(&topology(&[node("a", "10.0.0.7", 7001)]))
+            .update(&topology(std::slice::from_ref(&moved)))
             .unwrap();
-        assert_eq!(changes, Changes::default());
+        assert_eq!(changes.added, vec![(6380, moved)]);
     }
 
     #[test]

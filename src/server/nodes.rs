@@ -23,6 +23,9 @@ use tokio::sync::{mpsc, watch};
 /// How often departed nodes' listeners are checked for clients still open.
 const SWEEP: Duration = Duration::from_secs(1);
 
+/// Attempts, 50 ms apart, to bind a port whose previous listener is closing.
+const REBIND_TRIES: u32 = 20;
+
 /// The node listeners' owner.
 pub(super) struct NodeListeners {
     pub relays: Arc<Relays>,
@@ -67,6 +70,12 @@ impl NodeListeners {
                     let Some(Update { changes, done }) = update else { break };
                     let nodes = open.values().filter(|o| !o.departed).count() + changes.added.len();
                     for (port, node) in changes.added {
+                        // A node back before its port was released, or at a new address:
+                        // its old listener (and pools) make way for one dialing it anew.
+                        if let Some(old) = open.remove(&port) {
+                            let _ = old.stop.send(true);
+                            self.relays.forget(&old.target);
+                        }
                         if let Some(listener) = self.open(port, &node, nodes, &global).await {
                             open.insert(port, listener);
                         }
@@ -100,11 +109,19 @@ impl NodeListeners {
         shutdown: &watch::Receiver<bool>,
     ) -> Option<Open> {
         let addr = SocketAddr::new(self.bind_ip, port);
-        let listener = match TcpListener::bind(addr).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!(%addr, node = %node.dial, %error, "cannot listen for a cluster node: clients sent to this port will fail (choose free --cluster-ports)");
-                return None;
+        // A listener this port had a moment ago may still be closing.
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < REBIND_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => {
+                    tracing::error!(%addr, node = %node.dial, %error, "cannot listen for a cluster node: clients sent to this port will fail (choose free --cluster-ports)");
+                    return None;
+                }
             }
         };
         let share = (self.pool_size / nodes.max(1)).max(usize::from(self.pool_size > 0));

@@ -40,8 +40,11 @@ def main():
     resubscribed = {"sharded": 0}
     stop = threading.Event()
 
+    # Each listener has a cluster client of its own: redis-py takes a pubsub connection from the
+    # node's pool of the client that made it, and a client that meets a -MOVED re-reads the
+    # topology and may close those pools, pubsub connections and all.
     def listen_classic():
-        ps = rc.pubsub()
+        ps = RedisCluster(host="127.0.0.1", port=port).pubsub()
         ps.subscribe("py:news")
         while not stop.is_set():
             try:
@@ -54,7 +57,8 @@ def main():
 
     def listen_sharded():
         channel = "{py:shard}events"
-        ps = rc.pubsub()
+        subscriber = RedisCluster(host="127.0.0.1", port=port)
+        ps = subscriber.pubsub()
         ps.ssubscribe(channel)
         while not stop.is_set():
             try:
@@ -67,7 +71,7 @@ def main():
                     # on a fresh pubsub object (redis-py's cannot move a shard channel to another
                     # node in place), and redis-py finds the slot's new owner.
                     ps.close()
-                    ps = rc.pubsub()
+                    ps = subscriber.pubsub()
                     ps.ssubscribe(channel)
                     resubscribed["sharded"] += 1
             except Exception as e:  # noqa: BLE001 - every failure is reported

@@ -287,11 +287,16 @@ fn slot_map(nodes: &str) -> Option<String> {
 /// A port with `n` free ports after it (checked by binding them; another process may still take
 /// one in between, which the test would report as a bind error in redauth's log).
 pub fn free_ports(n: u16) -> u16 {
-    for _ in 0..50 {
-        let first = free_port();
-        if first > u16::MAX - n {
-            continue;
-        }
+    // Below the kernel's ephemeral range (32768 and up by default): a port there can be taken at
+    // any moment as the local end of an outgoing connection, and a node listener opened later in
+    // the test would then fail to bind. (Production defaults, 6380 and up, are below it too.)
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id();
+    for attempt in 0..200u32 {
+        let first = 20000 + ((seed.wrapping_add(attempt.wrapping_mul(7919))) % 12000) as u16;
         let held: Vec<_> = (first..=first + n)
             .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
             .collect();
@@ -299,7 +304,7 @@ pub fn free_ports(n: u16) -> u16 {
             return first;
         }
     }
-    panic!("no run of {n} free ports found");
+    panic!("no run of {n} free ports found below 32768");
 }
 
 /// A free port whose cluster bus port (port + 10000) is free too.
