@@ -48,6 +48,8 @@ pub struct LocalPorts {
     first: u16,
     last: u16,
     ports: BTreeMap<u16, Entry>,
+    /// Ports never given out (redauth's own listeners).
+    reserved: Vec<u16>,
     /// Every alias of every node with a port, present or departed.
     by_alias: HashMap<NodeAddr, u16>,
 }
@@ -70,6 +72,7 @@ impl LocalPorts {
             announce_host: announce_host.into(),
             first,
             last: u16::MAX,
+            reserved: Vec::new(),
             ports: BTreeMap::new(),
             by_alias: HashMap::new(),
         }
@@ -78,6 +81,11 @@ impl LocalPorts {
     /// Gives out no port above `last`.
     pub fn up_to(self, last: u16) -> LocalPorts {
         LocalPorts { last, ..self }
+    }
+
+    /// Never gives out `ports` (redauth's own listeners).
+    pub fn reserving(self, reserved: Vec<u16>) -> LocalPorts {
+        LocalPorts { reserved, ..self }
     }
 
     /// Follows a new topology: new nodes get ports, departed ones are
@@ -165,7 +173,7 @@ impl LocalPorts {
     }
 
     fn free_port(&self) -> Option<u16> {
-        (self.first..=self.last).find(|p| !self.ports.contains_key(p))
+        (self.first..=self.last).find(|p| !self.ports.contains_key(p) && !self.reserved.contains(p))
     }
 
     fn reindex(&mut self) {
@@ -282,7 +290,9 @@ mod tests {
         }
         let changes = ports.update(&topology(&[])).unwrap();
         assert_eq!(changes.departed, vec![6380]);
-        let changes = ports.update(&topology(&[back.clone()])).unwrap();
+        let changes = ports
+            .update(&topology(std::slice::from_ref(&back)))
+            .unwrap();
         assert_eq!(changes.added, vec![(6380, back)]);
         // Its address changes: the same port, dialing the new address.
         let moved = node("a", "10.0.0.8", 7002);
@@ -290,6 +300,14 @@ mod tests {
             .update(&topology(std::slice::from_ref(&moved)))
             .unwrap();
         assert_eq!(changes.added, vec![(6380, moved)]);
+    }
+
+    #[test]
+    fn reserved_ports_are_never_given_out() {
+        let mut ports = LocalPorts::new("127.0.0.1", 6380).reserving(vec![6381, 9180]);
+        let (a, b) = (node("a", "10.0.0.1", 7000), node("b", "10.0.0.2", 7000));
+        let changes = ports.update(&topology(&[a.clone(), b.clone()])).unwrap();
+        assert_eq!(changes.added, vec![(6380, a), (6382, b)]);
     }
 
     #[test]

@@ -324,7 +324,9 @@ fn cluster_parts(
         tracing::debug!("no --cluster-ports (the listen port is 0): cluster mode is off");
         return None;
     };
-    let map = LocalPorts::new(cluster.announce_host.clone(), *ports.start()).up_to(*ports.end());
+    let map = LocalPorts::new(cluster.announce_host.clone(), *ports.start())
+        .up_to(*ports.end())
+        .reserving(cluster.reserved.clone());
     Some(ClusterParts {
         directory: Directory::new(map),
         dialer: NodeDialer {

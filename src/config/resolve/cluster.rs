@@ -1,6 +1,9 @@
 //! The cluster-mode settings (`--cluster`, `--cluster-ports`,
 //! `--cluster-announce-host`, `--cluster-tls-server-name`,
-//! `--cluster-refresh-interval`), resolved and checked.
+//! `--cluster-refresh-interval`), resolved into a [`ClusterConfig`] and
+//! checked, each problem named as the user gave the setting. Under
+//! `--cluster off` the others are parsed, not checked. Binds nothing: that
+//! the node ports are free is only known as nodes appear.
 
 use super::{timeout, Check};
 use crate::config::settings::Settings;
@@ -25,6 +28,7 @@ pub const DEFAULT_PORT_COUNT: u16 = 100;
 /// Cluster mode, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
+    /// Whether the upstream is treated as a cluster.
     pub mode: ClusterMode,
     /// Local ports for node listeners; `None` when none were given and none
     /// can be derived (the first `--listen` port is 0, or there is only a
@@ -32,12 +36,17 @@ pub struct ClusterConfig {
     pub ports: Option<RangeInclusive<u16>>,
     /// The IP node listeners bind: the first `--listen` address's, else 127.0.0.1.
     pub bind_ip: IpAddr,
-    /// The host clients are told to connect to for node ports.
+    /// The host clients are told to connect to for node ports, in rewritten
+    /// replies: `--cluster-announce-host`, else `bind_ip`.
     pub announce_host: String,
-    /// The name to verify the certificates of nodes announced by IP only.
+    /// The name to verify the certificates of nodes announced by IP only:
+    /// `--cluster-tls-server-name`, else the seed's name.
     pub tls_server_name: String,
     /// How often the topology is read again without a reason.
     pub refresh_interval: Duration,
+    /// Ports in `ports` no node may take: those redauth listens on (only a
+    /// default range can hold them; a given one that does is refused).
+    pub reserved: Vec<u16>,
 }
 
 /// Resolves the cluster settings; `tls_server_name` is the seed's (the
@@ -85,22 +94,27 @@ pub(super) fn resolve(
         30,
     );
     if mode != ClusterMode::Off {
-        check(c, mode, ports.as_ref(), listen, admin);
-        if announce_host.is_empty()
-            || rustls::pki_types::ServerName::try_from(announce_host.as_str()).is_err()
-        {
+        let given = settings.cluster_ports.is_some();
+        check_ports(c, mode, ports.as_ref(), given, listen, admin);
+        if !is_server_name(&announce_host) {
             c.fail(
                 "cluster_announce_host",
                 format!("{announce_host:?} is not a host name or IP address"),
             );
         }
-        if rustls::pki_types::ServerName::try_from(tls_server_name.as_str()).is_err() {
+        // When not given it is the seed's name, checked (or refused) as --tls-server-name.
+        if settings.cluster_tls_server_name.is_some() && !is_server_name(&tls_server_name) {
             c.fail(
                 "cluster_tls_server_name",
                 format!("{tls_server_name:?} is not a valid DNS name or IP address"),
             );
         }
     }
+    let reserved = listen
+        .iter()
+        .map(SocketAddr::port)
+        .chain([admin.port()])
+        .collect();
     ClusterConfig {
         mode,
         ports,
@@ -108,39 +122,52 @@ pub(super) fn resolve(
         announce_host,
         tls_server_name,
         refresh_interval,
+        reserved,
     }
 }
 
-/// The node ports must exist under `--cluster on` and must not take a port
-/// redauth listens on already.
-fn check(
+/// Whether `name` can be checked against a certificate: a DNS name or an IP address.
+fn is_server_name(name: &str) -> bool {
+    !name.is_empty() && rustls::pki_types::ServerName::try_from(name).is_ok()
+}
+
+/// The node ports must exist under `--cluster on`, and a range given must
+/// not take a port redauth listens on already. `given`: `--cluster-ports` was set (and, if
+/// `ports` is `None`, already reported as malformed).
+fn check_ports(
     c: &mut Check,
     mode: ClusterMode,
     ports: Option<&RangeInclusive<u16>>,
+    given: bool,
     listen: &[SocketAddr],
     admin: SocketAddr,
 ) {
     let Some(ports) = ports else {
-        if mode == ClusterMode::On && c.errors.is_empty() {
+        if mode == ClusterMode::On && !given {
             c.fail(
                 "cluster",
-                "on needs node ports: give --cluster-ports (none follow a --listen port of 0 or a Unix socket)",
+                "on needs node ports: give --cluster-ports (none follow a --listen port of 0 or 65535, or a Unix socket)",
             );
         }
         return;
     };
+    if !given {
+        // The default range skips the ports redauth listens on (`reserved`).
+        return;
+    }
+    let range = format!("{}-{} includes", ports.start(), ports.end());
+    let advice = "node listeners need ports of their own";
     let taken = listen
         .iter()
-        .map(|a| ("--listen", a.port()))
-        .chain([("--admin-listen", admin.port())]);
-    for (setting, port) in taken {
+        .map(|a| ("listen", a.port()))
+        .chain([("admin_listen", admin.port())]);
+    for (key, port) in taken {
         if ports.contains(&port) {
-            let name = c.names.name("cluster_ports");
-            c.fail_plain(format!(
-                "{name}: {}-{} includes port {port}, which {setting} uses; node listeners need ports of their own",
-                ports.start(),
-                ports.end()
-            ));
+            let setting = c.names.name(key);
+            c.fail(
+                "cluster_ports",
+                format!("{range} port {port}, which {setting} uses; {advice}"),
+            );
         }
     }
 }
@@ -168,16 +195,4 @@ fn parse_ports(text: &str) -> Result<RangeInclusive<u16>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_are_a_first_port_or_a_range() {
-        assert_eq!(parse_ports("7000"), Ok(7000..=7099));
-        assert_eq!(parse_ports("7000-7005"), Ok(7000..=7005));
-        assert_eq!(parse_ports("65500"), Ok(65500..=65535));
-        for bad in ["0", "x", "7000-", "7005-7000", "70000", "-1"] {
-            assert!(parse_ports(bad).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;
