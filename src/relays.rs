@@ -75,10 +75,6 @@ impl Target {
             metrics,
         })
     }
-
-    pub fn connector(&self) -> &Connector {
-        &self.connector
-    }
 }
 
 /// A client for a relay to serve. `guard` is dropped when the session ends.

@@ -46,22 +46,7 @@ fn cluster_clients_run_clean_through_migration_failover_and_a_new_node() {
         started.elapsed()
     );
 
-    let runs = [
-        clients::finish("redis-py", py),
-        clients::finish("ioredis", js),
-    ];
-    for (summary, clean) in &runs {
-        let cluster_log: String = redauth
-            .logs()
-            .lines()
-            .filter(|l| l.contains("cluster") || l.contains("WARN") || l.contains("closed"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(
-            clean,
-            "errors or lost messages: {summary}\nredauth:\n{cluster_log}"
-        );
-    }
+    clients::assert_clean(py, js, &redauth);
     let logs = redauth.logs();
     assert!(
         logs.contains("cluster node joined"),

@@ -189,13 +189,7 @@ impl Backend {
                 });
             }
             if let Ok(stream) = TcpStream::connect(self.addr).await {
-                let mut admin = AdminConnection {
-                    stream,
-                    buf: BytesMut::new(),
-                };
-                admin
-                    .call(&["AUTH", &self.admin_password], "the admin password")
-                    .await?;
+                let mut admin = self.authenticated(stream).await?;
                 match admin.call(&["PING"], "PING").await {
                     Ok(_) => return Ok(admin),
                     Err(BackendError::Refused { reply, .. }) if reply.starts_with("-LOADING") => {}
@@ -216,6 +210,12 @@ impl Backend {
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(io_error(format!("connecting to {}", self.addr)))?;
+        let reply = self.authenticated(stream).await?.call(args, what).await?;
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    }
+
+    /// `stream`, authenticated as the `default` user.
+    async fn authenticated(&self, stream: TcpStream) -> Result<AdminConnection, BackendError> {
         let mut admin = AdminConnection {
             stream,
             buf: BytesMut::new(),
@@ -223,8 +223,7 @@ impl Backend {
         admin
             .call(&["AUTH", &self.admin_password], "the admin password")
             .await?;
-        let reply = admin.call(args, what).await?;
-        Ok(String::from_utf8_lossy(&reply).into_owned())
+        Ok(admin)
     }
 
     fn log_tail(&self) -> String {

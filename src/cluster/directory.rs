@@ -8,7 +8,6 @@
 //! and waits for the next one to finish before it rewrites again, so a
 //! client is never told an upstream address.
 
-use super::node::NodeAddr;
 use super::ports::LocalPorts;
 use super::rewrite::{self, Rewrite};
 use super::topology::Node;
@@ -149,12 +148,6 @@ impl Directory {
             .present()
             .map(|(port, node)| (port, node.clone()))
             .collect()
-    }
-
-    /// The local address for an upstream node, if it has one.
-    pub fn local(&self, upstream: &NodeAddr) -> Option<NodeAddr> {
-        use super::node::LocalAddresses;
-        self.read().local(upstream)
     }
 
     /// Frees a departed node's port once its listener closed.

@@ -53,8 +53,22 @@ fn workload(path: &str) -> String {
     format!("{}/tests/clients/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Waits for both workloads and demands that each ran clean; on failure the message holds its
+/// summary and redauth's cluster, warning and close lines.
+pub fn assert_clean(py: Child, js: Child, redauth: &super::Redauth) {
+    for (summary, clean) in [finish("redis-py", py), finish("ioredis", js)] {
+        let log: String = redauth
+            .logs()
+            .lines()
+            .filter(|l| l.contains("cluster") || l.contains("WARN") || l.contains("closed"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(clean, "errors or lost messages: {summary}\nredauth:\n{log}");
+    }
+}
+
 /// Waits for a workload; its summary and whether it ran clean.
-pub fn finish(name: &str, child: Child) -> (String, bool) {
+fn finish(name: &str, child: Child) -> (String, bool) {
     let out = child.wait_with_output().expect("waiting for a workload");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("{name}: {stdout}{}", String::from_utf8_lossy(&out.stderr));

@@ -282,11 +282,4 @@ impl TestClusterCloud {
             .block_on(self.cloud.admin(port, &["ROLE"]))
             .expect("ROLE")
     }
-
-    /// `CLUSTER NODES` from the node behind `port`.
-    pub fn nodes(&self, port: u16) -> String {
-        self.runtime
-            .block_on(self.cloud.admin(port, &["CLUSTER", "NODES"]))
-            .expect("CLUSTER NODES")
-    }
 }
