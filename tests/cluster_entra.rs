@@ -3,7 +3,16 @@
 //! closes connections whose token expired, all announced as `localhost:<port>` — and redis-py's
 //! `RedisCluster` and ioredis's `Cluster` through redauth while tokens rotate every few seconds
 //! and slots move, a replica is promoted and a primary joins: 0 errors, no message lost, and no
-//! connection closed by any front for an expired token.
+//! connection closed by any front for an expired token that redauth let lapse.
+//!
+//! One kind of expiry close is the server's doing, not redauth's: a manual failover pauses the
+//! old primary's writers (`CLIENT PAUSE WRITE`) until the replica takes over, for up to 10 s when
+//! the handshake times out. A connection paused on a write holds the re-authentication redauth
+//! sent behind it, and with 6-second tokens (1.8 s of margin) that AUTH may be answered only after
+//! the old token expired. The front then closes the connection, as Azure would. With real tokens
+//! (an hour, re-authenticated minutes ahead) a 10-second pause cannot outlast the margin. So a close
+//! is accepted only when the front saw a verified AUTH sent at least a second before the expiry
+//! and still waiting behind unanswered commands; any other close fails the test.
 
 mod support;
 
@@ -17,7 +26,6 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(6);
 const WORKLOAD_SECONDS: u64 = 40;
 
 #[test]
-#[ignore = "issue 16, open: in 2 of about 11 runs the fronts closed 2 connections whose token had expired (the clients saw no error); run with --ignored until that is found"]
 fn cluster_clients_run_clean_on_every_node_while_tokens_rotate() {
     let clients = Clients::install();
     let mut cloud = TestClusterCloud::start(TOKEN_LIFETIME);
@@ -54,10 +62,23 @@ fn cluster_clients_run_clean_on_every_node_while_tokens_rotate() {
     eprintln!("fronts: {:?}", cloud.stats());
     clients::assert_clean(py, js, &redauth);
     let stats = cloud.stats();
-    assert_eq!(
-        stats.expired_closes, 0,
-        "a front closed a connection whose token expired"
+    let closes = cloud.expired_reports();
+    let lapsed: Vec<String> = closes
+        .iter()
+        .filter(|c| !c.stalled_behind_server(Duration::from_secs(1)))
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        lapsed.is_empty() && closes.len() as u64 == stats.expired_closes,
+        "a front closed a connection whose token redauth let expire:\n{}\n(all {} closes: {:#?})\nredauth:\n{}",
+        lapsed.join("\n"),
+        stats.expired_closes,
+        closes,
+        redauth.logs()
     );
+    for close in &closes {
+        eprintln!("a server pause held a re-authentication past its expiry: {close}");
+    }
     assert_eq!(stats.auth_rejected, 0, "a front refused a token");
 
     let scrape = http::get(redauth.admin_addr(), "/metrics").body;

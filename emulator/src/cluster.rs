@@ -21,7 +21,7 @@ mod view;
 mod tests;
 
 use crate::backend::{Backend, BackendError, Shape};
-use crate::front::{Front, FrontConfig, FrontStats};
+use crate::front::{ExpiredClose, Front, FrontConfig, FrontStats};
 use crate::identity::IdentityEndpoint;
 use crate::issuer::Issuer;
 use crate::{random, CloudConfig, CloudError};
@@ -263,6 +263,14 @@ impl ClusterCloud {
         total
     }
 
+    /// Every front's expiry-close reports ([`Front::expired_reports`]).
+    pub fn expired_reports(&self) -> Vec<ExpiredClose> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.front.expired_reports())
+            .collect()
+    }
+
     /// The token issuer all fronts share.
     pub fn issuer(&self) -> &Arc<Issuer> {
         &self.issuer
@@ -310,7 +318,7 @@ impl ClusterCloud {
         Ok(())
     }
 
-    /// Waits until the cluster has formed as [`view::formed`] judges it.
+    /// Waits until the cluster has formed as [`view::unformed`] judges it.
     async fn wait_until_formed(&self) -> Result<(), CloudError> {
         let started = Instant::now();
         loop {
@@ -318,11 +326,13 @@ impl ClusterCloud {
             for node in &self.nodes {
                 views.push(node_view(&node.backend).await?);
             }
-            if view::formed(&views) {
+            let Some(why) = view::unformed(&views) else {
                 return Ok(());
-            }
+            };
             if started.elapsed() > FORMING {
-                return Err(forming("the nodes did not agree on the cluster"));
+                return Err(forming(&format!(
+                    "the nodes did not agree on the cluster within {FORMING:?} ({why})"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

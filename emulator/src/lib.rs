@@ -38,7 +38,7 @@ mod tests;
 
 pub use backend::{Backend, BackendError};
 pub use cluster::{ClusterCloud, ClusterShape};
-pub use front::{Front, FrontConfig, FrontStats};
+pub use front::{ExpiredClose, Front, FrontConfig, FrontStats};
 pub use identity::IdentityEndpoint;
 pub use issuer::{Claims, Issuer, Minted, Rejection};
 

@@ -233,6 +233,26 @@ async fn connections_close_at_expiry_unless_a_fresh_auth_succeeded() {
     assert_eq!(stats.auth_ok, 5);
     assert_eq!(stats.auth_rejected, 0);
     assert_eq!(stats.expired_closes, 3);
+    // Each close is reported with what the connection did, and no token.
+    let closes = cloud.front().expired_reports();
+    // None of them had an AUTH stuck behind the server: each let its token lapse.
+    assert!(closes
+        .iter()
+        .all(|c| !c.stalled_behind_server(Duration::ZERO)));
+    let reports: Vec<String> = closes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(reports.len(), 3, "{reports:#?}");
+    let has = |parts: &[&str]| reports.iter().any(|r| parts.iter().all(|p| r.contains(p)));
+    assert!(
+        has(&["the last EXEC", "2 verified AUTHs sent", "1 confirmed"]),
+        "{reports:#?}"
+    );
+    assert!(has(&["the last AUTH", "subscriptions 1/0/0"]), "{reports:#?}");
+    for report in &reports {
+        assert!(!report.contains(&first.token) && !report.contains(&fresh.token));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

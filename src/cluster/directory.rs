@@ -150,6 +150,21 @@ impl Directory {
             .collect()
     }
 
+    /// The local port of the primary serving `slot`, if one does.
+    pub fn owner(&self, slot: u16) -> Option<u16> {
+        self.read().owner(slot)
+    }
+
+    /// The local ports of the primaries that serve slots.
+    pub fn primaries(&self) -> Arc<[u16]> {
+        self.read().primaries()
+    }
+
+    /// The node a local port serves, while it is in the topology.
+    pub fn node(&self, port: u16) -> Option<Node> {
+        self.read().node(port).cloned()
+    }
+
     /// Frees a departed node's port once its listener closed.
     pub fn release(&self, port: u16) {
         self.ports

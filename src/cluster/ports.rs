@@ -8,9 +8,10 @@
 //! node is ever relayed to a new one.
 
 use super::node::{LocalAddresses, NodeAddr};
-use super::topology::{Node, Topology};
+use super::topology::{Node, Topology, SLOTS};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// One port's node.
 #[derive(Debug, Clone)]
@@ -52,6 +53,11 @@ pub struct LocalPorts {
     reserved: Vec<u16>,
     /// Every alias of every node with a port, present or departed.
     by_alias: HashMap<NodeAddr, u16>,
+    /// Each slot's primary, by local port (0: no primary serves it), as the
+    /// last topology read said; shared, as it is only ever replaced whole.
+    slots: Arc<[u16]>,
+    /// The ports in `slots`, each once, ascending.
+    primaries: Arc<[u16]>,
 }
 
 /// No port is left above `--cluster-ports` for a new node.
@@ -75,6 +81,8 @@ impl LocalPorts {
             reserved: Vec::new(),
             ports: BTreeMap::new(),
             by_alias: HashMap::new(),
+            slots: Arc::from(vec![0; usize::from(SLOTS)]),
+            primaries: Arc::from(Vec::new()),
         }
     }
 
@@ -96,9 +104,43 @@ impl LocalPorts {
         let result = self.follow(topology);
         if result.is_err() {
             self.ports = before;
+        } else {
+            self.slots = self.slot_owners(topology);
+            let mut primaries: Vec<u16> = self.slots.iter().copied().filter(|&p| p != 0).collect();
+            primaries.sort_unstable();
+            primaries.dedup();
+            self.primaries = Arc::from(primaries);
         }
         self.reindex();
         result
+    }
+
+    /// Each slot's primary's local port, by the new topology.
+    fn slot_owners(&self, topology: &Topology) -> Arc<[u16]> {
+        let mut slots = vec![0; usize::from(SLOTS)];
+        for range in &topology.ranges {
+            let Some(primary) = topology.nodes.get(range.primary) else {
+                continue;
+            };
+            let Some((&port, _)) = self.ports.iter().find(|(_, e)| e.node.id == primary.id) else {
+                continue;
+            };
+            let (start, end) = (usize::from(range.start), usize::from(range.end));
+            if let Some(run) = slots.get_mut(start..=end) {
+                run.fill(port);
+            }
+        }
+        Arc::from(slots)
+    }
+
+    /// The local port of the primary serving `slot`, if one does.
+    pub fn owner(&self, slot: u16) -> Option<u16> {
+        self.slots.get(usize::from(slot)).copied().filter(|&p| p != 0)
+    }
+
+    /// The local ports of the primaries that serve slots, each once, by port.
+    pub fn primaries(&self) -> Arc<[u16]> {
+        self.primaries.clone()
     }
 
     fn follow(&mut self, topology: &Topology) -> Result<Changes, PortsExhausted> {
@@ -195,6 +237,7 @@ impl LocalAddresses for LocalPorts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::topology::SlotRange;
 
     fn node(id: &str, host: &str, port: u16) -> Node {
         let addr = NodeAddr::new(host.to_string(), port);
@@ -211,6 +254,36 @@ mod tests {
             nodes: nodes.to_vec(),
             ranges: Vec::new(),
         }
+    }
+
+    #[test]
+    fn each_slot_is_owned_by_its_primary_s_local_port() {
+        let (a, b) = (node("a", "10.0.0.1", 7000), node("b", "10.0.0.2", 7000));
+        let mut ports = LocalPorts::new("127.0.0.1", 6380);
+        let range = |start, end, primary| SlotRange {
+            start,
+            end,
+            primary,
+            replicas: Vec::new(),
+        };
+        let split = Topology {
+            nodes: vec![a.clone(), b.clone()],
+            ranges: vec![range(0, 99, 0), range(200, 16383, 1)],
+        };
+        ports.update(&split).unwrap();
+        assert_eq!(ports.owner(0), Some(6380));
+        assert_eq!(ports.owner(99), Some(6380));
+        assert_eq!(ports.owner(100), None, "an unserved slot");
+        assert_eq!(ports.owner(16383), Some(6381));
+        assert_eq!(&ports.primaries()[..], &[6380, 6381]);
+        // b takes everything: a serves no slot and is no longer a primary to ask.
+        let moved = Topology {
+            nodes: vec![a, b],
+            ranges: vec![range(0, 16383, 1)],
+        };
+        ports.update(&moved).unwrap();
+        assert_eq!(ports.owner(0), Some(6381));
+        assert_eq!(&ports.primaries()[..], &[6381]);
     }
 
     #[test]

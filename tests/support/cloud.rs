@@ -251,6 +251,11 @@ impl TestClusterCloud {
         self.cloud.stats()
     }
 
+    /// What each connection a front closed for an expired token had done.
+    pub fn expired_reports(&self) -> Vec<redauth_emulator::ExpiredClose> {
+        self.cloud.expired_reports()
+    }
+
     /// Front ports.
     pub fn ports(&self) -> Vec<u16> {
         self.cloud.fronts().iter().map(|a| a.port()).collect()
@@ -278,8 +283,13 @@ impl TestClusterCloud {
 
     /// `ROLE` of the node behind `port`, as RESP text.
     pub fn role(&self, port: u16) -> String {
+        self.admin(port, &["ROLE"])
+    }
+
+    /// The reply to `args`, run on the node behind `port` as its admin, as RESP text.
+    pub fn admin(&self, port: u16, args: &[&str]) -> String {
         self.runtime
-            .block_on(self.cloud.admin(port, &["ROLE"]))
-            .expect("ROLE")
+            .block_on(self.cloud.admin(port, args))
+            .unwrap_or_else(|e| panic!("{args:?} on {port}: {e}"))
     }
 }

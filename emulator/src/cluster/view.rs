@@ -21,22 +21,31 @@ pub(super) struct NodeView {
 }
 
 impl NodeView {
-    /// Whether this node, on its own, looks settled in a cluster of `count` nodes.
-    fn settled(&self, count: usize) -> bool {
+    /// What keeps this node from looking settled, on its own, in a cluster
+    /// of `count` nodes, if anything.
+    fn unsettled(&self, count: usize) -> Option<&'static str> {
         let flags_ok = node_lines(&self.nodes).all(|fields| {
             !fields[2]
                 .split(',')
                 .any(|flag| ["fail", "fail?", "handshake", "noaddr"].contains(&flag))
         });
         let replicating = !self.role.contains("slave") || self.role.contains("connected");
-        self.info.contains("cluster_state:ok")
-            && self
-                .info
-                .contains(&format!("cluster_known_nodes:{count}\r\n"))
-            && !self.nodes.contains("->-")
-            && !self.nodes.contains("-<-")
-            && flags_ok
-            && replicating
+        if !self.info.contains("cluster_state:ok") {
+            Some("its cluster_state is not ok")
+        } else if !self
+            .info
+            .contains(&format!("cluster_known_nodes:{count}\r\n"))
+        {
+            Some("it does not know every node")
+        } else if self.nodes.contains("->-") || self.nodes.contains("-<-") {
+            Some("a slot is migrating")
+        } else if !flags_ok {
+            Some("it flags a node as failing or in handshake")
+        } else if !replicating {
+            Some("its replication link is down")
+        } else {
+            None
+        }
     }
 
     /// The nodes clients are told about, per `CLUSTER NODES`: the primaries
@@ -64,17 +73,31 @@ fn node_lines(reply: &str) -> impl Iterator<Item = Vec<&str>> {
         .filter(|fields| fields.len() >= 8)
 }
 
-/// Whether `views`, one per node of the cluster, add up to a formed cluster.
-pub(super) fn formed(views: &[NodeView]) -> bool {
+/// Why `views` do not (yet) add up to a formed cluster, naming the first
+/// node (by its index) that disagrees; `None` once formed.
+pub(super) fn unformed(views: &[NodeView]) -> Option<String> {
     let Some(first) = views.first() else {
-        return false;
+        return Some("no nodes".into());
     };
     let serving = first.serving();
-    views.iter().all(|view| {
-        view.settled(views.len())
-            && view.serving() == serving
-            && serving.iter().all(|(id, _)| view.slots.contains(id))
+    views.iter().enumerate().find_map(|(i, view)| {
+        let why = view.unsettled(views.len()).or_else(|| {
+            if view.serving() != serving {
+                Some("it disagrees with the first node on who serves slots")
+            } else if !serving.iter().all(|(id, _)| view.slots.contains(id)) {
+                Some("its CLUSTER SLOTS leaves a serving node out")
+            } else {
+                None
+            }
+        })?;
+        Some(format!("node {i}: {why}"))
     })
+}
+
+/// Whether `views`, one per node of the cluster, add up to a formed cluster.
+#[cfg(test)]
+pub(super) fn formed(views: &[NodeView]) -> bool {
+    unformed(views).is_none()
 }
 
 #[cfg(test)]

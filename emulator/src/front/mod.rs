@@ -51,7 +51,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -108,6 +108,63 @@ struct Counters {
     auth_ok: AtomicU64,
     auth_rejected: AtomicU64,
     expired_closes: AtomicU64,
+    /// The first [`REPORTS_KEPT`] expiry closes.
+    expired_reports: std::sync::Mutex<Vec<ExpiredClose>>,
+}
+
+/// A connection the front closed because its token expired: when, and what
+/// the connection had done (command names and times, never an argument).
+#[derive(Debug, Clone)]
+pub struct ExpiredClose {
+    pub peer: SocketAddr,
+    /// When the token of its last confirmed AUTH expired.
+    pub expired_at: SystemTime,
+    /// When it last sent an AUTH (or HELLO … AUTH) with a token that verified.
+    pub auth_sent_at: Option<SystemTime>,
+    /// Replies owed ahead of that AUTH if it was still unanswered.
+    pub owed_before_auth: Option<usize>,
+    /// The rest, in words.
+    pub report: String,
+}
+
+impl ExpiredClose {
+    /// Whether the client did its part: it sent a verified AUTH at least
+    /// `ahead` before the expiry, and the server had not yet answered the
+    /// commands in front of it (a server that paused the connection, as a
+    /// manual failover pauses a primary's writers for up to 10 s).
+    pub fn stalled_behind_server(&self, ahead: Duration) -> bool {
+        let in_time = self
+            .auth_sent_at
+            .is_some_and(|sent| sent + ahead <= self.expired_at);
+        in_time && self.owed_before_auth.is_some_and(|owed| owed > 0)
+    }
+}
+
+impl std::fmt::Display for ExpiredClose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "closing connection {}: its token expired at {} with no fresh AUTH ({})",
+            self.peer,
+            crate::issuer::rfc3339(self.expired_at),
+            self.report
+        )
+    }
+}
+
+/// How many expiry-close reports a front keeps.
+const REPORTS_KEPT: usize = 32;
+
+impl Counters {
+    fn remember_expired(&self, close: ExpiredClose) {
+        let mut reports = self
+            .expired_reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if reports.len() < REPORTS_KEPT {
+            reports.push(close);
+        }
+    }
 }
 
 /// A snapshot of the front's counters.
@@ -200,6 +257,16 @@ impl Front {
             auth_rejected: c.auth_rejected.load(Ordering::Relaxed),
             expired_closes: c.expired_closes.load(Ordering::Relaxed),
         }
+    }
+
+    /// The first few connections closed for an expired token, with what
+    /// each had done (also logged at info).
+    pub fn expired_reports(&self) -> Vec<ExpiredClose> {
+        let c = &self.shared.counters;
+        c.expired_reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stops accepting and closes every open connection.

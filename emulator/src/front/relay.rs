@@ -9,13 +9,13 @@
 
 use super::replies::ReplyTracker;
 use super::requests::{AuthEvent, RequestScanner};
-use super::{Expect, Shared};
+use super::{Expect, ExpiredClose, Shared};
 use crate::issuer::rfc3339;
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -30,6 +30,85 @@ const DIAL: Duration = Duration::from_secs(5);
 const CLOSE: Duration = Duration::from_millis(200);
 
 const READ_CHUNK: usize = 16 * 1024;
+
+/// What one connection did, for the report when it is closed for an
+/// expired token: enough to tell which kind of client let its token lapse.
+/// Holds command names and times, never an argument.
+#[derive(Debug)]
+struct Seen {
+    opened: Instant,
+    commands: u64,
+    last_name: Vec<u8>,
+    last_command: Option<Instant>,
+    /// The last AUTH (or HELLO … AUTH) forwarded with a verified token.
+    auth_sent: Option<Instant>,
+    auth_sent_wall: Option<SystemTime>,
+    auth_sent_count: u32,
+    /// The last AUTH the backend confirmed.
+    auth_ok: Option<Instant>,
+    auth_ok_count: u32,
+    replies: Option<Instant>,
+}
+
+impl Seen {
+    fn new() -> Seen {
+        Seen {
+            opened: Instant::now(),
+            commands: 0,
+            last_name: Vec::new(),
+            last_command: None,
+            auth_sent: None,
+            auth_sent_wall: None,
+            auth_sent_count: 0,
+            auth_ok: None,
+            auth_ok_count: 0,
+            replies: None,
+        }
+    }
+
+    /// The close, with what the connection did.
+    fn close(
+        &self,
+        peer: SocketAddr,
+        expired_at: SystemTime,
+        scanner: &RequestScanner,
+        tracker: &ReplyTracker,
+    ) -> ExpiredClose {
+        ExpiredClose {
+            peer,
+            expired_at,
+            auth_sent_at: self.auth_sent_wall,
+            owed_before_auth: tracker.owed_before_auth(),
+            report: self.report(scanner, tracker),
+        }
+    }
+
+    /// One line: the connection's age and how long ago each thing happened.
+    fn report(&self, scanner: &RequestScanner, tracker: &ReplyTracker) -> String {
+        let now = Instant::now();
+        let ago = |at: Option<Instant>| match at {
+            Some(at) => format!("{:.1}s ago", (now - at).as_secs_f64()),
+            None => "never".to_owned(),
+        };
+        let state = scanner.describe();
+        format!(
+            "open {:.1}s; {} commands, the last {} {}; {} verified AUTHs sent, the last {}; \
+             {} confirmed, the last {}; last reply {}; {}{}{}",
+            (now - self.opened).as_secs_f64(),
+            self.commands,
+            String::from_utf8_lossy(&self.last_name),
+            ago(self.last_command),
+            self.auth_sent_count,
+            ago(self.auth_sent),
+            self.auth_ok_count,
+            ago(self.auth_ok),
+            ago(self.replies),
+            tracker.describe(),
+            if state.is_empty() { "" } else { "; " },
+            state,
+        )
+    }
+}
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -74,46 +153,61 @@ pub(super) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     let _ = backend.set_nodelay(true);
     tracing::debug!(%peer, "front: connection open");
     match relay(client, backend, peer, &shared).await {
-        Ended::Expired(at) => {
+        (Ended::Expired(_), Some(close)) => {
             shared
                 .counters
                 .expired_closes
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(
-                "front: closing connection {peer}: its token expired at {} with no fresh AUTH",
-                rfc3339(at)
-            );
+            tracing::info!("front: {close}");
+            shared.counters.remember_expired(close);
         }
-        Ended::Failed(error) => tracing::info!(%peer, %error, "front: connection failed"),
-        Ended::Io(error) => tracing::debug!(%peer, %error, "front: connection ended"),
-        ended => tracing::debug!(%peer, ?ended, "front: connection closed"),
+        (Ended::Failed(error), _) => tracing::info!(%peer, %error, "front: connection failed"),
+        (Ended::Io(error), _) => tracing::debug!(%peer, %error, "front: connection ended"),
+        (ended, _) => tracing::debug!(%peer, ?ended, "front: connection closed"),
     }
 }
 
-async fn relay<C>(client: C, backend: TcpStream, peer: SocketAddr, shared: &Shared) -> Ended
+/// Relays until the connection ends: why, and (for an expiry) the report.
+async fn relay<C>(
+    client: C,
+    backend: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> (Ended, Option<ExpiredClose>)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut backend_read, mut backend_write) = backend.into_split();
-    let (records_tx, records_rx) = mpsc::unbounded_channel();
+    let (records_tx, mut records_rx) = mpsc::unbounded_channel();
     let (deadline_tx, mut deadline_rx) = watch::channel(None::<SystemTime>);
+    let mut scanner = RequestScanner::default();
+    let mut tracker = ReplyTracker::default();
+    let sent = std::sync::Mutex::new(Seen::new());
     let ended = {
         let requests = pump_requests(
             &mut client_read,
             &mut backend_write,
             records_tx,
-            &deadline_tx,
-            shared,
-            peer,
+            Pump {
+                deadline: &deadline_tx,
+                shared,
+                peer,
+                seen: &sent,
+            },
+            &mut scanner,
         );
         let replies = pump_replies(
             &mut backend_read,
             &mut client_write,
-            records_rx,
-            &deadline_tx,
-            shared,
-            peer,
+            &mut records_rx,
+            Pump {
+                deadline: &deadline_tx,
+                shared,
+                peer,
+                seen: &sent,
+            },
+            &mut tracker,
         );
         tokio::pin!(requests, replies);
         let mut requests_done = false;
@@ -144,7 +238,32 @@ where
     if !matches!(ended, Ended::Io(_)) {
         let _ = tokio::time::timeout(CLOSE, client_write.shutdown()).await;
     }
-    ended
+    let close = match ended {
+        Ended::Expired(at) => {
+            // Commands sent but not yet read back by the reply side are owed too.
+            while let Ok(record) = records_rx.try_recv() {
+                tracker.push(record);
+            }
+            let seen = sent.lock().unwrap_or_else(|e| e.into_inner());
+            Some(seen.close(peer, at, &scanner, &tracker))
+        }
+        _ => None,
+    };
+    (ended, close)
+}
+
+/// What both pumps share.
+struct Pump<'a> {
+    deadline: &'a watch::Sender<Option<SystemTime>>,
+    shared: &'a Shared,
+    peer: SocketAddr,
+    seen: &'a std::sync::Mutex<Seen>,
+}
+
+impl Pump<'_> {
+    fn seen(&self, note: impl FnOnce(&mut Seen)) {
+        note(&mut self.seen.lock().unwrap_or_else(|e| e.into_inner()));
+    }
 }
 
 /// The tokio instant at which the wall-clock time `at` comes.
@@ -159,15 +278,19 @@ async fn pump_requests<R, W>(
     client: &mut R,
     backend: &mut W,
     records: mpsc::UnboundedSender<Expect>,
-    deadline: &watch::Sender<Option<SystemTime>>,
-    shared: &Shared,
-    peer: SocketAddr,
+    pump: Pump<'_>,
+    scanner: &mut RequestScanner,
 ) -> Option<Ended>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut scanner = RequestScanner::default();
+    let Pump {
+        deadline,
+        shared,
+        peer,
+        ..
+    } = pump;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
@@ -185,6 +308,21 @@ where
             Ok(output) => output,
             Err(e) => return Some(Ended::Failed(e.to_string())),
         };
+        if output.commands > 0 {
+            pump.seen(|seen| {
+                let now = Instant::now();
+                seen.commands += u64::from(output.commands);
+                seen.last_command = Some(now);
+                if let Some(name) = &output.last_name {
+                    seen.last_name.clone_from(name);
+                }
+                if output.auth_sent {
+                    seen.auth_sent = Some(now);
+                    seen.auth_sent_wall = Some(SystemTime::now());
+                    seen.auth_sent_count += 1;
+                }
+            });
+        }
         for event in output.events {
             match event {
                 AuthEvent::Refused(refusal) => {
@@ -219,16 +357,20 @@ where
 async fn pump_replies<R, W>(
     backend: &mut R,
     client: &mut W,
-    mut records: mpsc::UnboundedReceiver<Expect>,
-    deadline: &watch::Sender<Option<SystemTime>>,
-    shared: &Shared,
-    peer: SocketAddr,
+    records: &mut mpsc::UnboundedReceiver<Expect>,
+    pump: Pump<'_>,
+    tracker: &mut ReplyTracker,
 ) -> Ended
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut tracker = ReplyTracker::default();
+    let Pump {
+        deadline,
+        shared,
+        peer,
+        ..
+    } = pump;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
@@ -247,6 +389,13 @@ where
             Ok(succeeded) => succeeded,
             Err(e) => return Ended::Failed(format!("the backend sent invalid RESP: {e}")),
         };
+        pump.seen(|seen| {
+            seen.replies = Some(Instant::now());
+            if !succeeded.is_empty() {
+                seen.auth_ok = seen.replies;
+                seen.auth_ok_count += succeeded.len() as u32;
+            }
+        });
         for expires_at in succeeded {
             shared.counters.auth_ok.fetch_add(1, Ordering::Relaxed);
             deadline.send_replace(Some(expires_at));

@@ -93,6 +93,28 @@ pub(crate) struct ReplyTracker {
 }
 
 impl ReplyTracker {
+    /// How many replies owed come before the last AUTH (or HELLO … AUTH)
+    /// with a verified token still waiting for its own: `None` when no such
+    /// AUTH is waiting. Above 0, the server had not yet answered the
+    /// commands in front of it.
+    pub(crate) fn owed_before_auth(&self) -> Option<usize> {
+        self.queue.iter().rposition(|e| {
+            matches!(e, Expect::Auth { .. } | Expect::Hello { auth: Some(_) })
+        })
+    }
+
+    /// Replies owed, protocol and subscriptions, for an expiry report.
+    pub(crate) fn describe(&self) -> String {
+        let [channels, patterns, shards] = self.subscriptions.each_ref().map(HashSet::len);
+        format!(
+            "{} replies owed (first: {:?}), {}, subscriptions {channels}/{patterns}/{shards}{}",
+            self.queue.len(),
+            self.queue.front(),
+            if self.resp3 { "RESP3" } else { "RESP2" },
+            if self.untracked { ", untracked" } else { "" },
+        )
+    }
+
     /// Queues the record for the next command sent to the backend.
     pub(crate) fn push(&mut self, record: Expect) {
         self.queue.push_back(record);

@@ -78,6 +78,22 @@ pub(crate) struct Output {
     /// Records for the reply side, to be sent before `bytes` are written.
     pub(crate) records: Vec<Expect>,
     pub(crate) events: Vec<AuthEvent>,
+    /// Commands begun in this pass, and the name of the last one (upper
+    /// case, at most [`NAME_MAX`] bytes; never an argument).
+    pub(crate) commands: u32,
+    pub(crate) last_name: Option<Vec<u8>>,
+    /// Whether a verified token was forwarded in this pass.
+    pub(crate) auth_sent: bool,
+}
+
+/// The longest command name kept for the expiry report.
+const NAME_MAX: usize = 24;
+
+impl Output {
+    fn saw(&mut self, name: &[u8]) {
+        self.commands += 1;
+        self.last_name = Some(name[..name.len().min(NAME_MAX)].to_ascii_uppercase());
+    }
 }
 
 /// An AUTH or HELLO too large to hold: its token can be neither checked nor
@@ -102,6 +118,18 @@ pub(crate) struct RequestScanner {
 }
 
 impl RequestScanner {
+    /// The states worth naming in an expiry report ("" when none).
+    pub(crate) fn describe(&self) -> String {
+        let states = [
+            (self.in_multi, "in MULTI"),
+            (self.untracked, "untracked"),
+            (self.broken, "after a protocol error"),
+            (self.streaming.is_some(), "mid-command"),
+        ];
+        let named: Vec<&str> = states.iter().filter(|s| s.0).map(|s| s.1).collect();
+        named.join(", ")
+    }
+
     /// Handles every complete command (and streamable part) in `buf`.
     pub(crate) fn process(
         &mut self,
@@ -139,6 +167,7 @@ impl RequestScanner {
                 Request::Inline { len, args } => {
                     let frame = buf.split_to(len);
                     let args: Vec<&[u8]> = args.iter().map(Bytes::as_ref).collect();
+                    out.saw(args[0]);
                     let kind = CommandKind::of(args[0]);
                     let argc = args.len() as u32;
                     let rewritten = self.command(kind, argc, Some(&args), gate, now, &mut out);
@@ -150,7 +179,12 @@ impl RequestScanner {
                     name,
                     body,
                 } => {
-                    let kind = name.map_or(CommandKind::Other, |r| CommandKind::of(&buf[r]));
+                    let kind = name
+                        .clone()
+                        .map_or(CommandKind::Other, |r| CommandKind::of(&buf[r]));
+                    let named = |buf: &BytesMut, out: &mut Output| {
+                        out.saw(name.clone().map_or(&b"?"[..], |r| &buf[r]))
+                    };
                     let needs_arguments = matches!(
                         kind,
                         CommandKind::Auth | CommandKind::Hello | CommandKind::Client
@@ -161,6 +195,7 @@ impl RequestScanner {
                         continue;
                     };
                     if advance.done {
+                        named(buf, &mut out);
                         let frame = buf.split_to(head_len + advance.consumed);
                         let rewritten = if needs_arguments {
                             // Cannot fail on a frame the scanner accepted; if it
@@ -176,6 +211,7 @@ impl RequestScanner {
                     } else if matches!(kind, CommandKind::Auth | CommandKind::Hello) {
                         return Err(Oversized);
                     } else {
+                        named(buf, &mut out);
                         let head = buf.split_to(head_len);
                         self.record(kind, argc, None, None, &mut out);
                         out.bytes.unsplit(head);
@@ -220,6 +256,7 @@ impl RequestScanner {
                 return None;
             }
         };
+        out.auth_sent |= matches!(auth, Some(Ok(_)));
         if self.untracked {
             if let Some(Ok(expires_at)) = auth {
                 out.events.push(AuthEvent::AcceptedUntracked(expires_at));
