@@ -21,6 +21,7 @@
 //! - [`cluster`]: OSS cluster endpoints: node addresses and their rewriting in replies;
 //! - [`session`]: one task per client (on a relay thread) relaying both ways,
 //!   intercepting AUTH/HELLO/RESET/QUIT and re-authenticating live connections;
+//! - [`router`]: cluster routing mode: one port that makes an OSS cluster look like one Redis;
 //! - [`relays`]: the relay threads sessions run on, each with its own event loop and pool share;
 //! - [`config`]: flags, `REDAUTH_*` environment and TOML file, merged and validated;
 //! - [`server`]: listeners, accept loops, `--max-connections`, and waiting for sessions on shutdown;
@@ -41,6 +42,9 @@
 //! - **Where re-authentication is decided**: `src/session/reauth.rs`,
 //!   `Reauth::take_if_safe` (what makes a point unsafe:
 //!   `src/session/state.rs`, `Sent::reauth_blocker`).
+//! - **Where a routed command goes**: `src/router/plan.rs` (by name and
+//!   slot), its reply matched in `src/router/replies.rs` and merged in
+//!   `src/router/merge.rs`.
 //! - **Where a token is fetched**: `src/credentials/refresher.rs` (when, and
 //!   what is published) calling [`credentials::TokenSource::fetch`]; Entra
 //!   ID's in `src/credentials/entra.rs`.
@@ -60,6 +64,7 @@ pub mod metrics;
 pub mod notify;
 pub mod relays;
 pub mod resp;
+pub mod router;
 pub mod server;
 pub mod session;
 pub mod upstream;

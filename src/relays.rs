@@ -18,11 +18,12 @@
 use crate::cluster::Directory;
 use crate::credentials::CredentialFeed;
 use crate::metrics::NodeMetrics;
+use crate::router::{self, NodeContexts, RouterContext};
 use crate::session::{self, SessionContext, SessionSettings};
 use crate::upstream::{Connector, Pool};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
 /// An accepted client socket, detached from the runtime that accepted it.
@@ -56,6 +57,39 @@ pub struct Target {
     rewriter: Option<Arc<Directory>>,
     /// A cluster node's own series.
     metrics: Option<NodeMetrics>,
+    /// Cluster routing mode (the main port of a cluster): the node targets
+    /// the router's legs go to.
+    routes: Option<Arc<NodeTargets>>,
+}
+
+/// Every cluster node's target by local port, for the router's legs; kept
+/// by the node listeners.
+#[derive(Debug, Default)]
+pub struct NodeTargets(RwLock<HashMap<u16, Arc<Target>>>);
+
+impl NodeTargets {
+    pub fn insert(&self, port: u16, target: Arc<Target>) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port, target);
+    }
+
+    /// Forgets `port`'s target if it is still `target`.
+    pub fn remove(&self, port: u16, target: &Target) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if map.get(&port).is_some_and(|t| t.id == target.id) {
+            map.remove(&port);
+        }
+    }
+
+    fn get(&self, port: u16) -> Option<Arc<Target>> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&port)
+            .cloned()
+    }
 }
 
 impl Target {
@@ -73,7 +107,23 @@ impl Target {
             pool_size,
             rewriter,
             metrics,
+            routes: None,
         })
+    }
+
+    /// The main port's target in cluster mode: once the upstream is known to
+    /// be a cluster, its clients are routed by slot to `nodes`.
+    pub fn routing(
+        connector: Connector,
+        pool_size: usize,
+        directory: Arc<Directory>,
+        nodes: Arc<NodeTargets>,
+    ) -> Arc<Target> {
+        let mut target = Target::new(connector, pool_size, Some(directory), None);
+        if let Some(t) = Arc::get_mut(&mut target) {
+            t.routes = Some(nodes);
+        }
+        target
     }
 }
 
@@ -124,19 +174,21 @@ impl Relays {
             let (jobs, queue) = mpsc::unbounded_channel();
             let sessions = Arc::new(AtomicUsize::new(0));
             let first = first.clone();
-            let mut thread = Thread {
-                index,
-                threads,
-                settings: settings.clone(),
-                credentials: credentials.clone(),
+            let thread = Thread {
                 sessions: sessions.clone(),
-                contexts: HashMap::new(),
+                contexts: Contexts {
+                    index,
+                    threads,
+                    settings: settings.clone(),
+                    credentials: credentials.clone(),
+                    map: Arc::default(),
+                },
             };
             std::thread::Builder::new()
                 .name(format!("redauth-relay-{index}"))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        thread.context(&first);
+                        thread.contexts.of(&first);
                         thread.serve(queue).await
                     })
                 })?;
@@ -197,27 +249,108 @@ const DEAD: usize = usize::MAX / 2;
 
 /// One relay thread's state.
 struct Thread {
+    sessions: Arc<AtomicUsize>,
+    contexts: Contexts,
+}
+
+/// Each target's context (its pool share) on one relay thread; shared with
+/// the routed sessions of that thread, whose legs need the nodes' contexts.
+#[derive(Clone)]
+struct Contexts {
     index: usize,
     threads: usize,
     settings: SessionSettings,
     credentials: CredentialFeed,
-    sessions: Arc<AtomicUsize>,
-    /// Each target's context (its pool share) on this thread.
-    contexts: HashMap<u64, Arc<SessionContext>>,
+    map: Arc<Mutex<HashMap<u64, Arc<SessionContext>>>>,
+}
+
+impl std::fmt::Debug for Contexts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contexts")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Contexts {
+    /// The target's context on this thread, its pool share started on first
+    /// use (the pool's refill task runs on this thread's loop).
+    fn of(&self, target: &Target) -> Arc<SessionContext> {
+        let (index, threads) = (self.index, self.threads);
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(target.id)
+            .or_insert_with(|| {
+                let size = target.pool_size;
+                let share = size / threads + usize::from(index < size % threads);
+                let pool = Pool::start(target.connector.clone(), self.credentials.clone(), share);
+                Arc::new(SessionContext {
+                    settings: self.settings.clone(),
+                    pool,
+                    rewriter: target.rewriter.clone(),
+                    node: target.metrics.clone(),
+                })
+            })
+            .clone()
+    }
+
+    fn forget(&self, id: u64) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}
+
+/// A router's view of the node contexts on its relay thread. A leg's
+/// session has the router for its client: no client password, no idle
+/// timeout (the client may be busy on other nodes).
+#[derive(Debug)]
+struct RoutedNodes {
+    contexts: Contexts,
+    nodes: Arc<NodeTargets>,
+}
+
+impl NodeContexts for RoutedNodes {
+    fn for_port(&self, port: u16) -> Option<Arc<SessionContext>> {
+        let target = self.nodes.get(port)?;
+        let node = self.contexts.of(&target);
+        let mut settings = node.settings.clone();
+        settings.client_password = session::ClientPassword::none();
+        settings.idle_timeout = None;
+        Some(Arc::new(SessionContext {
+            settings,
+            pool: node.pool.clone(),
+            rewriter: node.rewriter.clone(),
+            node: node.node.clone(),
+        }))
+    }
 }
 
 impl Thread {
     /// A relay's life: a session task per client handed over.
-    async fn serve(mut self, mut queue: mpsc::UnboundedReceiver<Message>) {
+    async fn serve(self, mut queue: mpsc::UnboundedReceiver<Message>) {
         while let Some(message) = queue.recv().await {
             let job = match message {
                 Message::Serve(job) => job,
                 Message::Forget(id) => {
-                    self.contexts.remove(&id);
+                    self.contexts.forget(id);
                     continue;
                 }
             };
-            let ctx = self.context(&job.target);
+            let ctx = self.contexts.of(&job.target);
+            let routed = job.target.routes.as_ref().and_then(|nodes| {
+                let directory = ctx.rewriter.clone()?;
+                directory.known().then(|| {
+                    Arc::new(RouterContext {
+                        directory,
+                        nodes: Box::new(RoutedNodes {
+                            contexts: self.contexts.clone(),
+                            nodes: nodes.clone(),
+                        }),
+                        settings: ctx.settings.clone(),
+                    })
+                })
+            });
             let counted = Counted(self.sessions.clone());
             let Job {
                 client,
@@ -227,40 +360,38 @@ impl Thread {
             } = job;
             tokio::spawn(async move {
                 let (_counted, _guard) = (counted, guard);
-                let attached = match client {
-                    Client::Tcp(stream) => match tokio::net::TcpStream::from_std(stream) {
-                        Ok(stream) => return session::serve(stream, ctx, &peer).await,
-                        Err(error) => error,
-                    },
-                    Client::Unix(stream) => match tokio::net::UnixStream::from_std(stream) {
-                        Ok(stream) => return session::serve(stream, ctx, &peer).await,
-                        Err(error) => error,
-                    },
+                let attached = match (client, routed) {
+                    (Client::Tcp(stream), routed) => {
+                        match tokio::net::TcpStream::from_std(stream) {
+                            Ok(stream) => return serve(stream, ctx, routed, &peer).await,
+                            Err(error) => error,
+                        }
+                    }
+                    (Client::Unix(stream), routed) => {
+                        match tokio::net::UnixStream::from_std(stream) {
+                            Ok(stream) => return serve(stream, ctx, routed, &peer).await,
+                            Err(error) => error,
+                        }
+                    }
                 };
                 tracing::warn!(%peer, error = %attached, "taking over an accepted client failed");
             });
         }
     }
+}
 
-    /// The target's context on this thread, its pool share started on first
-    /// use (the pool's refill task runs on this thread's loop).
-    fn context(&mut self, target: &Target) -> Arc<SessionContext> {
-        let (index, threads) = (self.index, self.threads);
-        let (settings, credentials) = (&self.settings, &self.credentials);
-        self.contexts
-            .entry(target.id)
-            .or_insert_with(|| {
-                let size = target.pool_size;
-                let share = size / threads + usize::from(index < size % threads);
-                let pool = Pool::start(target.connector.clone(), credentials.clone(), share);
-                Arc::new(SessionContext {
-                    settings: settings.clone(),
-                    pool,
-                    rewriter: target.rewriter.clone(),
-                    node: target.metrics.clone(),
-                })
-            })
-            .clone()
+/// A session, routed or relayed to one endpoint.
+async fn serve<C>(
+    client: C,
+    ctx: Arc<SessionContext>,
+    routed: Option<Arc<RouterContext>>,
+    peer: &str,
+) where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match routed {
+        Some(router) => router::serve(client, router, peer).await,
+        None => session::serve(client, ctx, peer).await,
     }
 }
 

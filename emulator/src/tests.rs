@@ -239,17 +239,17 @@ async fn connections_close_at_expiry_unless_a_fresh_auth_succeeded() {
     assert!(closes
         .iter()
         .all(|c| !c.stalled_behind_server(Duration::ZERO)));
-    let reports: Vec<String> = closes
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let reports: Vec<String> = closes.iter().map(ToString::to_string).collect();
     assert_eq!(reports.len(), 3, "{reports:#?}");
     let has = |parts: &[&str]| reports.iter().any(|r| parts.iter().all(|p| r.contains(p)));
     assert!(
         has(&["the last EXEC", "2 verified AUTHs sent", "1 confirmed"]),
         "{reports:#?}"
     );
-    assert!(has(&["the last AUTH", "subscriptions 1/0/0"]), "{reports:#?}");
+    assert!(
+        has(&["the last AUTH", "subscriptions 1/0/0"]),
+        "{reports:#?}"
+    );
     for report in &reports {
         assert!(!report.contains(&first.token) && !report.contains(&fresh.token));
     }

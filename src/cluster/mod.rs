@@ -18,10 +18,12 @@
 
 pub mod directory;
 pub mod discover;
+pub mod keys;
 pub mod node;
 pub mod ports;
 pub mod refresh;
 pub mod rewrite;
+pub mod slot;
 pub mod topology;
 
 pub use directory::Directory;

@@ -135,7 +135,10 @@ impl LocalPorts {
 
     /// The local port of the primary serving `slot`, if one does.
     pub fn owner(&self, slot: u16) -> Option<u16> {
-        self.slots.get(usize::from(slot)).copied().filter(|&p| p != 0)
+        self.slots
+            .get(usize::from(slot))
+            .copied()
+            .filter(|&p| p != 0)
     }
 
     /// The local ports of the primaries that serve slots, each once, by port.

@@ -20,7 +20,7 @@ use crate::cluster::{Directory, LocalPorts};
 use crate::config::{BindError, ClusterMode, Config};
 use crate::credentials::CredentialFeed;
 use crate::metrics;
-use crate::relays::{self, Relays, Target};
+use crate::relays::{self, NodeTargets, Relays, Target};
 use crate::session::{ClientPassword, SessionSettings};
 use crate::upstream::{tls, Connector};
 use rustls::pki_types::ServerName;
@@ -72,6 +72,8 @@ struct ClusterParts {
     required: bool,
     bind_ip: std::net::IpAddr,
     pool_size: usize,
+    /// Each node's target, for the main port's router.
+    nodes: Arc<NodeTargets>,
 }
 
 impl Server {
@@ -111,12 +113,15 @@ impl Server {
             idle_timeout: config.idle_timeout,
         };
         // Each relay thread starts its own share of the pool.
-        let target = Target::new(
-            connector.clone(),
-            config.pool_size,
-            cluster.as_ref().map(|c| c.directory.clone()),
-            None,
-        );
+        let target = match &cluster {
+            Some(c) => Target::routing(
+                connector.clone(),
+                config.pool_size,
+                c.directory.clone(),
+                c.nodes.clone(),
+            ),
+            None => Target::new(connector.clone(), config.pool_size, None, None),
+        };
         let relays = Relays::start(config.threads, &settings, &credentials, &target)
             .map_err(StartError::Threads)?;
         tracing::debug!(threads = config.threads, "relay threads started");
@@ -183,6 +188,7 @@ impl Server {
                 dialer: parts.dialer.clone(),
                 bind_ip: parts.bind_ip,
                 pool_size: parts.pool_size,
+                nodes: parts.nodes.clone(),
                 guard,
             };
             accepts.spawn(listeners.run(updates, shutdown.clone()));
@@ -339,6 +345,7 @@ fn cluster_parts(
         required: cluster.mode == ClusterMode::On,
         bind_ip: cluster.bind_ip,
         pool_size: config.pool_size,
+        nodes: Arc::default(),
     })
 }
 

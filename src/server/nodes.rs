@@ -12,7 +12,7 @@ use super::{accept_loop, Listener, SessionGuard};
 use crate::cluster::refresh::{NodeDialer, Update};
 use crate::cluster::topology::Node;
 use crate::cluster::Directory;
-use crate::relays::{Relays, Target};
+use crate::relays::{NodeTargets, Relays, Target};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub(super) struct NodeListeners {
     pub bind_ip: IpAddr,
     /// The pool budget shared among the nodes.
     pub pool_size: usize,
+    /// Where the main port's router finds each node's target.
+    pub nodes: Arc<NodeTargets>,
     pub guard: SessionGuard,
 }
 
@@ -74,6 +76,7 @@ impl NodeListeners {
                         // its old listener (and pools) make way for one dialing it anew.
                         if let Some(old) = open.remove(&port) {
                             let _ = old.stop.send(true);
+                            self.nodes.remove(port, &old.target);
                             self.relays.forget(&old.target);
                         }
                         if let Some(listener) = self.open(port, &node, nodes, &global).await {
@@ -149,6 +152,7 @@ impl NodeListeners {
             self.guard.clone(),
             sessions.clone(),
         ));
+        self.nodes.insert(port, target.clone());
         tracing::debug!(%addr, node = %node.dial, "listening for a cluster node");
         Some(Open {
             target,
@@ -167,6 +171,7 @@ impl NodeListeners {
             .collect();
         for port in done {
             if let Some(listener) = open.remove(&port) {
+                self.nodes.remove(port, &listener.target);
                 self.relays.forget(&listener.target);
                 self.directory.release(port);
                 tracing::info!(

@@ -57,6 +57,7 @@ mod state;
 
 pub use expect::Expect;
 use expect::{ExpectRx, ExpectTx};
+pub(crate) use gate::authenticate;
 pub use gate::ClientPassword;
 
 use crate::cluster::Directory;

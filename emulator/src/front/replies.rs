@@ -98,9 +98,9 @@ impl ReplyTracker {
     /// AUTH is waiting. Above 0, the server had not yet answered the
     /// commands in front of it.
     pub(crate) fn owed_before_auth(&self) -> Option<usize> {
-        self.queue.iter().rposition(|e| {
-            matches!(e, Expect::Auth { .. } | Expect::Hello { auth: Some(_) })
-        })
+        self.queue
+            .iter()
+            .rposition(|e| matches!(e, Expect::Auth { .. } | Expect::Hello { auth: Some(_) }))
     }
 
     /// Replies owed, protocol and subscriptions, for an expiry report.

@@ -1,0 +1,201 @@
+//! Where a client command goes in routing mode: decided from its name and
+//! its keys' slots alone, without I/O.
+
+use super::merge::Combine;
+use crate::cluster::keys::{self, Keys};
+use crate::cluster::slot::slot;
+use bytes::Bytes;
+
+/// What to do with one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// To the primary serving this slot.
+    Slot(u16),
+    /// Keyless: to the client's home node (or its transaction's node).
+    Home,
+    /// Split by slot: each part's arguments and slot, and how to combine.
+    Split {
+        parts: Vec<(Vec<Bytes>, u16)>,
+        combine: Combine,
+    },
+    /// To every primary serving slots.
+    Every(Combine),
+    /// `SCAN`, on the primary its cursor names.
+    Scan,
+    /// Answered here.
+    Reply(Bytes),
+    /// Handled by the router's own state: MULTI, EXEC, DISCARD, QUIT, RESET,
+    /// HELLO, CLIENT SETNAME.
+    Own(Own),
+}
+
+/// The commands that change the router's own state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Own {
+    Multi,
+    Exec,
+    Discard,
+    Quit,
+    Reset,
+}
+
+/// Redis Cluster's answer to keys in different slots.
+pub(super) const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+
+fn unsupported(what: &str) -> Plan {
+    Plan::Reply(crate::resp::encode::error(&format!(
+        "ERR redauth: {what} is not supported in cluster routing mode (use the per-node ports)"
+    )))
+}
+
+/// Decides where `args` go.
+pub(super) fn plan(args: &[Bytes]) -> Plan {
+    let Some(name) = args.first() else {
+        return Plan::Home;
+    };
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    let sub = |n: &str| {
+        args.get(1)
+            .is_some_and(|a| a.eq_ignore_ascii_case(n.as_bytes()))
+    };
+    if is("multi") {
+        return Plan::Own(Own::Multi);
+    } else if is("exec") {
+        return Plan::Own(Own::Exec);
+    } else if is("discard") {
+        return Plan::Own(Own::Discard);
+    } else if is("quit") {
+        return Plan::Own(Own::Quit);
+    } else if is("reset") {
+        return Plan::Own(Own::Reset);
+    } else if is("select") {
+        return match args.get(1).map(|a| &a[..]) {
+            Some(b"0") if args.len() == 2 => Plan::Reply(crate::resp::encode::ok()),
+            Some(_) if args.len() == 2 => Plan::Reply(Bytes::from_static(
+                b"-ERR SELECT is not allowed in cluster mode\r\n",
+            )),
+            _ => Plan::Home,
+        };
+    } else if is("dbsize") {
+        return Plan::Every(Combine::Sum);
+    } else if is("keys") && args.len() == 2 {
+        return Plan::Every(Combine::Concat);
+    } else if is("flushall") || is("flushdb") {
+        return Plan::Every(Combine::AllOk);
+    } else if (is("script") && (sub("load") || sub("flush")))
+        || (is("function") && (sub("load") || sub("flush") || sub("delete") || sub("restore")))
+    {
+        return Plan::Every(Combine::First);
+    } else if is("scan") {
+        return Plan::Scan;
+    } else if is("monitor") || is("sync") || is("psync") {
+        return unsupported(&String::from_utf8_lossy(name).to_uppercase());
+    } else if is("swapdb") || is("move") {
+        return Plan::Reply(Bytes::from_static(
+            b"-ERR SELECT is not allowed in cluster mode\r\n",
+        ));
+    } else if is("client") && (sub("reply") || sub("tracking") || sub("caching")) {
+        return unsupported(&format!(
+            "CLIENT {}",
+            String::from_utf8_lossy(&args[1]).to_uppercase()
+        ));
+    }
+    let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+    match keys::keys(&refs) {
+        Keys::Some(positions) | Keys::Channels(positions) => {
+            let mut slots = positions
+                .iter()
+                .filter_map(|p| args.get(p))
+                .map(|k| slot(k));
+            let Some(first) = slots.next() else {
+                return Plan::Home;
+            };
+            if slots.all(|s| s == first) {
+                return Plan::Slot(first);
+            }
+            split(name, args, &positions.iter().collect::<Vec<_>>())
+        }
+        Keys::None | Keys::Malformed | Keys::Unknown => Plan::Home,
+    }
+}
+
+/// A multi-key command whose keys are in several slots: split per slot
+/// where the command allows, else Redis Cluster's `CROSSSLOT`.
+fn split(name: &Bytes, args: &[Bytes], positions: &[usize]) -> Plan {
+    let upper = name.to_ascii_uppercase();
+    let (combine_kind, stride) = match &upper[..] {
+        b"MGET" => (None, 1),
+        b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" => (Some(Combine::Sum), 1),
+        b"MSET" => (Some(Combine::AllOk), 2),
+        _ => return Plan::Reply(Bytes::from_static(CROSSSLOT)),
+    };
+    // Parts in the order their slot first appears; a key's place in its part.
+    let mut parts: Vec<(Vec<Bytes>, u16)> = Vec::new();
+    let mut order = Vec::with_capacity(positions.len());
+    for &at in positions {
+        let Some(key) = args.get(at) else { continue };
+        let s = slot(key);
+        let index = match parts.iter().position(|(_, ps)| *ps == s) {
+            Some(i) => i,
+            None => {
+                parts.push((vec![name.clone()], s));
+                parts.len() - 1
+            }
+        };
+        let part = &mut parts[index].0;
+        order.push((index, (part.len() - 1) / stride));
+        part.extend(args[at..(at + stride).min(args.len())].iter().cloned());
+    }
+    let combine = combine_kind.unwrap_or(Combine::Gather(order));
+    Plan::Split { parts, combine }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(words: &str) -> Plan {
+        let args: Vec<Bytes> = words
+            .split(' ')
+            .map(|w| Bytes::from(w.to_owned()))
+            .collect();
+        plan(&args)
+    }
+
+    #[test]
+    fn single_slot_commands_go_to_their_slot() {
+        assert_eq!(plan_of("GET foo"), Plan::Slot(12182));
+        assert_eq!(plan_of("MGET {u}a {u}b"), Plan::Slot(slot(b"u")));
+        assert_eq!(plan_of("SSUBSCRIBE ch"), Plan::Slot(slot(b"ch")));
+        assert_eq!(plan_of("PING"), Plan::Home);
+        assert_eq!(plan_of("NOSUCHCOMMAND x"), Plan::Home);
+    }
+
+    #[test]
+    fn multi_key_commands_split_by_slot_or_are_refused() {
+        let Plan::Split { parts, combine } = plan_of("MSET a 1 b 2 {a}c 3") else {
+            panic!("MSET splits");
+        };
+        assert_eq!(combine, Combine::AllOk);
+        let words = |p: &Vec<Bytes>| {
+            p.iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(words(&parts[0].0), "MSET a 1 {a}c 3");
+        assert_eq!(words(&parts[1].0), "MSET b 2");
+        let Plan::Split { combine, parts } = plan_of("MGET a b {a}c") else {
+            panic!("MGET splits");
+        };
+        assert_eq!(parts.len(), 2);
+        assert_eq!(combine, Combine::Gather(vec![(0, 0), (1, 0), (0, 1)]));
+        assert_eq!(
+            plan_of("SUNION a b"),
+            Plan::Reply(Bytes::from_static(CROSSSLOT))
+        );
+        assert_eq!(plan_of("SELECT 0"), Plan::Reply(crate::resp::encode::ok()));
+        assert!(matches!(plan_of("SELECT 1"), Plan::Reply(r) if r.starts_with(b"-ERR")));
+        assert_eq!(plan_of("DBSIZE"), Plan::Every(Combine::Sum));
+    }
+}
