@@ -101,6 +101,91 @@ fn a_client_without_cluster_support_reaches_every_slot() {
         tx,
         "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:2\r\n+OK\r\n+QUEUED\r\n-CROSSSLOT Keys in request don't hash to the same slot\r\n-EXECABORT Transaction discarded because of previous errors.\r\n"
     );
+
+    // A slot half-way through a migration: the key already moved answers -ASK from its old
+    // node, which the router follows (ASKING, then the command on the new node).
+    assert_eq!(cli(port, &["SET", "{ask}moved", "there"]), "OK");
+    assert_eq!(cli(port, &["SET", "{ask}stays", "here"]), "OK");
+    let slot = cli(port, &["CLUSTER", "KEYSLOT", "{ask}"]);
+    let primaries: Vec<u16> = cluster
+        .ports()
+        .into_iter()
+        .filter(|&p| cluster.is_primary(p))
+        .collect();
+    let owner = *primaries
+        .iter()
+        .find(|&&p| {
+            cluster
+                .cli(p, &["EXISTS", "{ask}moved"])
+                .is_some_and(|r| r.trim() == "1")
+        })
+        .expect("the key's node");
+    let target = *primaries.iter().find(|&&p| p != owner).unwrap();
+    let (owner_id, target_id) = (cluster.id(owner), cluster.id(target));
+    let setslot = |port: u16, args: &[&str]| {
+        let mut all = vec!["CLUSTER", "SETSLOT", slot.as_str()];
+        all.extend_from_slice(args);
+        assert_eq!(
+            cluster.cli(port, &all).map(|r| r.trim().to_owned()),
+            Some("OK".into())
+        );
+    };
+    setslot(target, &["IMPORTING", &owner_id]);
+    setslot(owner, &["MIGRATING", &target_id]);
+    let target_port = target.to_string();
+    let migrated = cluster.cli(
+        owner,
+        &[
+            "MIGRATE",
+            "127.0.0.1",
+            &target_port,
+            "",
+            "0",
+            "5000",
+            "AUTH2",
+            support::redis_server::USERNAME,
+            support::redis_server::PASSWORD,
+            "KEYS",
+            "{ask}moved",
+        ],
+    );
+    assert_eq!(migrated.map(|r| r.trim().to_owned()), Some("OK".into()));
+    let asks = || {
+        let scrape = http::get(redauth.admin_addr(), "/metrics").body;
+        http::sample(&scrape, "redauth_router_redirects_total{kind=\"ask\"}").unwrap_or(0.0)
+    };
+    let before = asks();
+    assert_eq!(cli(port, &["GET", "{ask}moved"]), "there");
+    assert_eq!(cli(port, &["GET", "{ask}stays"]), "here");
+    assert_eq!(
+        cli(port, &["SET", "{ask}new", "made"]),
+        "OK",
+        "a new key goes to the new node"
+    );
+    assert!(asks() >= before + 2.0, "the -ASKs were followed by redauth");
+    let migrated = cluster.cli(
+        owner,
+        &[
+            "MIGRATE",
+            "127.0.0.1",
+            &target_port,
+            "",
+            "0",
+            "5000",
+            "AUTH2",
+            support::redis_server::USERNAME,
+            support::redis_server::PASSWORD,
+            "KEYS",
+            "{ask}stays",
+        ],
+    );
+    assert_eq!(migrated.map(|r| r.trim().to_owned()), Some("OK".into()));
+    setslot(target, &["NODE", &target_id]);
+    setslot(owner, &["NODE", &target_id]);
+    assert_eq!(
+        cli(port, &["MGET", "{ask}moved", "{ask}stays", "{ask}new"]),
+        "there\nhere\nmade"
+    );
     drop(redauth);
 }
 

@@ -17,6 +17,10 @@ pub(super) struct ClusterMetrics {
     refresh: [Counter; 2],
     /// redirect, topology.
     rewrites: [Counter; 2],
+    /// moved, ask, retry (by the router).
+    routed_redirects: [Counter; 3],
+    /// Routed clients open now.
+    routed_clients: Gauge,
     nodes: Gauge,
     node_clients: Family<NodeLabels, Gauge>,
     node_reauth: Family<NodeLabels, Counter>,
@@ -38,6 +42,19 @@ impl ClusterMetrics {
             "Replies whose node addresses were rewritten to local ports: -MOVED/-ASK redirects, and CLUSTER SLOTS/SHARDS/NODES/REPLICAS replies",
             "reply",
             ["redirect", "topology"],
+        );
+        let routed_redirects = labelled(
+            registry,
+            "redauth_router_redirects",
+            "Redirects the cluster router followed for its clients instead of passing them on: -MOVED, -ASK, and retries after -TRYAGAIN/-CLUSTERDOWN/-UNBLOCKED",
+            "kind",
+            ["moved", "ask", "retry"],
+        );
+        let routed_clients = Gauge::default();
+        registry.register(
+            "redauth_router_clients",
+            "Clients served in cluster routing mode (on the main port) now",
+            routed_clients.clone(),
         );
         let nodes = Gauge::default();
         registry.register(
@@ -66,11 +83,35 @@ impl ClusterMetrics {
         ClusterMetrics {
             refresh,
             rewrites,
+            routed_redirects,
+            routed_clients,
             nodes,
             node_clients,
             node_reauth,
             node_errors,
         }
+    }
+}
+
+/// What the cluster router followed instead of passing it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutedRedirect {
+    Moved = 0,
+    Ask = 1,
+    Retry = 2,
+}
+
+/// The router followed a redirect.
+pub fn router_redirect(kind: RoutedRedirect) {
+    METRICS.cluster.routed_redirects[kind as usize].inc();
+}
+
+/// A routed client connected (`true`) or left.
+pub fn router_client(opened: bool) {
+    if opened {
+        METRICS.cluster.routed_clients.inc();
+    } else {
+        METRICS.cluster.routed_clients.dec();
     }
 }
 

@@ -24,7 +24,10 @@ use prometheus_client::registry::{Registry, Unit};
 use std::sync::LazyLock;
 
 mod cluster;
-pub use cluster::{cluster_nodes, cluster_refresh, cluster_rewrite, NodeMetrics};
+pub use cluster::{
+    cluster_nodes, cluster_refresh, cluster_rewrite, router_client, router_redirect, NodeMetrics,
+    RoutedRedirect,
+};
 use std::time::{Duration, SystemTime};
 
 /// The `Content-Type` of [`render`]'s output.

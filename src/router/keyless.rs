@@ -12,7 +12,14 @@ impl Router<'_> {
     /// A keyless command: on the home node; HELLO's protocol and CLIENT
     /// SETNAME's name are applied to the other legs too, silently.
     pub(super) fn home_command(&mut self, command: Bytes, args: &[Bytes]) {
-        let Some(home) = self.home() else { return };
+        let Some(mut home) = self.home() else { return };
+        // A RESP2 PING while subscribed is answered `["pong", …]` by a
+        // subscribed connection: ask one that is.
+        if is(args, "ping") && !self.resp3 {
+            if let Some(leg) = self.legs.legs.iter().find(|l| l.subscribed()) {
+                home = leg.port;
+            }
+        }
         if is(args, "unwatch") {
             if let Some((port, _)) = self.watched.take() {
                 let seq = self.entry(1, Combine::One);

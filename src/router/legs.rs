@@ -10,6 +10,7 @@
 //! queue. Nothing here blocks: bytes for a leg wait in its `out` buffer until
 //! the pipe takes them, and [`Legs::event`] polls every leg at once.
 
+use crate::resp::command::SubscribeKind;
 use crate::resp::{ReplyError, ReplyScanner};
 use crate::session::{self, SessionContext};
 use bytes::{Bytes, BytesMut};
@@ -57,11 +58,21 @@ pub(super) enum Frames {
     /// One reply.
     One,
     /// A subscribe-family command naming channels: a confirmation each.
-    Confirmations(u32),
-    /// An unsubscribe from everything of one kind (the index of its set):
-    /// one confirmation per subscription the leg has when it is answered,
-    /// or one if it has none.
-    UnsubscribeAll(usize),
+    Confirmations(SubscribeKind, u32),
+    /// An unsubscribe from everything of one kind: one confirmation per
+    /// subscription of its set the leg has when it is answered, or one if
+    /// it has none.
+    UnsubscribeAll(SubscribeKind),
+}
+
+impl Frames {
+    /// The confirmations that answer the command, if it is of the subscribe family.
+    pub fn confirmed_by(self) -> Option<SubscribeKind> {
+        match self {
+            Frames::One => None,
+            Frames::Confirmations(kind, _) | Frames::UnsubscribeAll(kind) => Some(kind),
+        }
+    }
 }
 
 /// A routed command, kept until it is answered, to be sent again where a
@@ -71,6 +82,33 @@ pub(super) struct Resend {
     pub command: Bytes,
     pub slot: u16,
     pub redirects: u8,
+    pub redo: Redo,
+}
+
+impl Resend {
+    /// A command routed by `slot`, sent again wherever a redirect says.
+    pub fn routed(command: Bytes, slot: u16, redo: Redo) -> Resend {
+        Resend {
+            command,
+            slot,
+            redirects: 0,
+            redo,
+        }
+    }
+}
+
+/// What a redirect of the command means besides sending it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Redo {
+    /// Nothing: send it where the redirect says.
+    Route,
+    /// A WATCH: the transaction that follows goes where it went.
+    Watch,
+    /// Queued in transaction `id` on a node that no longer serves its slot:
+    /// not sent again, but the transaction is replayed at EXEC ([`super::tx`]).
+    InTx(u64),
+    /// The EXEC of transaction `id`.
+    Exec(u64),
 }
 
 /// One leg.
@@ -82,6 +120,9 @@ pub(super) struct Leg {
     out: BytesMut,
     /// Bytes from the leg not yet made into frames.
     input: BytesMut,
+    /// Where reads land (made once: zeroing it on every read would cost more
+    /// than the copy out of it).
+    chunk: Box<[u8]>,
     scanner: ReplyScanner,
     /// How far into `input` the scanner has read the frame at its start.
     scanned: usize,
@@ -115,6 +156,7 @@ impl Leg {
             write,
             out: BytesMut::new(),
             input: BytesMut::new(),
+            chunk: vec![0; READ_CHUNK].into_boxed_slice(),
             scanner: ReplyScanner::default(),
             scanned: 0,
             waiting: VecDeque::new(),
@@ -171,8 +213,7 @@ impl Leg {
                 Poll::Pending => break,
             }
         }
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut buf = ReadBuf::new(&mut chunk);
+        let mut buf = ReadBuf::new(&mut self.chunk);
         match Pin::new(&mut self.read).poll_read(cx, &mut buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().is_empty() {

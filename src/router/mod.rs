@@ -16,33 +16,32 @@
 //! command there, `-TRYAGAIN` and `-CLUSTERDOWN` are retried with backoff, a
 //! few times, then passed on. A command the server executed is never resent.
 //!
-//! Transactions are pinned to one slot's node: `WATCH` pins at once, `MULTI`
-//! is answered here until the first keyed command names the slot (keyless
-//! commands before it are held and answered `+QUEUED`); a key in another slot
-//! gets `-CROSSSLOT` and the `EXEC` `-EXECABORT`, as Redis answers queue-time
-//! errors. Pub/sub: classic channels on the home node, shard channels on
-//! their slot's node; messages from any leg are passed on as they come.
+//! Transactions are pinned to one slot's node ([`tx`]). Pub/sub: classic
+//! channels on the home node, shard channels on their slot's node (and
+//! subscribed again where the slot went when a node drops one); messages
+//! from any leg are passed on as they come. A client's commands for one slot
+//! keep their order through redirects ([`order`]).
 //!
-//! Limits (see README): replies are held whole until complete; a shard
-//! channel whose slot moves is not subscribed again; RESP2 subscribed-mode
-//! command checks are left to each node; `CLIENT REPLY`/`TRACKING`,
+//! Limits (see README): replies are held whole until complete; commands for
+//! different slots may run out of order; `CLIENT REPLY`/`TRACKING`,
 //! `MONITOR` and `SYNC` are refused.
 
+mod dispatch;
 mod keyless;
 mod legs;
 mod merge;
+mod order;
 mod plan;
 mod replies;
 mod tx;
 
 use crate::cluster::Directory;
-use crate::resp::request::Request;
-use crate::resp::{encode, frame};
+use crate::metrics;
+use crate::resp::encode;
 use crate::session::{SessionContext, SessionSettings};
 use bytes::{Bytes, BytesMut};
-use legs::{Frames, Leg, Legs, Resend, Waiting};
+use legs::{Frames, Leg, Legs, Redo, Waiting};
 use merge::{combine, Combine};
-use plan::Plan;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,6 +60,9 @@ pub struct RouterContext {
     pub nodes: Box<dyn NodeContexts>,
     pub settings: SessionSettings,
 }
+
+/// The port that stands for "waiting to be retried" ([`Router::route`]).
+const RETRY: u16 = 0;
 
 /// Redirects (or retries) of one command before its error is passed on.
 const MAX_REDIRECTS: u8 = 5;
@@ -83,6 +85,8 @@ where
             return;
         }
     }
+    metrics::router_client(true);
+    let _counted = Counted;
     let (mut read, mut write) = tokio::io::split(client);
     let mut router = Router::new(&ctx, peer);
     let mut input_open = true;
@@ -116,6 +120,15 @@ where
     tracing::debug!(%peer, "client disconnected (routing)");
 }
 
+/// A routed client on the gauge, until dropped.
+struct Counted;
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        metrics::router_client(false);
+    }
+}
+
 /// One client command's reply, as its parts come in.
 #[derive(Debug)]
 struct Entry {
@@ -123,20 +136,6 @@ struct Entry {
     /// Parts not yet complete.
     left: usize,
     combine: Combine,
-}
-
-/// The transaction state.
-#[derive(Debug, Default)]
-enum Tx {
-    #[default]
-    Idle,
-    /// Between MULTI and EXEC/DISCARD: the node and slot once pinned, the
-    /// keyless commands held until then, and whether a command was refused.
-    Multi {
-        pin: Option<(u16, u16)>,
-        held: Vec<Bytes>,
-        aborted: bool,
-    },
 }
 
 /// A command waiting to be retried after `-TRYAGAIN`/`-CLUSTERDOWN`.
@@ -166,10 +165,15 @@ struct Router<'a> {
     home: Option<u16>,
     resp3: bool,
     name: Option<Bytes>,
-    tx: Tx,
+    /// Between MULTI and EXEC/DISCARD.
+    tx: Option<tx::Multi>,
+    /// Transactions whose commands are on their way to a node.
+    txs: Vec<tx::Track>,
+    next_tx: u64,
     /// The node and slot a WATCH pinned.
     watched: Option<(u16, u16)>,
     retries: Vec<Retry>,
+    order: order::SlotOrder,
     stop: Option<Stop>,
 }
 
@@ -185,9 +189,12 @@ impl<'a> Router<'a> {
             home: None,
             resp3: false,
             name: None,
-            tx: Tx::Idle,
+            tx: None,
+            txs: Vec::new(),
+            next_tx: 0,
             watched: None,
             retries: Vec::new(),
+            order: order::SlotOrder::default(),
             stop: None,
         }
     }
@@ -212,56 +219,13 @@ impl<'a> Router<'a> {
         self.home = None;
         self.resp3 = false;
         self.name = None;
-        self.tx = Tx::Idle;
+        self.tx = None;
+        self.txs.clear();
         self.watched = None;
         self.retries.clear();
+        self.order.clear();
         self.stop = None;
         self.local(Bytes::from_static(b"+RESET\r\n"));
-    }
-
-    /// Reads every whole command in `input` and sends it on its way.
-    fn requests(&mut self, input: &mut BytesMut) {
-        let max_bulk = self.ctx.settings.max_bulk;
-        while self.accepting() {
-            let request = match Request::parse(input, max_bulk) {
-                Ok(Some(request)) => request,
-                Ok(None) => return,
-                Err(error) => {
-                    self.local(error.reply());
-                    self.stop = Some(Stop::Close);
-                    return;
-                }
-            };
-            let (command, args) = match request {
-                Request::Ignored { len } => {
-                    let _ = input.split_to(len);
-                    continue;
-                }
-                Request::Inline { len, args } => {
-                    let _ = input.split_to(len);
-                    (encode::command(&args).freeze(), args)
-                }
-                Request::Multibulk {
-                    argc,
-                    head_len,
-                    mut body,
-                    ..
-                } => match body.advance(&input[head_len..], max_bulk) {
-                    Ok(advance) if advance.done => {
-                        let command = input.split_to(head_len + advance.consumed).freeze();
-                        let args = frame::arguments(&command, argc);
-                        (command, args)
-                    }
-                    Ok(_) => return,
-                    Err(error) => {
-                        self.local(error.reply());
-                        self.stop = Some(Stop::Close);
-                        return;
-                    }
-                },
-            };
-            self.command(command, &args);
-        }
     }
 
     /// A new entry at the back of the queue; its sequence number.
@@ -277,89 +241,6 @@ impl<'a> Router<'a> {
     /// An entry answered here.
     fn local(&mut self, reply: Bytes) {
         self.entry(0, Combine::Local(reply));
-    }
-
-    fn command(&mut self, command: Bytes, args: &[Bytes]) {
-        let plan = plan::plan(args);
-        if let Tx::Multi { .. } = self.tx {
-            return self.in_multi(command, args, plan);
-        }
-        match plan {
-            Plan::Slot(slot) => {
-                let Some(port) = self.owner(slot) else { return };
-                if is(args, "watch") {
-                    self.watched = Some((port, slot));
-                }
-                let seq = self.entry(1, Combine::One);
-                let waiting = Waiting {
-                    entry: Some(seq),
-                    part: 0,
-                    frames: frames(args),
-                    resend: Some(Resend {
-                        command: command.clone(),
-                        slot,
-                        redirects: 0,
-                    }),
-                };
-                self.send(port, &command, waiting);
-            }
-            Plan::Home => self.home_command(command, args),
-            Plan::Split { parts, combine } => {
-                let owners: Option<Vec<u16>> =
-                    parts.iter().map(|(_, slot)| self.owner(*slot)).collect();
-                let Some(owners) = owners else { return };
-                let seq = self.entry(parts.len(), combine);
-                for (part, ((args, slot), port)) in parts.into_iter().zip(owners).enumerate() {
-                    let command = encode::command(&args).freeze();
-                    let waiting = Waiting {
-                        entry: Some(seq),
-                        part,
-                        frames: Frames::One,
-                        resend: Some(Resend {
-                            command: command.clone(),
-                            slot,
-                            redirects: 0,
-                        }),
-                    };
-                    self.send(port, &command, waiting);
-                }
-            }
-            Plan::Every(how) => {
-                let primaries = self.ctx.directory.primaries();
-                if primaries.is_empty() {
-                    return self.local(cluster_down());
-                }
-                let seq = self.entry(primaries.len(), how);
-                for (part, &port) in primaries.iter().enumerate() {
-                    self.send(port, &command, part_of(seq, part));
-                }
-            }
-            Plan::Scan => self.scan(args),
-            Plan::Reply(reply) => self.local(reply),
-            Plan::Own(own) => self.own(own),
-        }
-    }
-
-    /// The port of the primary serving `slot`; `None` after answering the
-    /// client `-CLUSTERDOWN` when no node serves it.
-    fn owner(&mut self, slot: u16) -> Option<u16> {
-        let owner = self.ctx.directory.owner(slot);
-        if owner.is_none() {
-            let _ = self.ctx.directory.refresh();
-            self.local(cluster_down());
-        }
-        owner
-    }
-
-    /// The client's home node (the first primary, chosen once).
-    fn home(&mut self) -> Option<u16> {
-        if self.home.is_none() {
-            self.home = self.ctx.directory.primaries().first().copied();
-        }
-        if self.home.is_none() {
-            self.local(cluster_down());
-        }
-        self.home
     }
 
     /// Sends a command of the router's own, its reply dropped.
@@ -394,12 +275,23 @@ impl<'a> Router<'a> {
     /// Adds `frame` to the part `waiting` fills; `last`: the part is complete.
     fn answer(&mut self, waiting: &Waiting, frame: &[u8], last: bool) {
         let Some(seq) = waiting.entry else { return };
-        let Some(entry) = seq
-            .checked_sub(self.first)
-            .and_then(|i| self.entries.get_mut(i as usize))
-        else {
+        let Some(index) = seq.checked_sub(self.first) else {
             return;
         };
+        let Some(entry) = self.entries.get_mut(index as usize) else {
+            return;
+        };
+        // The common case: the one reply the client waits for next goes
+        // straight out.
+        if index == 0 && entry.parts.len() == 1 && entry.combine == Combine::One {
+            // Frames that came while it was not yet at the head go first.
+            self.out.unsplit(std::mem::take(&mut entry.parts[0]));
+            self.out.extend_from_slice(frame);
+            if last {
+                entry.left = 0;
+            }
+            return;
+        }
         if let Some(part) = entry.parts.get_mut(waiting.part) {
             part.extend_from_slice(frame);
             if last {
@@ -415,9 +307,14 @@ impl<'a> Router<'a> {
                 break;
             };
             self.first += 1;
+            if entry.combine == Combine::One {
+                // Whatever of it was not passed on at the head (see `answer`).
+                self.out
+                    .unsplit(entry.parts.into_iter().next().unwrap_or_default());
+                continue;
+            }
             let parts: Vec<Bytes> = entry.parts.into_iter().map(BytesMut::freeze).collect();
-            self.out
-                .unsplit(BytesMut::from(&combine(&entry.combine, &parts)[..]));
+            self.out.extend_from_slice(&combine(&entry.combine, &parts));
         }
     }
 }
@@ -425,6 +322,13 @@ impl<'a> Router<'a> {
 fn is(args: &[Bytes], name: &str) -> bool {
     args.first()
         .is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// The slot of a client command whose order [`order`] keeps.
+fn ordered(waiting: &Waiting) -> Option<u16> {
+    waiting.entry?;
+    let resend = waiting.resend.as_ref()?;
+    matches!(resend.redo, Redo::Route | Redo::Watch).then_some(resend.slot)
 }
 
 /// A waiting record for part `part` of entry `seq`, one frame, not resent.
@@ -446,10 +350,10 @@ fn frames(args: &[Bytes]) -> Frames {
         crate::resp::command::CommandKind::Subscribe(kind) => {
             let channels = args.len() as u32 - 1;
             if channels == 0 && !kind.adds() {
-                Frames::UnsubscribeAll(kind.set())
+                Frames::UnsubscribeAll(kind)
             } else {
                 // A subscribe with no channel is answered by one error.
-                Frames::Confirmations(channels.max(1))
+                Frames::Confirmations(kind, channels.max(1))
             }
         }
         _ => Frames::One,
@@ -472,8 +376,15 @@ mod tests {
                 .map(|w| Bytes::from(w.to_owned()))
                 .collect()
         };
-        assert_eq!(frames(&args("SUBSCRIBE a b c")), Frames::Confirmations(3));
-        assert_eq!(frames(&args("SSUBSCRIBE a")), Frames::Confirmations(1));
+        use crate::resp::command::SubscribeKind::*;
+        assert_eq!(
+            frames(&args("SUBSCRIBE a b c")),
+            Frames::Confirmations(Subscribe, 3)
+        );
+        assert_eq!(
+            frames(&args("SSUBSCRIBE a")),
+            Frames::Confirmations(SSubscribe, 1)
+        );
         assert!(matches!(
             frames(&args("UNSUBSCRIBE")),
             Frames::UnsubscribeAll(_)

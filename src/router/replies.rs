@@ -2,9 +2,10 @@
 //! pushes passed on at once, redirects followed, and a lost leg's commands
 //! answered with an error.
 
-use super::legs::{Frames, Leg, LegEvent, Waiting};
-use super::{cluster_down, Retry, Router, Tx, MAX_REDIRECTS};
+use super::legs::{Frames, Leg, LegEvent, Redo, Waiting};
+use super::{cluster_down, ordered, tx, Retry, Router, MAX_REDIRECTS};
 use crate::cluster::node::NodeAddr;
+use crate::metrics::{self, RoutedRedirect};
 use crate::resp::command::SubscribeKind;
 use crate::resp::{encode, pubsub};
 use bytes::Bytes;
@@ -47,16 +48,19 @@ impl Router<'_> {
             "ERR redauth: the connection to cluster node {node} was lost"
         ));
         for waiting in &leg.waiting {
+            if let Some(slot) = ordered(waiting) {
+                self.order.settled(slot);
+            }
             self.answer(waiting, &error, true);
         }
         if self.home == Some(port) {
             self.home = None;
         }
-        if let Tx::Multi {
+        if let Some(tx::Multi {
             pin: Some((p, _)),
             aborted,
             ..
-        } = &mut self.tx
+        }) = &mut self.tx
         {
             *aborted |= *p == port;
         }
@@ -70,9 +74,9 @@ impl Router<'_> {
             return;
         };
         let head = leg.waiting.front().cloned();
-        let confirms = head.as_ref().is_some_and(|w| w.frames != Frames::One);
+        let confirms = head.as_ref().and_then(|w| w.frames.confirmed_by());
         let peek = matches!(frame.first(), Some(b'>' | b'*')).then(|| pubsub::peek(&frame));
-        let subscribed = leg.subscribed() || confirms;
+        let subscribed = leg.subscribed() || confirms.is_some();
         match peek {
             Some(pubsub::Peek::Message | pubsub::Peek::Tracking(_))
                 if frame[0] == b'>' || subscribed =>
@@ -81,10 +85,11 @@ impl Router<'_> {
             }
             Some(pubsub::Peek::Confirmation(kind)) if frame[0] == b'>' || subscribed => {
                 track(leg, kind, &frame);
-                if !confirms {
-                    // A confirmation no command asked for (a shard channel's
-                    // slot moved away): the client hears it as from Redis.
-                    return self.out.extend_from_slice(&frame);
+                if confirms != Some(kind) {
+                    // A confirmation no command asked for: the server dropped a
+                    // shard channel whose slot moved away (or whose primary is
+                    // now a replica). Subscribe again where the slot went.
+                    return self.unsolicited(kind, &frame);
                 }
             }
             Some(_) if frame[0] == b'>' => return self.out.extend_from_slice(&frame),
@@ -94,21 +99,32 @@ impl Router<'_> {
             tracing::debug!(peer = %self.peer, port, "a reply from a routed node with no command waiting for it");
             return;
         };
-        if frame.first() == Some(&b'-') && waiting.entry.is_some() {
-            if let Some(resend) = &waiting.resend {
+        match waiting.resend.as_ref().map(|r| (r.redo, r.redirects)) {
+            Some((Redo::Exec(id), _)) => {
+                leg.waiting.pop_front();
+                leg.owed = None;
+                return self.exec_answered(id, &waiting, &frame);
+            }
+            Some((redo, redirects)) if frame.first() == Some(&b'-') => {
                 if let Some(redirect) = Redirect::of(&frame) {
-                    if resend.redirects < MAX_REDIRECTS {
+                    if let Redo::InTx(id) = redo {
+                        leg.waiting.pop_front();
+                        leg.owed = None;
+                        return self.queued_elsewhere(id, &waiting, redirect, &frame);
+                    }
+                    if redirects < MAX_REDIRECTS {
                         leg.waiting.pop_front();
                         leg.owed = None;
                         return self.redirect(waiting, redirect);
                     }
                 }
             }
+            _ => {}
         }
         let owed = leg.owed.unwrap_or(match waiting.frames {
             Frames::One => 1,
-            Frames::Confirmations(n) => n,
-            Frames::UnsubscribeAll(set) => leg.subscriptions[set].len().max(1) as u32,
+            Frames::Confirmations(_, n) => n,
+            Frames::UnsubscribeAll(kind) => leg.subscriptions[kind.set()].len().max(1) as u32,
         });
         // An error answers a subscribe-family command whole.
         let owed = if frame.first() == Some(&b'-') {
@@ -116,35 +132,93 @@ impl Router<'_> {
         } else {
             owed
         };
+        if waiting.entry.is_none() && frame.first() == Some(&b'-') {
+            let text = String::from_utf8_lossy(&frame[1..frame.len().saturating_sub(2)]);
+            tracing::warn!(peer = %self.peer, port, error = %text, "a command redauth sent on a routed client's behalf failed");
+        }
         let last = owed <= 1;
         if last {
             leg.waiting.pop_front();
             leg.owed = None;
+            if let Some(slot) = ordered(&waiting) {
+                self.order.settled(slot);
+            }
         } else {
             leg.owed = Some(owed - 1);
         }
         self.answer(&waiting, &frame, last);
     }
 
+    /// A confirmation no command of the client's asked for. An
+    /// `sunsubscribe` means the node dropped a shard channel (its slot moved,
+    /// or the node became a replica): the channel is subscribed to again on
+    /// the slot's owner (a `-MOVED` from a stale map is followed), as a
+    /// cluster client would, and the client hears nothing of it. Anything
+    /// else is passed on as Redis sent it.
+    fn unsolicited(&mut self, kind: SubscribeKind, frame: &[u8]) {
+        let channel = match pubsub::confirmed_channel(frame) {
+            Some(Some(channel)) if kind == SubscribeKind::SUnsubscribe => Bytes::from(channel),
+            _ => return self.out.extend_from_slice(frame),
+        };
+        let slot = crate::cluster::slot::slot(&channel);
+        let Some(port) = self.ctx.directory.owner(slot) else {
+            return self.out.extend_from_slice(frame);
+        };
+        tracing::debug!(peer = %self.peer, port, "a shard channel's node dropped it: subscribing again where its slot is");
+        let command = encode::command(&[&b"SSUBSCRIBE"[..], &channel]).freeze();
+        let waiting = Waiting {
+            entry: None,
+            part: 0,
+            frames: Frames::Confirmations(SubscribeKind::SSubscribe, 1),
+            resend: Some(super::legs::Resend::routed(
+                command.clone(),
+                slot,
+                Redo::Route,
+            )),
+        };
+        self.send(port, &command, waiting);
+    }
+
     /// Sends a redirected command where it must go now.
     fn redirect(&mut self, mut waiting: Waiting, redirect: Redirect) {
+        let ordered = ordered(&waiting);
         let Some(resend) = waiting.resend.as_mut() else {
             return;
         };
         resend.redirects += 1;
-        let command = resend.command.clone();
+        let (command, slot, redo, redirects) = (
+            resend.command.clone(),
+            resend.slot,
+            resend.redo,
+            resend.redirects,
+        );
         match redirect {
             Redirect::Moved(port) => {
+                metrics::router_redirect(RoutedRedirect::Moved);
                 let _ = self.ctx.directory.refresh();
+                if redo == Redo::Watch {
+                    self.watched = Some((port, slot));
+                }
+                if ordered.is_some() {
+                    self.order.resent(slot, port);
+                }
                 self.send(port, &command, waiting);
             }
             Redirect::Ask(port) => {
+                metrics::router_redirect(RoutedRedirect::Ask);
                 self.send_own(port, &encode::command(&["ASKING"]));
+                if ordered.is_some() {
+                    self.order.resent(slot, port);
+                }
                 self.send(port, &command, waiting);
             }
             Redirect::Retry => {
+                metrics::router_redirect(RoutedRedirect::Retry);
+                if ordered.is_some() {
+                    self.order.retrying(slot);
+                }
                 let _ = self.ctx.directory.refresh();
-                let backoff = Duration::from_millis(50 << resend.redirects);
+                let backoff = Duration::from_millis(50 << redirects);
                 self.retries.push(Retry {
                     at: Instant::now() + backoff,
                     waiting,
@@ -164,10 +238,21 @@ impl Router<'_> {
             let Some(resend) = &retry.waiting.resend else {
                 continue;
             };
-            let command = resend.command.clone();
-            match self.ctx.directory.owner(resend.slot) {
-                Some(port) => self.send(port, &command, retry.waiting),
-                None => self.answer(&retry.waiting, &cluster_down(), true),
+            let (command, slot) = (resend.command.clone(), resend.slot);
+            let ordered = ordered(&retry.waiting).is_some();
+            match self.ctx.directory.owner(slot) {
+                Some(port) => {
+                    if ordered {
+                        self.order.retried(slot, port);
+                    }
+                    self.send(port, &command, retry.waiting);
+                }
+                None => {
+                    if ordered {
+                        self.order.settled(slot);
+                    }
+                    self.answer(&retry.waiting, &cluster_down(), true);
+                }
             }
         }
     }
@@ -175,7 +260,7 @@ impl Router<'_> {
 
 /// Where a redirect sends a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Redirect {
+pub(super) enum Redirect {
     Moved(u16),
     Ask(u16),
     Retry,
@@ -184,9 +269,14 @@ enum Redirect {
 impl Redirect {
     /// Reads `-MOVED <slot> <host:port>`, `-ASK …`, `-TRYAGAIN …` and
     /// `-CLUSTERDOWN …` (the address already made local by the leg).
-    fn of(frame: &[u8]) -> Option<Redirect> {
+    pub(super) fn of(frame: &[u8]) -> Option<Redirect> {
         let text = frame.strip_prefix(b"-")?.strip_suffix(b"\r\n")?;
-        if text.starts_with(b"TRYAGAIN") || text.starts_with(b"CLUSTERDOWN") {
+        // Not executed: a multi-key command during a migration, a cluster
+        // without a quorum, a blocked command whose primary became a replica.
+        if text.starts_with(b"TRYAGAIN")
+            || text.starts_with(b"CLUSTERDOWN")
+            || text.starts_with(b"UNBLOCKED")
+        {
             return Some(Redirect::Retry);
         }
         let mut words = text.split(|&b| b == b' ');

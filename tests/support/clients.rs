@@ -47,6 +47,20 @@ impl Clients {
             .expect("starting the ioredis workload");
         (py, js)
     }
+
+    /// Starts the workload written for one Redis (redis-py's plain client) against `port`.
+    pub fn start_plain(&self, port: u16, seconds: u64) -> Child {
+        Command::new(&self.python)
+            .args([
+                &workload("plain_workload.py"),
+                &port.to_string(),
+                &seconds.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the plain redis-py workload")
+    }
 }
 
 fn workload(path: &str) -> String {
@@ -56,7 +70,16 @@ fn workload(path: &str) -> String {
 /// Waits for both workloads and demands that each ran clean; on failure the message holds its
 /// summary and redauth's cluster, warning and close lines.
 pub fn assert_clean(py: Child, js: Child, redauth: &super::Redauth) {
-    for (summary, clean) in [finish("redis-py", py), finish("ioredis", js)] {
+    assert_all_clean(vec![("redis-py", py), ("ioredis", js)], redauth);
+}
+
+/// Waits for every workload and demands that each ran clean (see [`assert_clean`]).
+pub fn assert_all_clean(workloads: Vec<(&str, Child)>, redauth: &super::Redauth) {
+    let finished: Vec<(String, bool)> = workloads
+        .into_iter()
+        .map(|(name, child)| finish(name, child))
+        .collect();
+    for (summary, clean) in finished {
         let log: String = redauth
             .logs()
             .lines()

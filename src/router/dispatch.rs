@@ -1,0 +1,195 @@
+//! The request side of routing mode: whole commands read from the client,
+//! each planned ([`super::plan`]) and sent on its way: to its slot's node
+//! (behind the client's commands for that slot still in flight), split, to
+//! every primary, or answered here.
+
+use super::legs::{Frames, Leg, Redo, Resend, Waiting};
+use super::merge::Combine;
+use super::order::Behind;
+use super::plan::{self, Plan};
+use super::{cluster_down, frames, is, part_of, Retry, Router, Stop, RETRY};
+use crate::resp::request::Request;
+use crate::resp::{encode, frame};
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+
+impl Router<'_> {
+    /// Reads every whole command in `input` and sends it on its way.
+    pub(super) fn requests(&mut self, input: &mut BytesMut) {
+        let max_bulk = self.ctx.settings.max_bulk;
+        while self.accepting() {
+            let request = match Request::parse(input, max_bulk) {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(error) => {
+                    self.local(error.reply());
+                    self.stop = Some(Stop::Close);
+                    return;
+                }
+            };
+            let (command, args) = match request {
+                Request::Ignored { len } => {
+                    let _ = input.split_to(len);
+                    continue;
+                }
+                Request::Inline { len, args } => {
+                    let _ = input.split_to(len);
+                    (encode::command(&args).freeze(), args)
+                }
+                Request::Multibulk {
+                    argc,
+                    head_len,
+                    mut body,
+                    ..
+                } => match body.advance(&input[head_len..], max_bulk) {
+                    Ok(advance) if advance.done => {
+                        let command = input.split_to(head_len + advance.consumed).freeze();
+                        let args = frame::arguments(&command, argc);
+                        (command, args)
+                    }
+                    Ok(_) => return,
+                    Err(error) => {
+                        self.local(error.reply());
+                        self.stop = Some(Stop::Close);
+                        return;
+                    }
+                },
+            };
+            self.command(command, &args);
+        }
+    }
+
+    pub(super) fn command(&mut self, command: Bytes, args: &[Bytes]) {
+        if let Some(refusal) = self.subscribed_refusal(args) {
+            return self.local(refusal);
+        }
+        let plan = plan::plan(args);
+        if let Some(multi) = self.tx.take() {
+            return self.in_multi(multi, command, plan);
+        }
+        match plan {
+            Plan::Slot(slot) => {
+                let Some(port) = self.route(slot) else { return };
+                let redo = if is(args, "watch") {
+                    self.watched = Some((port, slot));
+                    Redo::Watch
+                } else {
+                    Redo::Route
+                };
+                let seq = self.entry(1, Combine::One);
+                let waiting = Waiting {
+                    entry: Some(seq),
+                    part: 0,
+                    frames: frames(args),
+                    resend: Some(Resend::routed(command.clone(), slot, redo)),
+                };
+                self.dispatch(port, slot, &command, waiting);
+            }
+            Plan::Home => self.home_command(command, args),
+            Plan::Split { parts, combine } => {
+                let owners: Option<Vec<u16>> =
+                    parts.iter().map(|(_, slot)| self.route(*slot)).collect();
+                let Some(owners) = owners else { return };
+                let seq = self.entry(parts.len(), combine);
+                for (part, ((args, slot), port)) in parts.into_iter().zip(owners).enumerate() {
+                    let command = encode::command(&args).freeze();
+                    let waiting = Waiting {
+                        entry: Some(seq),
+                        part,
+                        frames: Frames::One,
+                        resend: Some(Resend::routed(command.clone(), slot, Redo::Route)),
+                    };
+                    self.dispatch(port, slot, &command, waiting);
+                }
+            }
+            Plan::Every(how) => {
+                let primaries = self.ctx.directory.primaries();
+                if primaries.is_empty() {
+                    return self.local(cluster_down());
+                }
+                let seq = self.entry(primaries.len(), how);
+                for (part, &port) in primaries.iter().enumerate() {
+                    self.send(port, &command, part_of(seq, part));
+                }
+            }
+            Plan::Scan => self.scan(args),
+            Plan::Reply(reply) => self.local(reply),
+            Plan::Own(own) => self.own(own),
+        }
+    }
+
+    /// A RESP2 client with subscriptions may only (un)subscribe, PING, QUIT
+    /// and RESET: Redis's refusal of anything else (a command Redis does not
+    /// know is left to the node, which says so).
+    pub(super) fn subscribed_refusal(&self, args: &[Bytes]) -> Option<Bytes> {
+        if self.resp3 || !self.legs.legs.iter().any(Leg::subscribed) {
+            return None;
+        }
+        let name = args.first()?;
+        let allowed = ["ping", "quit", "reset"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+            || matches!(
+                frames(args),
+                Frames::Confirmations(..) | Frames::UnsubscribeAll(_)
+            );
+        let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+        let known = crate::cluster::keys::lookup(&refs)?;
+        (!allowed).then(|| {
+            encode::error(&format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                known.name()
+            ))
+        })
+    }
+
+    /// Where a new command for `slot` goes: behind this client's commands
+    /// for the slot still in flight, else to its owner ([`order`]). `None`
+    /// after answering `-CLUSTERDOWN`; [`RETRY`] when it must wait behind a
+    /// retry.
+    pub(super) fn route(&mut self, slot: u16) -> Option<u16> {
+        match self.order.behind(slot) {
+            Some(Behind::Port(port)) => Some(port),
+            Some(Behind::Retry) => Some(RETRY),
+            None => self.owner(slot),
+        }
+    }
+
+    /// Sends a new command routed by `slot` to `port` (or, [`RETRY`], to
+    /// the retry list behind the slot's other retries), counting it in flight.
+    pub(super) fn dispatch(&mut self, port: u16, slot: u16, command: &[u8], waiting: Waiting) {
+        self.order.sent(slot, port);
+        if port == RETRY {
+            let at = self
+                .retries
+                .iter()
+                .map(|r| r.at)
+                .max()
+                .unwrap_or_else(Instant::now);
+            return self.retries.push(Retry { at, waiting });
+        }
+        self.send(port, command, waiting);
+    }
+
+    /// The port of the primary serving `slot`; `None` after answering the
+    /// client `-CLUSTERDOWN` when no node serves it.
+    pub(super) fn owner(&mut self, slot: u16) -> Option<u16> {
+        let owner = self.ctx.directory.owner(slot);
+        if owner.is_none() {
+            let _ = self.ctx.directory.refresh();
+            self.local(cluster_down());
+        }
+        owner
+    }
+
+    /// The client's home node (the first primary, chosen once).
+    pub(super) fn home(&mut self) -> Option<u16> {
+        if self.home.is_none() {
+            self.home = self.ctx.directory.primaries().first().copied();
+        }
+        if self.home.is_none() {
+            self.local(cluster_down());
+        }
+        self.home
+    }
+}
