@@ -9,13 +9,20 @@
 //! matching each frame to the [`Waiting`] record at the head of the leg's
 //! queue. Nothing here blocks: bytes for a leg wait in its `out` buffer until
 //! the pipe takes them, and [`Legs::event`] polls every leg at once.
+//!
+//! A leg's session runs inside the router's own task (polled by
+//! [`Legs::event`]), not as a task of its own: a command and its reply cross
+//! no task boundary. A leg dropped while its session still runs (RESET, the
+//! client gone) hands the session to a task of its own, which sees its client
+//! leave and ends as any session does (its connection back to the pool when
+//! it was quiet).
 
 use crate::resp::command::SubscribeKind;
 use crate::resp::{ReplyError, ReplyScanner};
 use crate::session::{self, SessionContext};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashSet, VecDeque};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -111,9 +118,14 @@ pub(super) enum Redo {
     Exec(u64),
 }
 
+/// A leg's session, driven by the router's task.
+type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// One leg.
 pub(super) struct Leg {
     pub port: u16,
+    /// `None` once it ended.
+    session: Option<Session>,
     read: ReadHalf<DuplexStream>,
     write: WriteHalf<DuplexStream>,
     /// Bytes for the leg not yet taken by the pipe.
@@ -148,10 +160,11 @@ impl Leg {
     pub fn open(port: u16, ctx: Arc<SessionContext>, peer: &str) -> Leg {
         let (ours, theirs) = tokio::io::duplex(PIPE);
         let peer = format!("{peer} (routed to :{port})");
-        tokio::spawn(async move { session::serve(theirs, ctx, &peer).await });
+        let session: Session = Box::pin(async move { session::serve(theirs, ctx, &peer).await });
         let (read, write) = tokio::io::split(ours);
         Leg {
             port,
+            session: Some(session),
             read,
             write,
             out: BytesMut::new(),
@@ -201,17 +214,14 @@ impl Leg {
     /// Writes what the pipe takes; `Ready` once something was read (or the
     /// leg closed), `Pending` otherwise (the waker registered either way).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        while !self.out.is_empty() {
-            match Pin::new(&mut self.write).poll_write(cx, &self.out) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    let _ = self.out.split_to(n);
-                }
-                Poll::Ready(_) => {
-                    self.closed = true;
-                    return Poll::Ready(false);
-                }
-                Poll::Pending => break,
+        self.write_out(cx);
+        if let Some(session) = &mut self.session {
+            if session.as_mut().poll(cx).is_ready() {
+                self.session = None;
             }
+        }
+        if self.closed {
+            return Poll::Ready(false);
         }
         let mut buf = ReadBuf::new(&mut self.chunk);
         match Pin::new(&mut self.read).poll_read(cx, &mut buf) {
@@ -228,6 +238,31 @@ impl Leg {
                 Poll::Ready(false)
             }
             Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Writes what the pipe takes of the bytes for the leg.
+    fn write_out(&mut self, cx: &mut Context<'_>) {
+        while !self.out.is_empty() {
+            match Pin::new(&mut self.write).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    let _ = self.out.split_to(n);
+                }
+                Poll::Ready(_) => {
+                    self.closed = true;
+                    return;
+                }
+                Poll::Pending => break,
+            }
+        }
+    }
+}
+
+impl Drop for Leg {
+    fn drop(&mut self) {
+        // Its session ends on its own once it sees the pipe close.
+        if let Some(session) = self.session.take() {
+            tokio::spawn(session);
         }
     }
 }

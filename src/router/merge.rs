@@ -18,6 +18,9 @@ pub(super) enum Combine {
     /// The first part, unless another is an error (`SCRIPT LOAD`: every
     /// primary answers the same digest).
     First,
+    /// One of the parts that is not a null, picked at random (`RANDOMKEY`:
+    /// a key from any primary that has one); a null if all are.
+    AnyNonNull,
     /// `MGET` split by slot: `order[i]` is (part, index in that part) of the
     /// client's i-th key.
     Gather(Vec<(usize, usize)>),
@@ -71,6 +74,16 @@ pub(super) fn combine(how: &Combine, parts: &[Bytes]) -> Bytes {
         }
         Combine::AllOk => Bytes::from_static(b"+OK\r\n"),
         Combine::First => parts.first().cloned().unwrap_or_default(),
+        Combine::AnyNonNull => {
+            let found: Vec<&Bytes> = parts
+                .iter()
+                .filter(|p| !matches!(&p[..], b"$-1\r\n" | b"_\r\n"))
+                .collect();
+            match found.len() {
+                0 => parts.first().cloned().unwrap_or_default(),
+                n => found[rand::random_range(0..n)].clone(),
+            }
+        }
         Combine::Gather(order) => {
             let split: Vec<Vec<&[u8]>> = parts.iter().map(|p| frame::elements(p)).collect();
             let mut out = BytesMut::from(format!("*{}\r\n", order.len()).as_bytes());

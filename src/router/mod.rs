@@ -67,8 +67,13 @@ const RETRY: u16 = 0;
 /// Redirects (or retries) of one command before its error is passed on.
 const MAX_REDIRECTS: u8 = 5;
 
-/// Entries in flight before the router stops reading the client.
-const MAX_IN_FLIGHT: usize = 10_000;
+/// Commands in flight before the router stops reading the client. Redis
+/// itself reads on and buffers replies without a limit (for normal clients);
+/// this bounds what one client can make the router hold.
+const MAX_IN_FLIGHT: usize = 1_000_000;
+
+/// Reply bytes the client has not taken before the router stops reading it.
+const MAX_OUT: usize = 64 * 1024 * 1024;
 
 /// Serves one client connection in routing mode to the end.
 pub async fn serve<C>(mut client: C, ctx: Arc<RouterContext>, peer: &str)
@@ -93,17 +98,20 @@ where
     router.requests(&mut input);
     loop {
         router.deliver();
-        if !router.out.is_empty() {
-            let out = std::mem::take(&mut router.out);
-            if write.write_all(&out).await.is_err() {
-                break;
-            }
-        }
         if router.finished(input_open) {
             break;
         }
         let retry_at = router.retries.iter().map(|r| r.at).min();
+        // Replies go out as the client takes them while its commands keep
+        // being read, as Redis buffers a client's replies: a client that
+        // writes a long pipeline before it reads must not stall.
         tokio::select! {
+            written = write.write(&router.out), if !router.out.is_empty() => match written {
+                Ok(n) if n > 0 => {
+                    let _ = router.out.split_to(n);
+                }
+                _ => break,
+            },
             read = read.read_buf(&mut input), if input_open && router.accepting() => match read {
                 Ok(n) if n > 0 => router.requests(&mut input),
                 _ => input_open = false,
@@ -115,6 +123,9 @@ where
             router.reset();
             router.requests(&mut input);
         }
+    }
+    if !router.out.is_empty() {
+        let _ = write.write_all(&router.out).await;
     }
     let _ = write.shutdown().await;
     tracing::debug!(%peer, "client disconnected (routing)");
@@ -200,7 +211,7 @@ impl<'a> Router<'a> {
     }
 
     fn accepting(&self) -> bool {
-        self.stop.is_none() && self.entries.len() < MAX_IN_FLIGHT
+        self.stop.is_none() && self.entries.len() < MAX_IN_FLIGHT && self.out.len() < MAX_OUT
     }
 
     fn finished(&self, input_open: bool) -> bool {

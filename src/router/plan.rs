@@ -86,6 +86,13 @@ pub(super) fn plan(args: &[Bytes]) -> Plan {
         || (is("function") && (sub("load") || sub("flush") || sub("delete") || sub("restore")))
     {
         return Plan::Every(Combine::First);
+    } else if is("config") && (sub("set") || sub("resetstat")) {
+        // A server setting of "the" Redis is every primary's.
+        return Plan::Every(Combine::AllOk);
+    } else if is("randomkey") {
+        return Plan::Every(Combine::AnyNonNull);
+    } else if is("debug") {
+        return debug(args);
     } else if is("scan") {
         return Plan::Scan;
     } else if is("monitor") || is("sync") || is("psync") {
@@ -116,6 +123,32 @@ pub(super) fn plan(args: &[Bytes]) -> Plan {
             split(name, args, &positions.iter().collect::<Vec<_>>())
         }
         Keys::None | Keys::Malformed | Keys::Unknown => Plan::Home,
+    }
+}
+
+/// `DEBUG`: the subcommands about one key go to its slot; those that change
+/// how the server behaves or reload its data, to every primary; the rest to
+/// the home node.
+fn debug(args: &[Bytes]) -> Plan {
+    let Some(sub) = args.get(1).map(|s| s.to_ascii_lowercase()) else {
+        return Plan::Home;
+    };
+    match &sub[..] {
+        b"object" | b"digest-value" | b"listpack" | b"quicklist" | b"sdslen" | b"ziplist"
+        | b"protocol-keys" => match args.get(2) {
+            Some(key) => Plan::Slot(slot(key)),
+            None => Plan::Home,
+        },
+        b"reload"
+        | b"set-active-expire"
+        | b"quicklist-packed-threshold"
+        | b"loadaof"
+        | b"set-skip-checksum-validation"
+        | b"stringmatch-len"
+        | b"dict-resizing"
+        | b"replybuffer"
+        | b"set-disable-deny-scripts" => Plan::Every(Combine::AllOk),
+        _ => Plan::Home,
     }
 }
 
@@ -197,5 +230,14 @@ mod tests {
         assert_eq!(plan_of("SELECT 0"), Plan::Reply(crate::resp::encode::ok()));
         assert!(matches!(plan_of("SELECT 1"), Plan::Reply(r) if r.starts_with(b"-ERR")));
         assert_eq!(plan_of("DBSIZE"), Plan::Every(Combine::Sum));
+        assert_eq!(plan_of("RANDOMKEY"), Plan::Every(Combine::AnyNonNull));
+        assert_eq!(
+            plan_of("CONFIG SET maxmemory 0"),
+            Plan::Every(Combine::AllOk)
+        );
+        assert_eq!(plan_of("CONFIG GET maxmemory"), Plan::Home);
+        assert_eq!(plan_of("DEBUG OBJECT foo"), Plan::Slot(12182));
+        assert_eq!(plan_of("DEBUG RELOAD"), Plan::Every(Combine::AllOk));
+        assert_eq!(plan_of("DEBUG SLEEP 0"), Plan::Home);
     }
 }
