@@ -133,9 +133,8 @@ fn a_client_without_cluster_support_reaches_every_slot() {
     setslot(target, &["IMPORTING", &owner_id]);
     setslot(owner, &["MIGRATING", &target_id]);
     let target_port = target.to_string();
-    let migrated = cluster.cli(
-        owner,
-        &[
+    let migrate = |key: &str| {
+        let args = [
             "MIGRATE",
             "127.0.0.1",
             &target_port,
@@ -146,10 +145,16 @@ fn a_client_without_cluster_support_reaches_every_slot() {
             support::redis_server::USERNAME,
             support::redis_server::PASSWORD,
             "KEYS",
-            "{ask}moved",
-        ],
-    );
-    assert_eq!(migrated.map(|r| r.trim().to_owned()), Some("OK".into()));
+            key,
+        ];
+        let migrated = cluster.cli(owner, &args);
+        assert_eq!(
+            migrated.map(|r| r.trim().to_owned()),
+            Some("OK".into()),
+            "MIGRATE {key}"
+        );
+    };
+    migrate("{ask}moved");
     let asks = || {
         let scrape = http::get(redauth.admin_addr(), "/metrics").body;
         http::sample(&scrape, "redauth_router_redirects_total{kind=\"ask\"}").unwrap_or(0.0)
@@ -163,23 +168,7 @@ fn a_client_without_cluster_support_reaches_every_slot() {
         "a new key goes to the new node"
     );
     assert!(asks() >= before + 2.0, "the -ASKs were followed by redauth");
-    let migrated = cluster.cli(
-        owner,
-        &[
-            "MIGRATE",
-            "127.0.0.1",
-            &target_port,
-            "",
-            "0",
-            "5000",
-            "AUTH2",
-            support::redis_server::USERNAME,
-            support::redis_server::PASSWORD,
-            "KEYS",
-            "{ask}stays",
-        ],
-    );
-    assert_eq!(migrated.map(|r| r.trim().to_owned()), Some("OK".into()));
+    migrate("{ask}stays");
     setslot(target, &["NODE", &target_id]);
     setslot(owner, &["NODE", &target_id]);
     assert_eq!(

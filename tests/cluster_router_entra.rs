@@ -32,35 +32,13 @@ fn a_workload_written_for_one_redis_runs_clean_on_the_cluster() {
 
     let plain = clients.start_plain(port, WORKLOAD_SECONDS);
     std::thread::sleep(Duration::from_secs(5));
-    let primaries: Vec<u16> = cloud
-        .ports()
-        .into_iter()
-        .filter(|&p| cloud.role(p).contains("master"))
-        .collect();
-    cloud.reshard(primaries[0], primaries[1], 1000);
-    let replica = cloud
-        .ports()
-        .into_iter()
-        .find(|&p| cloud.role(p).contains("slave"))
-        .expect("a replica");
-    cloud.failover(replica);
-    let new = cloud.add_primary();
-    let from = cloud
-        .ports()
-        .into_iter()
-        .find(|&p| p != new && cloud.role(p).contains("master"))
-        .expect("a primary");
-    cloud.reshard(from, new, 1500);
+    cloud.churn(1000, 1500);
 
     let plain = plain.wait_with_output().expect("the workload");
     let stdout = String::from_utf8_lossy(&plain.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&plain.stderr));
     let closes = cloud.expired_reports();
-    let lapsed: Vec<String> = closes
-        .iter()
-        .filter(|c| !c.stalled_behind_server(Duration::from_secs(1)))
-        .map(ToString::to_string)
-        .collect();
+    let lapsed = cloud.lapsed();
     assert!(
         lapsed.is_empty(),
         "tokens redauth let expire:\n{}",
