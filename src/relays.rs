@@ -100,15 +100,25 @@ impl Target {
         rewriter: Option<Arc<Directory>>,
         metrics: Option<NodeMetrics>,
     ) -> Arc<Target> {
+        Arc::new(Target::build(connector, pool_size, rewriter, metrics, None))
+    }
+
+    fn build(
+        connector: Connector,
+        pool_size: usize,
+        rewriter: Option<Arc<Directory>>,
+        metrics: Option<NodeMetrics>,
+        routes: Option<Arc<NodeTargets>>,
+    ) -> Target {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        Arc::new(Target {
+        Target {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             connector,
             pool_size,
             rewriter,
             metrics,
-            routes: None,
-        })
+            routes,
+        }
     }
 
     /// The main port's target in cluster mode: once the upstream is known to
@@ -119,11 +129,8 @@ impl Target {
         directory: Arc<Directory>,
         nodes: Arc<NodeTargets>,
     ) -> Arc<Target> {
-        let mut target = Target::new(connector, pool_size, Some(directory), None);
-        if let Some(t) = Arc::get_mut(&mut target) {
-            t.routes = Some(nodes);
-        }
-        target
+        let target = Target::build(connector, pool_size, Some(directory), None, Some(nodes));
+        Arc::new(target)
     }
 }
 

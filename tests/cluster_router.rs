@@ -22,20 +22,15 @@ fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Sends `commands` in one write and reads until `replies` lines of the expected shape arrived.
+/// Sends `commands` in one write on a new connection and reads until the replies end with `until`.
 fn pipeline(port: u16, commands: &str, until: &str) -> String {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     conn.write_all(commands.as_bytes()).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).ends_with(until) {
-        let n = conn.read(&mut buf).expect("reading replies");
-        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
+    let replies = read_until(&mut conn, until);
+    assert!(replies.ends_with(until), "more after {until:?}: {replies}");
+    replies
 }
 
 #[test]
@@ -178,7 +173,7 @@ fn a_client_without_cluster_support_reaches_every_slot() {
     drop(redauth);
 }
 
-/// Reads one RESP frame's worth of lines, crudely: enough for the small replies below.
+/// Reads from `conn` until `until` has arrived; everything read.
 fn read_until(conn: &mut TcpStream, until: &str) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
