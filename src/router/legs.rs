@@ -4,35 +4,31 @@
 //! A leg is an ordinary session (the single-endpoint core, unchanged: its
 //! upstream connection from the node's warm pool, authenticated and
 //! re-authenticated, MULTI, subscribers and blocked commands handled as on a
-//! node's own port) whose client is the router, over an in-memory pipe. The
-//! router writes commands into it and reads replies back, frame by frame,
-//! matching each frame to the [`Waiting`] record at the head of the leg's
-//! queue. Nothing here blocks: bytes for a leg wait in its `out` buffer until
-//! the pipe takes them, and [`Legs::event`] polls every leg at once.
+//! node's own port) whose client is the router, over an in-memory
+//! [`super::pipe`]. The router puts commands in and takes replies out, frame
+//! by frame, matching each frame to the [`Waiting`] record at the head of the
+//! leg's queue. Nothing here blocks, and [`Legs::event`] polls every leg.
 //!
 //! A leg's session runs inside the router's own task (polled by
 //! [`Legs::event`]), not as a task of its own: a command and its reply cross
-//! no task boundary. A leg dropped while its session still runs (RESET, the
-//! client gone) hands the session to a task of its own, which sees its client
-//! leave and ends as any session does (its connection back to the pool when
-//! it was quiet).
+//! no task boundary. Each leg polls its session with a waker of its own,
+//! which notes that the leg woke and wakes the router's task, so an event
+//! polls only the sessions that have something to do. A leg dropped while its session still
+//! runs (RESET, the client gone) hands the session to a task of its own,
+//! which sees its client leave and ends as any session does (its connection
+//! back to the pool when it was quiet).
 
 use crate::resp::command::SubscribeKind;
 use crate::resp::{ReplyError, ReplyScanner};
 use crate::session::{self, SessionContext};
+use super::pipe::{self, RouterEnd};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashSet, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf, ReadHalf, WriteHalf};
-
-/// Bytes in flight each way between the router and a leg's session.
-const PIPE: usize = 64 * 1024;
-
-/// The most read from a leg at once.
-const READ_CHUNK: usize = 16 * 1024;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 /// What one frame from a leg is for.
 #[derive(Debug, Clone)]
@@ -126,15 +122,12 @@ pub(super) struct Leg {
     pub port: u16,
     /// `None` once it ended.
     session: Option<Session>,
-    read: ReadHalf<DuplexStream>,
-    write: WriteHalf<DuplexStream>,
-    /// Bytes for the leg not yet taken by the pipe.
-    out: BytesMut,
-    /// Bytes from the leg not yet made into frames.
-    input: BytesMut,
-    /// Where reads land (made once: zeroing it on every read would cost more
-    /// than the copy out of it).
-    chunk: Box<[u8]>,
+    pipe: RouterEnd,
+    /// What the session is polled with, and whether it woke since.
+    wake: Arc<LegWake>,
+    waker: Waker,
+    /// Bytes from the leg not yet handled as frames.
+    pub input: BytesMut,
     scanner: ReplyScanner,
     /// How far into `input` the scanner has read the frame at its start.
     scanned: usize,
@@ -157,19 +150,22 @@ impl std::fmt::Debug for Leg {
 
 impl Leg {
     /// Starts a session for `ctx`'s node whose client is this leg.
-    pub fn open(port: u16, ctx: Arc<SessionContext>, peer: &str) -> Leg {
-        let (ours, theirs) = tokio::io::duplex(PIPE);
+    pub fn open(port: u16, ctx: Arc<SessionContext>, peer: &str, legs: &Legs) -> Leg {
+        let (ours, theirs) = pipe::pipe();
         let peer = format!("{peer} (routed to :{port})");
         let session: Session = Box::pin(async move { session::serve(theirs, ctx, &peer).await });
-        let (read, write) = tokio::io::split(ours);
+        let wake = Arc::new(LegWake {
+            // Polled first thing, to start the session.
+            woken: AtomicBool::new(true),
+            router: legs.router.clone(),
+        });
         Leg {
             port,
             session: Some(session),
-            read,
-            write,
-            out: BytesMut::new(),
+            pipe: ours,
+            waker: Waker::from(wake.clone()),
+            wake,
             input: BytesMut::new(),
-            chunk: vec![0; READ_CHUNK].into_boxed_slice(),
             scanner: ReplyScanner::default(),
             scanned: 0,
             waiting: VecDeque::new(),
@@ -181,7 +177,9 @@ impl Leg {
 
     /// Queues `command` for the leg, its reply described by `waiting`.
     pub fn send(&mut self, command: &[u8], waiting: Waiting) {
-        self.out.extend_from_slice(command);
+        self.pipe.send(command);
+        // Its session must be polled to read it.
+        self.wake.woken.store(true, Ordering::Relaxed);
         self.waiting.push_back(waiting);
     }
 
@@ -190,77 +188,62 @@ impl Leg {
         self.subscriptions.iter().any(|s| !s.is_empty())
     }
 
-    /// The next whole frame read from the leg, if one is in.
-    pub fn frame(&mut self) -> Result<Option<Bytes>, ReplyError> {
-        if self.input.len() == self.scanned {
+    /// The length of the whole frame at the start of `input` (the leg's
+    /// input from where its last frame ended), if it is all in.
+    pub fn frame(&mut self, input: &[u8]) -> Result<Option<usize>, ReplyError> {
+        if input.len() == self.scanned {
             return Ok(None);
         }
-        let progress = self.scanner.advance(&self.input[self.scanned..])?;
+        let progress = self.scanner.advance(&input[self.scanned..])?;
         self.scanned += progress.consumed;
         if !progress.done {
             return Ok(None);
         }
-        let frame = self.input.split_to(self.scanned).freeze();
+        let len = self.scanned;
         self.scanned = 0;
         self.scanner = ReplyScanner::default();
-        Ok(Some(frame))
+        Ok(Some(len))
     }
 
     /// Whether commands are still owed replies.
     pub fn busy(&self) -> bool {
-        !self.waiting.is_empty() || !self.out.is_empty()
+        !self.waiting.is_empty()
     }
 
-    /// Writes what the pipe takes; `Ready` once something was read (or the
-    /// leg closed), `Pending` otherwise (the waker registered either way).
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        self.write_out(cx);
+    /// Polls the session if it woke (or was given commands) since it was
+    /// last polled; `Ready` once it replied (`true`) or ended (`false`),
+    /// `Pending` otherwise.
+    fn poll(&mut self) -> Poll<bool> {
+        if !self.wake.woken.swap(false, Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        let mut cx = Context::from_waker(&self.waker);
         if let Some(session) = &mut self.session {
-            if session.as_mut().poll(cx).is_ready() {
+            if session.as_mut().poll(&mut cx).is_ready() {
                 self.session = None;
             }
         }
         if self.closed {
             return Poll::Ready(false);
         }
-        let mut buf = ReadBuf::new(&mut self.chunk);
-        match Pin::new(&mut self.read).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().is_empty() {
-                    self.closed = true;
-                    return Poll::Ready(false);
-                }
-                self.input.extend_from_slice(buf.filled());
-                Poll::Ready(true)
-            }
-            Poll::Ready(Err(_)) => {
-                self.closed = true;
-                Poll::Ready(false)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    /// Writes what the pipe takes of the bytes for the leg.
-    fn write_out(&mut self, cx: &mut Context<'_>) {
-        while !self.out.is_empty() {
-            match Pin::new(&mut self.write).poll_write(cx, &self.out) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    let _ = self.out.split_to(n);
-                }
-                Poll::Ready(_) => {
-                    self.closed = true;
-                    return;
-                }
-                Poll::Pending => break,
-            }
+        let had = self.input.len();
+        let gone = self.pipe.take(&mut self.input);
+        if self.input.len() > had {
+            Poll::Ready(true)
+        } else if gone {
+            self.closed = true;
+            Poll::Ready(false)
+        } else {
+            Poll::Pending
         }
     }
 }
 
 impl Drop for Leg {
     fn drop(&mut self) {
-        // Its session ends on its own once it sees the pipe close.
+        // Its session ends on its own once it sees the pipe close (closed
+        // first: in a task of its own nothing would wake it to see it).
+        self.pipe.close();
         if let Some(session) = self.session.take() {
             tokio::spawn(session);
         }
@@ -280,6 +263,35 @@ pub(super) enum LegEvent {
 #[derive(Debug, Default)]
 pub(super) struct Legs {
     pub legs: Vec<Leg>,
+    /// The router's task, woken by any leg's waker.
+    router: Arc<RouterWake>,
+    /// Where the next event's search starts, so no leg is always first.
+    next: usize,
+}
+
+/// The waker of the router's task, as last seen by [`Legs::event`].
+#[derive(Debug, Default)]
+struct RouterWake(Mutex<Option<Waker>>);
+
+/// One leg's waker: notes that the leg woke, and wakes the router.
+#[derive(Debug)]
+struct LegWake {
+    woken: AtomicBool,
+    router: Arc<RouterWake>,
+}
+
+impl Wake for LegWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        let router = self.router.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waker) = router.as_ref() {
+            waker.wake_by_ref();
+        }
+    }
 }
 
 impl Legs {
@@ -293,19 +305,33 @@ impl Legs {
         Some(self.legs.swap_remove(at))
     }
 
-    /// Waits until a leg has news, writing every leg's pending bytes meanwhile.
+    /// Waits until a leg has news, polling the sessions that woke.
     pub async fn event(&mut self) -> LegEvent {
         poll_fn(|cx| {
-            for leg in &mut self.legs {
-                if leg.closed {
-                    return Poll::Ready(LegEvent::Closed(leg.port));
+            {
+                let mut router = self.router.0.lock().unwrap_or_else(|e| e.into_inner());
+                if !router.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *router = Some(cx.waker().clone());
                 }
-                if let Poll::Ready(open) = leg.poll(cx) {
-                    return Poll::Ready(if open {
-                        LegEvent::Data(leg.port)
-                    } else {
-                        LegEvent::Closed(leg.port)
-                    });
+            }
+            let count = self.legs.len();
+            for i in 0..count {
+                let at = (self.next + i) % count;
+                let leg = &mut self.legs[at];
+                let event = if leg.closed {
+                    Poll::Ready(LegEvent::Closed(leg.port))
+                } else {
+                    leg.poll().map(|open| {
+                        if open {
+                            LegEvent::Data(leg.port)
+                        } else {
+                            LegEvent::Closed(leg.port)
+                        }
+                    })
+                };
+                if event.is_ready() {
+                    self.next = at + 1;
+                    return event;
                 }
             }
             Poll::Pending

@@ -31,6 +31,7 @@ mod keyless;
 mod legs;
 mod merge;
 mod order;
+mod pipe;
 mod plan;
 mod replies;
 mod tx;
@@ -143,7 +144,11 @@ impl Drop for Counted {
 /// One client command's reply, as its parts come in.
 #[derive(Debug)]
 struct Entry {
-    parts: Vec<BytesMut>,
+    /// The first part's reply so far.
+    first: BytesMut,
+    /// The other parts' (a split command's); empty, and so not allocated,
+    /// for the common one-part entry.
+    rest: Vec<BytesMut>,
     /// Parts not yet complete.
     left: usize,
     combine: Combine,
@@ -242,7 +247,8 @@ impl<'a> Router<'a> {
     /// A new entry at the back of the queue; its sequence number.
     fn entry(&mut self, parts: usize, combine: Combine) -> u64 {
         self.entries.push_back(Entry {
-            parts: vec![BytesMut::new(); parts],
+            first: BytesMut::new(),
+            rest: vec![BytesMut::new(); parts.saturating_sub(1)],
             left: parts,
             combine,
         });
@@ -266,7 +272,7 @@ impl<'a> Router<'a> {
                 let error = format!("ERR redauth: no cluster node serves local port {port} now");
                 return self.answer(&waiting, &encode::error(&error), true);
             };
-            let mut leg = Leg::open(port, ctx, self.peer);
+            let mut leg = Leg::open(port, ctx, self.peer, &self.legs);
             if self.resp3 {
                 leg.send(&encode::command(&["HELLO", "3"]), Waiting::own());
             }
@@ -294,16 +300,20 @@ impl<'a> Router<'a> {
         };
         // The common case: the one reply the client waits for next goes
         // straight out.
-        if index == 0 && entry.parts.len() == 1 && entry.combine == Combine::One {
+        if index == 0 && entry.combine == Combine::One {
             // Frames that came while it was not yet at the head go first.
-            self.out.unsplit(std::mem::take(&mut entry.parts[0]));
+            self.out.unsplit(std::mem::take(&mut entry.first));
             self.out.extend_from_slice(frame);
             if last {
                 entry.left = 0;
             }
             return;
         }
-        if let Some(part) = entry.parts.get_mut(waiting.part) {
+        let part = match waiting.part {
+            0 => Some(&mut entry.first),
+            n => entry.rest.get_mut(n - 1),
+        };
+        if let Some(part) = part {
             part.extend_from_slice(frame);
             if last {
                 entry.left = entry.left.saturating_sub(1);
@@ -320,11 +330,14 @@ impl<'a> Router<'a> {
             self.first += 1;
             if entry.combine == Combine::One {
                 // Whatever of it was not passed on at the head (see `answer`).
-                self.out
-                    .unsplit(entry.parts.into_iter().next().unwrap_or_default());
+                self.out.unsplit(entry.first);
                 continue;
             }
-            let parts: Vec<Bytes> = entry.parts.into_iter().map(BytesMut::freeze).collect();
+            // (A local reply has no part and ignores the empty first one.)
+            let parts: Vec<Bytes> = std::iter::once(entry.first)
+                .chain(entry.rest)
+                .map(BytesMut::freeze)
+                .collect();
             self.out.extend_from_slice(&combine(&entry.combine, &parts));
         }
     }

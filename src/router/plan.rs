@@ -107,8 +107,19 @@ pub(super) fn plan(args: &[Bytes]) -> Plan {
             String::from_utf8_lossy(&args[1]).to_uppercase()
         ));
     }
-    let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-    match keys::keys(&refs) {
+    // The arguments as slices; on the stack for all but long commands.
+    let mut short: [&[u8]; 8] = [&[]; 8];
+    let long: Vec<&[u8]>;
+    let refs: &[&[u8]] = if args.len() <= short.len() {
+        for (to, from) in short.iter_mut().zip(args) {
+            *to = from;
+        }
+        &short[..args.len()]
+    } else {
+        long = args.iter().map(|a| &a[..]).collect();
+        &long
+    };
+    match keys::keys(refs) {
         Keys::Some(positions) | Keys::Channels(positions) => {
             let mut slots = positions
                 .iter()

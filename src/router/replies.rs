@@ -8,26 +8,42 @@ use crate::cluster::node::NodeAddr;
 use crate::metrics::{self, RoutedRedirect};
 use crate::resp::command::SubscribeKind;
 use crate::resp::{encode, pubsub};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use std::time::Duration;
 use tokio::time::Instant;
 
 impl Router<'_> {
     pub(super) fn on_leg(&mut self, event: LegEvent) {
         match event {
-            LegEvent::Data(port) => loop {
+            LegEvent::Data(port) => {
+                // Frames are handled where they lie, the leg's input set
+                // aside meanwhile (no copy, no count of references).
                 let Some(leg) = self.legs.get(port) else {
                     return;
                 };
-                match leg.frame() {
-                    Ok(Some(frame)) => self.on_frame(port, frame),
-                    Ok(None) => return,
-                    Err(error) => {
-                        tracing::warn!(peer = %self.peer, port, %error, "a routed node sent invalid RESP");
-                        return self.lost(port);
+                let mut input = std::mem::take(&mut leg.input);
+                let mut at = 0;
+                loop {
+                    let Some(leg) = self.legs.get(port) else {
+                        return;
+                    };
+                    match leg.frame(&input[at..]) {
+                        Ok(Some(len)) => {
+                            self.on_frame(port, &input[at..at + len]);
+                            at += len;
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::warn!(peer = %self.peer, port, %error, "a routed node sent invalid RESP");
+                            return self.lost(port);
+                        }
                     }
                 }
-            },
+                if let Some(leg) = self.legs.get(port) {
+                    input.advance(at);
+                    leg.input = input;
+                }
+            }
             LegEvent::Closed(port) => self.lost(port),
         }
     }
@@ -69,10 +85,28 @@ impl Router<'_> {
         }
     }
 
-    fn on_frame(&mut self, port: u16, frame: Bytes) {
+    fn on_frame(&mut self, port: u16, frame: &[u8]) {
         let Some(leg) = self.legs.get(port) else {
             return;
         };
+        // The common case first: a plain reply (not an error, an array or a
+        // push) to a plain command, on a leg with no subscription.
+        if !matches!(frame.first(), Some(b'-' | b'*' | b'>'))
+            && leg.owed.is_none()
+            && !leg.subscribed()
+            && leg.waiting.front().is_some_and(|w| {
+                w.frames == Frames::One
+                    && !matches!(w.resend.as_ref().map(|r| r.redo), Some(Redo::Exec(_)))
+            })
+        {
+            let Some(waiting) = leg.waiting.pop_front() else {
+                return;
+            };
+            if let Some(slot) = ordered(&waiting) {
+                self.order.settled(slot);
+            }
+            return self.answer(&waiting, frame, true);
+        }
         let head = leg.waiting.front().cloned();
         let confirms = head.as_ref().and_then(|w| w.frames.confirmed_by());
         let peek = matches!(frame.first(), Some(b'>' | b'*')).then(|| pubsub::peek(&frame));
