@@ -109,24 +109,24 @@ impl Router<'_> {
         }
         let head = leg.waiting.front().cloned();
         let confirms = head.as_ref().and_then(|w| w.frames.confirmed_by());
-        let peek = matches!(frame.first(), Some(b'>' | b'*')).then(|| pubsub::peek(&frame));
+        let peek = matches!(frame.first(), Some(b'>' | b'*')).then(|| pubsub::peek(frame));
         let subscribed = leg.subscribed() || confirms.is_some();
         match peek {
             Some(pubsub::Peek::Message | pubsub::Peek::Tracking(_))
                 if frame[0] == b'>' || subscribed =>
             {
-                return self.out.extend_from_slice(&frame);
+                return self.out.extend_from_slice(frame);
             }
             Some(pubsub::Peek::Confirmation(kind)) if frame[0] == b'>' || subscribed => {
-                track(leg, kind, &frame);
+                track(leg, kind, frame);
                 if confirms != Some(kind) {
                     // A confirmation no command asked for: the server dropped a
                     // shard channel whose slot moved away (or whose primary is
                     // now a replica). Subscribe again where the slot went.
-                    return self.unsolicited(kind, &frame);
+                    return self.unsolicited(kind, frame);
                 }
             }
-            Some(_) if frame[0] == b'>' => return self.out.extend_from_slice(&frame),
+            Some(_) if frame[0] == b'>' => return self.out.extend_from_slice(frame),
             _ => {}
         }
         let Some(waiting) = head else {
@@ -137,14 +137,14 @@ impl Router<'_> {
             Some((Redo::Exec(id), _)) => {
                 leg.waiting.pop_front();
                 leg.owed = None;
-                return self.exec_answered(id, &waiting, &frame);
+                return self.exec_answered(id, &waiting, frame);
             }
             Some((redo, redirects)) if frame.first() == Some(&b'-') => {
-                if let Some(redirect) = Redirect::of(&frame) {
+                if let Some(redirect) = Redirect::of(frame) {
                     if let Redo::InTx(id) = redo {
                         leg.waiting.pop_front();
                         leg.owed = None;
-                        return self.queued_elsewhere(id, &waiting, redirect, &frame);
+                        return self.queued_elsewhere(id, &waiting, redirect, frame);
                     }
                     if redirects < MAX_REDIRECTS {
                         leg.waiting.pop_front();
@@ -180,7 +180,7 @@ impl Router<'_> {
         } else {
             leg.owed = Some(owed - 1);
         }
-        self.answer(&waiting, &frame, last);
+        self.answer(&waiting, frame, last);
     }
 
     /// A confirmation no command of the client's asked for. An
