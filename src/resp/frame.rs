@@ -69,9 +69,16 @@ pub fn elements(frame: &[u8]) -> Vec<&[u8]> {
 /// has already validated, as slices of `frame` (no copy).
 pub fn arguments(frame: &Bytes, argc: u32) -> Vec<Bytes> {
     let mut args = Vec::with_capacity(argc as usize);
+    each_argument(frame, argc, |arg| args.push(frame.slice_ref(arg)));
+    args
+}
+
+/// Calls `each` with every argument of a complete, validated multibulk
+/// request, in order, as a slice of `frame`.
+pub fn each_argument<'a>(frame: &'a [u8], argc: u32, mut each: impl FnMut(&'a [u8])) {
     let mut pos = match memchr(b'\r', frame) {
         Some(cr) => cr + 2,
-        None => return args,
+        None => return,
     };
     for _ in 0..argc {
         let Some(cr) = memchr(b'\r', &frame[pos..]) else {
@@ -81,10 +88,9 @@ pub fn arguments(frame: &Bytes, argc: u32) -> Vec<Bytes> {
         let len = parse_i64(digits).map_or(0, |n| n.max(0) as usize);
         let start = pos + cr + 2;
         let end = (start + len).min(frame.len());
-        args.push(frame.slice(start..end));
+        each(&frame[start..end]);
         pos = end + 2;
     }
-    args
 }
 
 #[cfg(test)]

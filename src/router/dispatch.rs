@@ -27,14 +27,14 @@ impl Router<'_> {
                     return;
                 }
             };
-            let (command, args) = match request {
+            match request {
                 Request::Ignored { len } => {
                     let _ = input.split_to(len);
-                    continue;
                 }
                 Request::Inline { len, args } => {
                     let _ = input.split_to(len);
-                    (encode::command(&args).freeze(), args)
+                    let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+                    self.command(&encode::command(&args).freeze(), &refs);
                 }
                 Request::Multibulk {
                     argc,
@@ -44,8 +44,21 @@ impl Router<'_> {
                 } => match body.advance(&input[head_len..], max_bulk) {
                     Ok(advance) if advance.done => {
                         let command = input.split_to(head_len + advance.consumed).freeze();
-                        let args = frame::arguments(&command, argc);
-                        (command, args)
+                        // The arguments as slices of the command: on the
+                        // stack for all but long commands.
+                        let mut short: [&[u8]; 8] = [&[]; 8];
+                        if argc as usize <= short.len() {
+                            let mut n = 0;
+                            frame::each_argument(&command, argc, |arg| {
+                                short[n] = arg;
+                                n += 1;
+                            });
+                            self.command(&command, &short[..n]);
+                        } else {
+                            let mut long = Vec::with_capacity(argc as usize);
+                            frame::each_argument(&command, argc, |arg| long.push(arg));
+                            self.command(&command, &long);
+                        }
                     }
                     Ok(_) => return,
                     Err(error) => {
@@ -54,18 +67,17 @@ impl Router<'_> {
                         return;
                     }
                 },
-            };
-            self.command(command, &args);
+            }
         }
     }
 
-    pub(super) fn command(&mut self, command: Bytes, args: &[Bytes]) {
+    pub(super) fn command(&mut self, command: &Bytes, args: &[&[u8]]) {
         if let Some(refusal) = self.subscribed_refusal(args) {
             return self.local(refusal);
         }
         let plan = plan::plan(args);
         if let Some(multi) = self.tx.take() {
-            return self.in_multi(multi, command, plan);
+            return self.in_multi(multi, command.clone(), plan);
         }
         match plan {
             Plan::Slot(slot) => {
@@ -83,9 +95,9 @@ impl Router<'_> {
                     frames: frames(args),
                     resend: Some(Resend::routed(command.clone(), slot, redo)),
                 };
-                self.dispatch(port, slot, &command, waiting);
+                self.dispatch(port, slot, command, waiting);
             }
-            Plan::Home => self.home_command(command, args),
+            Plan::Home => self.home_command(command.clone(), args),
             Plan::Split { parts, combine } => {
                 let owners: Option<Vec<u16>> =
                     parts.iter().map(|(_, slot)| self.route(*slot)).collect();
@@ -109,7 +121,7 @@ impl Router<'_> {
                 }
                 let seq = self.entry(primaries.len(), how);
                 for (part, &port) in primaries.iter().enumerate() {
-                    self.send(port, &command, part_of(seq, part));
+                    self.send(port, command, part_of(seq, part));
                 }
             }
             Plan::Scan => self.scan(args),
@@ -121,7 +133,7 @@ impl Router<'_> {
     /// A RESP2 client with subscriptions may only (un)subscribe, PING, QUIT
     /// and RESET: Redis's refusal of anything else (a command Redis does not
     /// know is left to the node, which says so).
-    pub(super) fn subscribed_refusal(&self, args: &[Bytes]) -> Option<Bytes> {
+    pub(super) fn subscribed_refusal(&self, args: &[&[u8]]) -> Option<Bytes> {
         if self.resp3 || !self.legs.legs.iter().any(Leg::subscribed) {
             return None;
         }
@@ -133,8 +145,7 @@ impl Router<'_> {
                 frames(args),
                 Frames::Confirmations(..) | Frames::UnsubscribeAll(_)
             );
-        let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-        let known = crate::cluster::keys::lookup(&refs)?;
+        let known = crate::cluster::keys::lookup(args)?;
         (!allowed).then(|| {
             encode::error(&format!(
                 "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",

@@ -11,7 +11,7 @@ use bytes::Bytes;
 impl Router<'_> {
     /// A keyless command: on the home node; HELLO's protocol and CLIENT
     /// SETNAME's name are applied to the other legs too, silently.
-    pub(super) fn home_command(&mut self, command: Bytes, args: &[Bytes]) {
+    pub(super) fn home_command(&mut self, command: Bytes, args: &[&[u8]]) {
         let Some(mut home) = self.home() else { return };
         // A RESP2 PING while subscribed is answered `["pong", …]` by a
         // subscribed connection: ask one that is.
@@ -33,7 +33,7 @@ impl Router<'_> {
         };
         self.send(home, &command, waiting);
         let setup = if is(args, "hello") {
-            match args.get(1).map(|a| &a[..]) {
+            match args.get(1).copied() {
                 Some(v @ (b"2" | b"3")) => {
                     self.resp3 = v == b"3";
                     Some(encode::command(&[&b"HELLO"[..], v]).freeze())
@@ -42,7 +42,7 @@ impl Router<'_> {
             }
         } else if is(args, "client") && args.len() == 3 && args[1].eq_ignore_ascii_case(b"setname")
         {
-            self.name = Some(args[2].clone());
+            self.name = Some(Bytes::copy_from_slice(args[2]));
             Some(command.clone())
         } else {
             None
@@ -55,7 +55,7 @@ impl Router<'_> {
     }
 
     /// SCAN: the cursor names the primary (low bits) and its own cursor.
-    pub(super) fn scan(&mut self, args: &[Bytes]) {
+    pub(super) fn scan(&mut self, args: &[&[u8]]) {
         let primaries = self.ctx.directory.primaries();
         let cursor = args
             .get(1)
@@ -69,8 +69,9 @@ impl Router<'_> {
             // A cursor from before the topology shrank: that scan is over.
             return self.local(Bytes::from_static(b"*2\r\n$1\r\n0\r\n*0\r\n"));
         };
+        let node_cursor = (cursor >> SCAN_NODE_BITS).to_string();
         let mut node_args = args.to_vec();
-        node_args[1] = Bytes::from((cursor >> SCAN_NODE_BITS).to_string());
+        node_args[1] = node_cursor.as_bytes();
         let command = encode::command(&node_args).freeze();
         let seq = self.entry(
             1,

@@ -343,7 +343,7 @@ impl<'a> Router<'a> {
     }
 }
 
-fn is(args: &[Bytes], name: &str) -> bool {
+fn is(args: &[&[u8]], name: &str) -> bool {
     args.first()
         .is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
 }
@@ -366,7 +366,7 @@ fn part_of(seq: u64, part: usize) -> Waiting {
 }
 
 /// How many frames answer `args`: one per channel for the subscribe family.
-fn frames(args: &[Bytes]) -> Frames {
+fn frames(args: &[&[u8]]) -> Frames {
     let Some(name) = args.first() else {
         return Frames::One;
     };
@@ -394,11 +394,8 @@ mod tests {
 
     #[test]
     fn subscribe_family_commands_are_answered_per_channel() {
-        let args = |words: &str| -> Vec<Bytes> {
-            words
-                .split(' ')
-                .map(|w| Bytes::from(w.to_owned()))
-                .collect()
+        let args = |words: &'static str| -> Vec<&'static [u8]> {
+            words.split(' ').map(str::as_bytes).collect()
         };
         use crate::resp::command::SubscribeKind::*;
         assert_eq!(

@@ -49,7 +49,7 @@ fn unsupported(what: &str) -> Plan {
 }
 
 /// Decides where `args` go.
-pub(super) fn plan(args: &[Bytes]) -> Plan {
+pub(super) fn plan(args: &[&[u8]]) -> Plan {
     let Some(name) = args.first() else {
         return Plan::Home;
     };
@@ -104,22 +104,10 @@ pub(super) fn plan(args: &[Bytes]) -> Plan {
     } else if is("client") && (sub("reply") || sub("tracking") || sub("caching")) {
         return unsupported(&format!(
             "CLIENT {}",
-            String::from_utf8_lossy(&args[1]).to_uppercase()
+            String::from_utf8_lossy(args[1]).to_uppercase()
         ));
     }
-    // The arguments as slices; on the stack for all but long commands.
-    let mut short: [&[u8]; 8] = [&[]; 8];
-    let long: Vec<&[u8]>;
-    let refs: &[&[u8]] = if args.len() <= short.len() {
-        for (to, from) in short.iter_mut().zip(args) {
-            *to = from;
-        }
-        &short[..args.len()]
-    } else {
-        long = args.iter().map(|a| &a[..]).collect();
-        &long
-    };
-    match keys::keys(refs) {
+    match keys::keys(args) {
         Keys::Some(positions) | Keys::Channels(positions) => {
             let mut slots = positions
                 .iter()
@@ -143,7 +131,7 @@ pub(super) fn plan(args: &[Bytes]) -> Plan {
 /// a node still writing the AOF that `CONFIG SET appendonly yes` started
 /// exits when asked to load it (the suite waits for the home node's rewrite
 /// only, and took a node down that way).
-fn debug(args: &[Bytes]) -> Plan {
+fn debug(args: &[&[u8]]) -> Plan {
     let Some(sub) = args.get(1).map(|s| s.to_ascii_lowercase()) else {
         return Plan::Home;
     };
@@ -167,7 +155,7 @@ fn debug(args: &[Bytes]) -> Plan {
 
 /// A multi-key command whose keys are in several slots: split per slot
 /// where the command allows, else Redis Cluster's `CROSSSLOT`.
-fn split(name: &Bytes, args: &[Bytes], positions: &[usize]) -> Plan {
+fn split(name: &[u8], args: &[&[u8]], positions: &[usize]) -> Plan {
     let upper = name.to_ascii_uppercase();
     let (combine_kind, stride) = match &upper[..] {
         b"MGET" => (None, 1),
@@ -184,13 +172,17 @@ fn split(name: &Bytes, args: &[Bytes], positions: &[usize]) -> Plan {
         let index = match parts.iter().position(|(_, ps)| *ps == s) {
             Some(i) => i,
             None => {
-                parts.push((vec![name.clone()], s));
+                parts.push((vec![Bytes::copy_from_slice(name)], s));
                 parts.len() - 1
             }
         };
         let part = &mut parts[index].0;
         order.push((index, (part.len() - 1) / stride));
-        part.extend(args[at..(at + stride).min(args.len())].iter().cloned());
+        part.extend(
+            args[at..(at + stride).min(args.len())]
+                .iter()
+                .map(|a| Bytes::copy_from_slice(a)),
+        );
     }
     let combine = combine_kind.unwrap_or(Combine::Gather(order));
     Plan::Split { parts, combine }
@@ -201,10 +193,7 @@ mod tests {
     use super::*;
 
     fn plan_of(words: &str) -> Plan {
-        let args: Vec<Bytes> = words
-            .split(' ')
-            .map(|w| Bytes::from(w.to_owned()))
-            .collect();
+        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
         plan(&args)
     }
 
