@@ -27,6 +27,8 @@ pub(super) enum Combine {
     /// A `SCAN` page from primary `index` of `count`: the cursor is made to
     /// say which primary to go on with.
     Scan { index: usize, count: usize },
+    /// `INFO` reports: the home node's, with the counters added up ([`super::info`]).
+    Info,
     /// Answered by the router itself.
     Local(Bytes),
 }
@@ -96,6 +98,7 @@ pub(super) fn combine(how: &Combine, parts: &[Bytes]) -> Bytes {
             out.freeze()
         }
         Combine::Scan { index, count } => scan_page(&parts[0], *index, *count),
+        Combine::Info => super::info::merge(parts),
     }
 }
 

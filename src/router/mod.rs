@@ -27,6 +27,7 @@
 //! `MONITOR` and `SYNC` are refused.
 
 mod dispatch;
+mod info;
 mod keyless;
 mod legs;
 mod merge;

@@ -89,6 +89,8 @@ pub(super) fn plan(args: &[&[u8]]) -> Plan {
     } else if is("config") && (sub("set") || sub("resetstat")) {
         // A server setting of "the" Redis is every primary's.
         return Plan::Every(Combine::AllOk);
+    } else if is("info") {
+        return Plan::Every(Combine::Info);
     } else if is("randomkey") {
         return Plan::Every(Combine::AnyNonNull);
     } else if is("debug") {
