@@ -106,7 +106,16 @@ fn a_token_handed_back_again_is_kept_and_the_next_one_is_fetched_in_time() {
         cloud.identity().requests()
     );
     // The second token came before the first expired: a new connection authenticates.
-    assert_eq!(whoami(&mut redauth.connect()), bulk(OID));
+    // (Failed once in CI, not since: "connection failed during AUTH", the front closing the
+    // connection. What the front and redauth saw is shown if it happens again.)
+    let answer = whoami(&mut redauth.connect());
+    assert!(
+        answer == bulk(OID),
+        "{}\nfront's expiry closes: {:#?}\n{}",
+        String::from_utf8_lossy(&answer),
+        cloud.expired_reports(),
+        redauth.logs()
+    );
     let refreshes = log_events(&logs, "token refreshed");
     assert_ne!(
         refreshes[0]["fields"]["expires_at"],

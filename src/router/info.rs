@@ -5,8 +5,8 @@
 //! with the counters that a single server would count across all its
 //! clients and keys added up over the primaries: clients connected and
 //! blocked, commands and connections served, keyspace hits and misses,
-//! expired and evicted keys, pub/sub channels and patterns, and each
-//! database's `keys` and `expires`. Everything else (server, memory,
+//! expired and evicted keys, pub/sub channels and patterns, each database's
+//! `keys` and `expires`, and each command's and error's counts. Everything else (server, memory,
 //! persistence, replication, CPU) is the home node's, as it describes one
 //! process. A client's blocked command runs on its key's node, so without
 //! the sums `blocked_clients` would not show it.
@@ -36,6 +36,7 @@ const SUMMED: &[&str] = &[
     "pubsub_patterns",
     "pubsubshard_channels",
     "total_error_replies",
+    "rdb_changes_since_last_save",
 ];
 
 /// The text of an INFO reply (a bulk or a verbatim string), and whether it
@@ -51,18 +52,73 @@ fn text(part: &[u8]) -> Option<(&str, bool)> {
     Some((std::str::from_utf8(body).ok()?, verbatim))
 }
 
-/// One database's line of the keyspace section: `db0:keys=1,expires=0,avg_ttl=0`.
-#[derive(Debug, Default)]
-struct Database {
-    keys: i64,
-    expires: i64,
-    /// The rest of the line (`avg_ttl=…` and any later field), the first seen.
-    rest: Option<String>,
+/// The sections made of one line per thing (a database, a command, an
+/// error), each line `name:field=value,…`: merged line by line, fields
+/// added up (`avg_ttl` taken from the first node that has the line,
+/// `usec_per_call` worked out again).
+const PER_LINE: &[&str] = &["# Keyspace", "# Commandstats", "# Errorstats"];
+
+/// One line of a [`PER_LINE`] section, merged so far.
+#[derive(Debug)]
+struct Line<'a> {
+    name: &'a str,
+    fields: Vec<(&'a str, Field<'a>)>,
 }
 
-fn database(line: &str) -> Option<(u32, &str)> {
-    let (name, fields) = line.split_once(':')?;
-    Some((name.strip_prefix("db")?.parse().ok()?, fields))
+#[derive(Debug)]
+enum Field<'a> {
+    Sum(i64),
+    /// Not added up: the first node's value.
+    First(&'a str),
+}
+
+impl<'a> Line<'a> {
+    fn add(&mut self, fields: &'a str) {
+        for field in fields.split(',') {
+            let Some((key, value)) = field.split_once('=') else {
+                continue;
+            };
+            let summed = !matches!(key, "avg_ttl" | "usec_per_call");
+            match self.fields.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, Field::Sum(total))) => *total += value.parse::<i64>().unwrap_or(0),
+                Some((_, Field::First(_))) => {}
+                None => self.fields.push((
+                    key,
+                    match value.parse::<i64>() {
+                        Ok(n) if summed => Field::Sum(n),
+                        _ => Field::First(value),
+                    },
+                )),
+            }
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        out.push_str(self.name);
+        out.push(':');
+        let sum = |key: &str| {
+            self.fields.iter().find_map(|(k, f)| match f {
+                Field::Sum(n) if *k == key => Some(*n),
+                _ => None,
+            })
+        };
+        for (i, (key, field)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let value = match (key, field, sum("usec"), sum("calls")) {
+                (&"usec_per_call", _, Some(usec), Some(calls)) if calls > 0 => {
+                    format!("{:.2}", usec as f64 / calls as f64)
+                }
+                (_, Field::Sum(n), ..) => n.to_string(),
+                (_, Field::First(v), ..) => (*v).to_owned(),
+            };
+            out.push_str(key);
+            out.push('=');
+            out.push_str(&value);
+        }
+        out.push_str("\r\n");
+    }
 }
 
 /// The merged report; the first part unchanged when any part is not an
@@ -79,50 +135,63 @@ pub(super) fn merge(parts: &[Bytes]) -> Bytes {
         return first.clone();
     };
     let mut sums: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut databases: BTreeMap<u32, Database> = BTreeMap::new();
+    // Per section of PER_LINE, its lines in the order first seen.
+    let mut sections: Vec<Vec<Line>> = PER_LINE.iter().map(|_| Vec::new()).collect();
     for (text, _) in &texts {
+        let mut section = None;
         for line in text.split("\r\n") {
-            if let Some((db, fields)) = database(line) {
-                let entry = databases.entry(db).or_default();
-                let mut rest = Vec::new();
-                for field in fields.split(',') {
-                    match field.split_once('=') {
-                        Some(("keys", n)) => entry.keys += n.parse::<i64>().unwrap_or(0),
-                        Some(("expires", n)) => entry.expires += n.parse::<i64>().unwrap_or(0),
-                        _ => rest.push(field),
+            if line.starts_with('#') {
+                section = PER_LINE.iter().position(|&s| s == line);
+                continue;
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            if let Some(at) = section {
+                let lines = &mut sections[at];
+                let index = match lines.iter().position(|l| l.name == name) {
+                    Some(index) => index,
+                    None => {
+                        lines.push(Line {
+                            name,
+                            fields: Vec::new(),
+                        });
+                        lines.len() - 1
                     }
-                }
-                entry.rest.get_or_insert_with(|| rest.join(","));
-            } else if let Some((name, value)) = line.split_once(':') {
-                if let (Some(name), Ok(value)) = (
-                    SUMMED.iter().find(|&&s| s == name),
-                    value.parse::<i64>(),
-                ) {
-                    *sums.entry(name).or_default() += value;
-                }
+                };
+                lines[index].add(value);
+            } else if let (Some(name), Ok(value)) =
+                (SUMMED.iter().find(|&&s| s == name), value.parse::<i64>())
+            {
+                *sums.entry(name).or_default() += value;
             }
         }
     }
     let (home, verbatim) = texts[0];
     let mut out = String::with_capacity(home.len() + 64);
+    let mut section = None;
     for line in home.split("\r\n") {
-        if database(line).is_some() {
-            // Every database is written after the section's header.
+        if line.starts_with('#') {
+            section = PER_LINE.iter().position(|&s| s == line);
+        } else if section.is_some() && line.contains(':') {
+            // Every merged line is written after the section's header.
             continue;
         }
-        match line.split_once(':').and_then(|(name, _)| sums.get(name).map(|s| (name, s))) {
+        match line
+            .split_once(':')
+            .and_then(|(name, _)| sums.get(name).map(|s| (name, s)))
+        {
             Some((name, sum)) => out.push_str(&format!("{name}:{sum}")),
             None => out.push_str(line),
         }
         out.push_str("\r\n");
-        if line == "# Keyspace" {
-            for (db, d) in &databases {
-                out.push_str(&format!("db{db}:keys={},expires={}", d.keys, d.expires));
-                if let Some(rest) = d.rest.as_deref().filter(|r| !r.is_empty()) {
-                    out.push(',');
-                    out.push_str(rest);
-                }
-                out.push_str("\r\n");
+        if let Some(at) = section.filter(|_| line.starts_with('#')) {
+            let lines = &mut sections[at];
+            if PER_LINE[at] == "# Keyspace" {
+                lines.sort_by_key(|l| l.name.trim_start_matches("db").parse::<u32>().unwrap_or(0));
+            }
+            for merged in lines.iter() {
+                merged.write(&mut out);
             }
         }
     }
@@ -178,6 +247,18 @@ mod tests {
         assert_eq!(
             &merged[..],
             &verbatim("# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n")[..]
+        );
+    }
+
+    #[test]
+    fn command_and_error_counts_are_added_up_line_by_line() {
+        let merged = merge(&[
+            bulk("# Commandstats\r\ncmdstat_get:calls=2,usec=10,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n\r\n# Errorstats\r\n"),
+            bulk("# Commandstats\r\ncmdstat_get:calls=2,usec=30,usec_per_call=15.00,rejected_calls=1,failed_calls=0\r\ncmdstat_xreadgroup:calls=1,usec=4,usec_per_call=4.00,rejected_calls=0,failed_calls=1\r\n\r\n# Errorstats\r\nerrorstat_NOGROUP:count=1\r\n"),
+        ]);
+        assert_eq!(
+            text(&merged).expect("a bulk string").0,
+            "# Commandstats\r\ncmdstat_get:calls=4,usec=40,usec_per_call=10.00,rejected_calls=1,failed_calls=0\r\ncmdstat_xreadgroup:calls=1,usec=4,usec_per_call=4.00,rejected_calls=0,failed_calls=1\r\n\r\n# Errorstats\r\nerrorstat_NOGROUP:count=1\r\n"
         );
     }
 

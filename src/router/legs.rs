@@ -18,10 +18,10 @@
 //! which sees its client leave and ends as any session does (its connection
 //! back to the pool when it was quiet).
 
+use super::pipe::{self, RouterEnd};
 use crate::resp::command::SubscribeKind;
 use crate::resp::{ReplyError, ReplyScanner};
 use crate::session::{self, SessionContext};
-use super::pipe::{self, RouterEnd};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashSet, VecDeque};
 use std::future::{poll_fn, Future};

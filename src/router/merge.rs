@@ -27,6 +27,9 @@ pub(super) enum Combine {
     /// A `SCAN` page from primary `index` of `count`: the cursor is made to
     /// say which primary to go on with.
     Scan { index: usize, count: usize },
+    /// `+OK` if any part is, else the first part (`SCRIPT KILL`: the one
+    /// primary running a script kills it, the others answer `-NOTBUSY`).
+    AnyOk,
     /// `INFO` reports: the home node's, with the counters added up ([`super::info`]).
     Info,
     /// Answered by the router itself.
@@ -46,6 +49,12 @@ pub(super) fn combine(how: &Combine, parts: &[Bytes]) -> Bytes {
     match how {
         Combine::Local(reply) => reply.clone(),
         Combine::One => parts.first().cloned().unwrap_or_default(),
+        Combine::AnyOk => parts
+            .iter()
+            .find(|p| p.starts_with(b"+OK"))
+            .or(parts.first())
+            .cloned()
+            .unwrap_or_default(),
         _ if first_error(parts).is_some() => first_error(parts).cloned().unwrap_or_default(),
         Combine::Sum => {
             let mut total: i64 = 0;
@@ -177,6 +186,22 @@ mod tests {
         assert_eq!(
             combine(&Combine::AllOk, &[b("+OK\r\n"), b("+OK\r\n")]),
             b("+OK\r\n")
+        );
+    }
+
+    #[test]
+    fn a_kill_succeeds_where_a_script_was_running() {
+        let notbusy = b("-NOTBUSY No scripts in execution right now.\r\n");
+        assert_eq!(
+            combine(
+                &Combine::AnyOk,
+                &[notbusy.clone(), b("+OK\r\n"), notbusy.clone()]
+            ),
+            b("+OK\r\n")
+        );
+        assert_eq!(
+            combine(&Combine::AnyOk, &[notbusy.clone(), notbusy.clone()]),
+            notbusy
         );
     }
 

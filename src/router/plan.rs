@@ -86,9 +86,14 @@ pub(super) fn plan(args: &[&[u8]]) -> Plan {
         || (is("function") && (sub("load") || sub("flush") || sub("delete") || sub("restore")))
     {
         return Plan::Every(Combine::First);
-    } else if is("config") && (sub("set") || sub("resetstat")) {
+    } else if (is("config") && (sub("set") || sub("resetstat")))
+        || (is("client") && (sub("pause") || sub("unpause")))
+    {
         // A server setting of "the" Redis is every primary's.
         return Plan::Every(Combine::AllOk);
+    } else if (is("script") || is("function")) && sub("kill") {
+        // A busy script or function runs on one primary, whichever it is.
+        return Plan::Every(Combine::AnyOk);
     } else if is("info") {
         return Plan::Every(Combine::Info);
     } else if is("randomkey") {
@@ -243,5 +248,8 @@ mod tests {
         assert_eq!(plan_of("DEBUG OBJECT foo"), Plan::Slot(12182));
         assert_eq!(plan_of("DEBUG RELOAD"), Plan::Every(Combine::AllOk));
         assert_eq!(plan_of("DEBUG SLEEP 0"), Plan::Home);
+        assert_eq!(plan_of("SCRIPT KILL"), Plan::Every(Combine::AnyOk));
+        assert_eq!(plan_of("CLIENT PAUSE 100"), Plan::Every(Combine::AllOk));
+        assert_eq!(plan_of("INFO clients"), Plan::Every(Combine::Info));
     }
 }

@@ -87,6 +87,11 @@ impl TestCloud {
         self.cloud.front().stats().expired_closes
     }
 
+    /// What each connection the front closed for an expired token had done.
+    pub fn expired_reports(&self) -> Vec<redauth_emulator::ExpiredClose> {
+        self.cloud.front().expired_reports()
+    }
+
     /// redauth in `--auth entra` mode against the front, with `--entra-credential kind` and the
     /// managed-identity variables set.
     pub fn redauth_cmd(&self, kind: &str) -> RedauthCmd {
