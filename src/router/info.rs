@@ -102,16 +102,19 @@ impl<'a> Line<'a> {
                 _ => None,
             })
         };
+        // A command's mean time, worked out again from the sums.
+        let per_call = match (sum("usec"), sum("calls")) {
+            (Some(usec), Some(calls)) if calls > 0 => Some(usec as f64 / calls as f64),
+            _ => None,
+        };
         for (i, (key, field)) in self.fields.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            let value = match (key, field, sum("usec"), sum("calls")) {
-                (&"usec_per_call", _, Some(usec), Some(calls)) if calls > 0 => {
-                    format!("{:.2}", usec as f64 / calls as f64)
-                }
-                (_, Field::Sum(n), ..) => n.to_string(),
-                (_, Field::First(v), ..) => (*v).to_owned(),
+            let value = match (*key, field, per_call) {
+                ("usec_per_call", _, Some(mean)) => format!("{mean:.2}"),
+                (_, Field::Sum(n), _) => n.to_string(),
+                (_, Field::First(v), _) => (*v).to_owned(),
             };
             out.push_str(key);
             out.push('=');

@@ -48,72 +48,74 @@ fn unsupported(what: &str) -> Plan {
     )))
 }
 
+/// The cluster's refusal of another database.
+const SELECT_REFUSED: &[u8] = b"-ERR SELECT is not allowed in cluster mode\r\n";
+
+/// The longest command name that has a rule of its own below.
+const LONGEST_SPECIAL: usize = 9;
+
 /// Decides where `args` go.
 pub(super) fn plan(args: &[&[u8]]) -> Plan {
-    let Some(name) = args.first() else {
+    let Some(&name) = args.first() else {
         return Plan::Home;
     };
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    // The name in lower case, matched once (most commands are none of
+    // these, and go straight to their keys).
+    let mut lower = [0u8; LONGEST_SPECIAL];
+    let lower = match lower.get_mut(..name.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(name);
+            lower.make_ascii_lowercase();
+            &*lower
+        }
+        None => return by_keys(name, args),
+    };
     let sub = |n: &str| {
         args.get(1)
             .is_some_and(|a| a.eq_ignore_ascii_case(n.as_bytes()))
     };
-    if is("multi") {
-        return Plan::Own(Own::Multi);
-    } else if is("exec") {
-        return Plan::Own(Own::Exec);
-    } else if is("discard") {
-        return Plan::Own(Own::Discard);
-    } else if is("quit") {
-        return Plan::Own(Own::Quit);
-    } else if is("reset") {
-        return Plan::Own(Own::Reset);
-    } else if is("select") {
-        return match args.get(1).map(|a| &a[..]) {
-            Some(b"0") if args.len() == 2 => Plan::Reply(crate::resp::encode::ok()),
-            Some(_) if args.len() == 2 => Plan::Reply(Bytes::from_static(
-                b"-ERR SELECT is not allowed in cluster mode\r\n",
-            )),
+    match lower {
+        b"multi" => Plan::Own(Own::Multi),
+        b"exec" => Plan::Own(Own::Exec),
+        b"discard" => Plan::Own(Own::Discard),
+        b"quit" => Plan::Own(Own::Quit),
+        b"reset" => Plan::Own(Own::Reset),
+        b"select" => match args {
+            [_, b"0"] => Plan::Reply(crate::resp::encode::ok()),
+            [_, _] => Plan::Reply(Bytes::from_static(SELECT_REFUSED)),
             _ => Plan::Home,
-        };
-    } else if is("dbsize") {
-        return Plan::Every(Combine::Sum);
-    } else if is("keys") && args.len() == 2 {
-        return Plan::Every(Combine::Concat);
-    } else if is("flushall") || is("flushdb") {
-        return Plan::Every(Combine::AllOk);
-    } else if (is("script") && (sub("load") || sub("flush")))
-        || (is("function") && (sub("load") || sub("flush") || sub("delete") || sub("restore")))
-    {
-        return Plan::Every(Combine::First);
-    } else if (is("config") && (sub("set") || sub("resetstat")))
-        || (is("client") && (sub("pause") || sub("unpause")))
-    {
-        // A server setting of "the" Redis is every primary's.
-        return Plan::Every(Combine::AllOk);
-    } else if (is("script") || is("function")) && sub("kill") {
+        },
+        b"swapdb" | b"move" => Plan::Reply(Bytes::from_static(SELECT_REFUSED)),
+        b"dbsize" => Plan::Every(Combine::Sum),
+        b"keys" if args.len() == 2 => Plan::Every(Combine::Concat),
+        b"flushall" | b"flushdb" => Plan::Every(Combine::AllOk),
         // A busy script or function runs on one primary, whichever it is.
-        return Plan::Every(Combine::AnyOk);
-    } else if is("info") {
-        return Plan::Every(Combine::Info);
-    } else if is("randomkey") {
-        return Plan::Every(Combine::AnyNonNull);
-    } else if is("debug") {
-        return debug(args);
-    } else if is("scan") {
-        return Plan::Scan;
-    } else if is("monitor") || is("sync") || is("psync") {
-        return unsupported(&String::from_utf8_lossy(name).to_uppercase());
-    } else if is("swapdb") || is("move") {
-        return Plan::Reply(Bytes::from_static(
-            b"-ERR SELECT is not allowed in cluster mode\r\n",
-        ));
-    } else if is("client") && (sub("reply") || sub("tracking") || sub("caching")) {
-        return unsupported(&format!(
+        b"script" | b"function" if sub("kill") => Plan::Every(Combine::AnyOk),
+        b"script" if sub("load") || sub("flush") => Plan::Every(Combine::First),
+        b"function" if sub("load") || sub("flush") || sub("delete") || sub("restore") => {
+            Plan::Every(Combine::First)
+        }
+        // A server setting of "the" Redis is every primary's.
+        b"config" if sub("set") || sub("resetstat") => Plan::Every(Combine::AllOk),
+        b"client" if sub("pause") || sub("unpause") => Plan::Every(Combine::AllOk),
+        b"client" if sub("reply") || sub("tracking") || sub("caching") => unsupported(&format!(
             "CLIENT {}",
             String::from_utf8_lossy(args[1]).to_uppercase()
-        ));
+        )),
+        b"info" => Plan::Every(Combine::Info),
+        b"randomkey" => Plan::Every(Combine::AnyNonNull),
+        b"debug" => debug(args),
+        b"scan" => Plan::Scan,
+        b"monitor" | b"sync" | b"psync" => {
+            unsupported(&String::from_utf8_lossy(name).to_uppercase())
+        }
+        _ => by_keys(name, args),
     }
+}
+
+/// A command without a rule of its own: by its keys' slot (split, or
+/// refused, across slots), or on the home node if it has none.
+fn by_keys(name: &[u8], args: &[&[u8]]) -> Plan {
     match keys::keys(args) {
         Keys::Some(positions) | Keys::Channels(positions) => {
             let mut slots = positions
@@ -250,6 +252,15 @@ mod tests {
         assert_eq!(plan_of("DEBUG SLEEP 0"), Plan::Home);
         assert_eq!(plan_of("SCRIPT KILL"), Plan::Every(Combine::AnyOk));
         assert_eq!(plan_of("CLIENT PAUSE 100"), Plan::Every(Combine::AllOk));
+        assert_eq!(
+            plan_of("swapdb 0 1"),
+            Plan::Reply(Bytes::from_static(SELECT_REFUSED))
+        );
+        assert!(
+            matches!(plan_of("Monitor"), Plan::Reply(r) if r.starts_with(b"-ERR redauth: MONITOR"))
+        );
+        // Names longer than any with a rule of their own go by their keys.
+        assert_eq!(plan_of("ZRANGEBYSCORE foo 0 1"), Plan::Slot(12182));
         assert_eq!(plan_of("INFO clients"), Plan::Every(Combine::Info));
     }
 }
