@@ -193,6 +193,7 @@ mod tests {
             username: Some("oid".into()),
             secret: Some(Secret::new("the-token".into())),
             expires_at: Some(expires_at),
+            limit: Default::default(),
         }))
     }
 

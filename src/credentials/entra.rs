@@ -21,7 +21,7 @@
 //! refresher's job, so the HTTP pipelines here do not retry on their own.
 
 use super::source::{FetchError, Token, TokenSource};
-use super::Secret;
+use super::{ConnectionLimit, Secret};
 use crate::environment::Environment;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, RetryOptions};
@@ -349,6 +349,7 @@ impl Member {
         Ok(Token {
             secret: Secret::new(got.token.secret().to_string()),
             expires_at: SystemTime::from(got.expires_on),
+            limit: ConnectionLimit::TokenExpiry,
         })
     }
 }

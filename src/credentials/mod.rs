@@ -38,6 +38,26 @@ pub struct Credential {
     pub secret: Option<Secret>,
     /// When the secret stops being accepted, if it ever does.
     pub expires_at: Option<SystemTime>,
+    /// How long a connection authenticated with it stays authenticated.
+    pub limit: ConnectionLimit,
+}
+
+/// When the server drops a connection that does not authenticate again: what
+/// a live connection's re-authentication is scheduled from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionLimit {
+    /// When the token it last authenticated with expires (Entra ID: Azure
+    /// closes the connection then). A secret without expiry never needs
+    /// renewing.
+    #[default]
+    TokenExpiry,
+    /// `max_age` after its last AUTH, or at `until` if sooner (AWS IAM: a
+    /// connection is closed 12 hours after its last AUTH, and a token signed
+    /// with temporary credentials dies with them).
+    AfterAuth {
+        max_age: Duration,
+        until: Option<SystemTime>,
+    },
 }
 
 impl Credential {
@@ -47,6 +67,7 @@ impl Credential {
             username,
             secret: Some(secret),
             expires_at: None,
+            limit: ConnectionLimit::TokenExpiry,
         }
     }
 
@@ -56,12 +77,26 @@ impl Credential {
             username: None,
             secret: None,
             expires_at: None,
+            limit: ConnectionLimit::TokenExpiry,
         }
     }
 
-    /// Whether the credential is past its expiry at `now`.
+    /// Whether the credential is past its expiry at `now` (a new connection
+    /// cannot authenticate with it).
     pub fn expired_at(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// When a connection that authenticated with this credential at
+    /// `authed_at` must have authenticated again; `None`: never.
+    pub fn renew_by(&self, authed_at: SystemTime) -> Option<SystemTime> {
+        match self.limit {
+            ConnectionLimit::TokenExpiry => self.expires_at,
+            ConnectionLimit::AfterAuth { max_age, until } => {
+                let aged = authed_at + max_age;
+                Some(until.map_or(aged, |until| until.min(aged)))
+            }
+        }
     }
 }
 
@@ -246,6 +281,7 @@ mod tests {
             username: Some("u".into()),
             secret: Some(Secret::new("s".into())),
             expires_at: Some(at),
+            limit: ConnectionLimit::TokenExpiry,
         };
         assert_eq!(FeedState::Ready(Arc::new(expiring)).expires_at(), Some(at));
         assert_eq!(FeedState::Pending.expires_at(), None);
@@ -276,6 +312,31 @@ mod tests {
         // Published before the watch was made: still news to a connection on `first`.
         let mut late = creds.renewals_after(first);
         assert!(Arc::ptr_eq(&late.next().await, &second));
+    }
+
+    #[test]
+    fn a_connection_must_renew_at_token_expiry_or_its_age_limit() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut c = Credential::password(None, Secret::new("s".into()));
+        assert_eq!(c.renew_by(at), None, "a password never expires");
+        c.expires_at = Some(at + Duration::from_secs(900));
+        assert_eq!(c.renew_by(at), c.expires_at);
+        let hours = Duration::from_secs(12 * 3600);
+        c.limit = ConnectionLimit::AfterAuth {
+            max_age: hours,
+            until: None,
+        };
+        assert_eq!(
+            c.renew_by(at),
+            Some(at + hours),
+            "not the token's 15 minutes"
+        );
+        let sooner = at + Duration::from_secs(3600);
+        c.limit = ConnectionLimit::AfterAuth {
+            max_age: hours,
+            until: Some(sooner),
+        };
+        assert_eq!(c.renew_by(at), Some(sooner), "credentials expiring first");
     }
 
     #[tokio::test]

@@ -177,6 +177,7 @@ impl Refresher {
             username: Some(username),
             secret: Some(token.secret),
             expires_at: Some(token.expires_at),
+            limit: token.limit,
         });
         self.held = Some(Held {
             credential: credential.clone(),
@@ -265,7 +266,7 @@ async fn sleep_until(t: SystemTime) {
 #[cfg(test)]
 mod tests {
     use super::super::source::FetchError;
-    use super::super::Secret;
+    use super::super::{ConnectionLimit, Secret};
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
@@ -319,6 +320,7 @@ mod tests {
         Token {
             secret: Secret::new(format!("h.{}.{text}", URL_SAFE_NO_PAD.encode(payload))),
             expires_at: expires,
+            limit: ConnectionLimit::TokenExpiry,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The interface every token source implements (Entra ID now; AWS and GCP
 //! later), and the token it hands back.
 
-use super::Secret;
+use super::{ConnectionLimit, Secret};
 use std::fmt;
 use std::time::SystemTime;
 
@@ -12,6 +12,8 @@ pub struct Token {
     pub secret: Secret,
     /// When the server stops accepting it.
     pub expires_at: SystemTime,
+    /// How long a connection authenticated with it stays authenticated.
+    pub limit: ConnectionLimit,
 }
 
 /// Why a fetch failed, phrased for logs and clients, naming the source

@@ -194,7 +194,7 @@ where
         // Replies must be seen to be held back, and a transaction never blocks.
         let sliceable = !self.state.in_multi()
             && self.state.replies == ReplyMode::On
-            && self.reauth.current().expires_at.is_some();
+            && self.reauth.deadline().is_some();
         let Some(call) = sliceable.then(|| Call::parse(kind, args)).flatten() else {
             return self.forward_blocking(frame);
         };
@@ -211,8 +211,7 @@ where
     fn budget(&self) -> Duration {
         let left = self
             .reauth
-            .current()
-            .expires_at
+            .deadline()
             .and_then(|e| e.duration_since(SystemTime::now()).ok())
             .unwrap_or_default();
         blocking::budget(left, rand::random())

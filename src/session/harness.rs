@@ -137,7 +137,7 @@ pub fn relay_requests_as(credential: Credential, client: &[u8], chunks: &[usize]
             &mut upstream,
             (tx, slice_rx),
             BytesMut::new(),
-            credential,
+            (credential, SystemTime::now()),
             watch,
             super::requests::Policy {
                 max_bulk: DEFAULT_MAX_BULK,

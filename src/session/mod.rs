@@ -236,7 +236,11 @@ async fn relay<C>(
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let Upstream { stream, pending } = upstream;
+    let Upstream {
+        stream,
+        pending,
+        authed_at,
+    } = upstream;
     let (upstream_read, upstream_write) = tokio::io::split(stream);
     let (client_read, client_write) = tokio::io::split(&mut client);
     let (tx, rx) = expect::channel();
@@ -250,7 +254,7 @@ where
         upstream_write,
         (tx, slice_rx),
         early,
-        credential,
+        (credential, authed_at),
         watch,
         requests::Policy {
             max_bulk: settings.max_bulk,
@@ -290,7 +294,15 @@ where
     match leftovers.undo() {
         Ok(undo) if quiet => {
             let pending = BytesMut::new();
-            ctx.pool.recycle(Upstream { stream, pending }, undo);
+            // `authed_at` moves when the pool resets and authenticates it.
+            ctx.pool.recycle(
+                Upstream {
+                    stream,
+                    pending,
+                    authed_at,
+                },
+                undo,
+            );
         }
         Ok(_) => closing::close_upstream(stream).await,
         Err(command) => {

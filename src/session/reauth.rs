@@ -25,7 +25,7 @@
 //! What happened is counted in [`crate::metrics::reauth`].
 
 use super::state::Blocker;
-use crate::credentials::Credential;
+use crate::credentials::{ConnectionLimit, Credential};
 use crate::metrics;
 use crate::upstream::auth;
 use std::sync::Arc;
@@ -47,12 +47,32 @@ pub fn delay(now: SystemTime, expires: Option<SystemTime>, jitter: f64) -> Durat
     (left / 2).min(MAX_SPREAD).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
+/// How long before a connection-age limit ([`ConnectionLimit::AfterAuth`])
+/// a connection re-authenticates at the latest: ten minutes before AWS's 12
+/// hours, half the time left for a limit shortened in tests.
+pub const AGE_LIMIT_LEAD: Duration = Duration::from_secs(600);
+
+/// How long after a new credential is published a connection that must
+/// authenticate again by `deadline` (a connection-age limit, not the token's
+/// expiry) should do so: [`AGE_LIMIT_LEAD`] before it (at most half the time
+/// left), spread back over up to [`MAX_SPREAD`]. A new token comes every few
+/// minutes; only the newest is sent, once, near the limit.
+pub fn delay_to_limit(now: SystemTime, deadline: Option<SystemTime>, jitter: f64) -> Duration {
+    let left = deadline
+        .and_then(|d| d.duration_since(now).ok())
+        .unwrap_or_default();
+    let latest = left - (left / 2).min(AGE_LIMIT_LEAD);
+    latest - (latest / 2).min(MAX_SPREAD).mul_f64(jitter.clamp(0.0, 1.0))
+}
+
 /// The credential a connection is authenticated with, and a newer one
 /// waiting for its time and a safe point: the one place that decides when a
 /// live connection re-authenticates.
 #[derive(Debug)]
 pub(super) struct Reauth {
     current: Arc<Credential>,
+    /// When the connection last authenticated (for a connection-age limit).
+    authed_at: SystemTime,
     pending: Option<Pending>,
 }
 
@@ -75,26 +95,34 @@ pub(super) enum When {
 }
 
 impl Reauth {
-    pub fn new(current: Arc<Credential>) -> Reauth {
+    /// A connection that authenticated with `current` at `authed_at`.
+    pub fn new(current: Arc<Credential>, authed_at: SystemTime) -> Reauth {
         Reauth {
             current,
+            authed_at,
             pending: None,
         }
     }
 
-    /// The credential the connection is authenticated with (or will be, once
-    /// the AUTH already sent is answered).
-    pub fn current(&self) -> &Arc<Credential> {
-        &self.current
+    /// When the connection must have authenticated again ([`Credential::renew_by`]).
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.current.renew_by(self.authed_at)
     }
 
     /// A new credential was published: re-authenticate within a window
-    /// before the current one expires ([`delay`]); a newer one replaces one
-    /// still pending, keeping its time.
+    /// before the current one expires ([`delay`]), or near the connection's
+    /// age limit ([`delay_to_limit`]); a newer one replaces one still
+    /// pending, keeping its time.
     pub fn published(&mut self, credential: Arc<Credential>, now: Instant, jitter: f64) {
-        let due = match &self.pending {
-            Some(pending) => pending.due,
-            None => now + delay(SystemTime::now(), self.current.expires_at, jitter),
+        let deadline = self.deadline();
+        let due = match (&self.pending, self.current.limit) {
+            (Some(pending), _) => pending.due,
+            (None, ConnectionLimit::TokenExpiry) => {
+                now + delay(SystemTime::now(), deadline, jitter)
+            }
+            (None, ConnectionLimit::AfterAuth { .. }) => {
+                now + delay_to_limit(SystemTime::now(), deadline, jitter)
+            }
         };
         self.pending = Some(Pending {
             credential,
@@ -136,6 +164,7 @@ impl Reauth {
         }
         let pending = self.pending.take()?;
         self.current = pending.credential.clone();
+        self.authed_at = SystemTime::now();
         Some(pending.credential)
     }
 
@@ -145,6 +174,7 @@ impl Reauth {
         if let Some(pending) = self.pending.take() {
             self.current = pending.credential;
         }
+        self.authed_at = SystemTime::now();
         &self.current
     }
 }
@@ -186,6 +216,64 @@ mod tests {
         );
     }
 
+    #[test]
+    fn near_an_age_limit_only_the_last_stretch_is_spread_over() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let in_secs = |s| Some(now + Duration::from_secs(s));
+        let twelve_hours = 12 * 3600;
+        let latest = Duration::from_secs(twelve_hours - 600);
+        assert_eq!(delay_to_limit(now, in_secs(twelve_hours), 0.0), latest);
+        assert_eq!(
+            delay_to_limit(now, in_secs(twelve_hours), 0.999_999).as_secs(),
+            latest.as_secs() - 60
+        );
+        // Shortened for a test: half the time left, then a quarter of it spread.
+        assert_eq!(
+            delay_to_limit(now, in_secs(20), 0.0),
+            Duration::from_secs(10)
+        );
+        assert_eq!(delay_to_limit(now, in_secs(20), 0.5).as_millis(), 7_500);
+        assert_eq!(delay_to_limit(now, None, 0.5), Duration::ZERO);
+        assert_eq!(
+            delay_to_limit(now, Some(now - Duration::from_secs(1)), 0.5),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn under_an_age_limit_a_connection_renews_near_its_own_deadline() {
+        let now = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let aged = |secret: &str| {
+            let mut c = Credential::password(None, Secret::new(secret.into()));
+            c.expires_at = Some(SystemTime::now() + Duration::from_secs(900));
+            c.limit = ConnectionLimit::AfterAuth {
+                max_age: hour,
+                until: None,
+            };
+            Arc::new(c)
+        };
+        let authed = SystemTime::now() - Duration::from_secs(1800);
+        let mut r = Reauth::new(aged("old"), authed);
+        assert_eq!(r.deadline(), Some(authed + hour));
+        r.published(aged("new"), now, 0.0);
+        let due = r.wake_at(now).expect("well ahead");
+        let ahead = due - now;
+        // 30 minutes left: the latest point is 10 minutes before the limit.
+        assert!(
+            ahead > Duration::from_secs(1195) && ahead <= Duration::from_secs(1200),
+            "{ahead:?}"
+        );
+        r.published(aged("newer"), now, 0.0);
+        let taken = r.take_if_safe(None, When::Due(due)).expect("due");
+        assert_eq!(taken.secret.as_ref().unwrap().expose(), "newer");
+        let renewed = r.deadline().unwrap();
+        assert!(
+            renewed > SystemTime::now() + hour - Duration::from_secs(5),
+            "counted from the new AUTH"
+        );
+    }
+
     fn credential(secret: &str) -> Arc<Credential> {
         Arc::new(Credential::password(None, Secret::new(secret.into())))
     }
@@ -193,7 +281,7 @@ mod tests {
     #[test]
     fn a_due_credential_waits_for_a_safe_point_and_is_deferred_once() {
         let now = Instant::now();
-        let mut r = Reauth::new(credential("old"));
+        let mut r = Reauth::new(credential("old"), SystemTime::now());
         assert!(
             r.take_if_safe(None, When::Due(now)).is_none(),
             "nothing pending"
@@ -209,7 +297,7 @@ mod tests {
         assert!(r.pending.as_ref().unwrap().deferred);
         let taken = r.take_if_safe(None, When::Due(now)).expect("safe now");
         assert_eq!(taken.secret.as_ref().unwrap().expose(), "new");
-        assert!(Arc::ptr_eq(r.current(), &taken));
+        assert!(Arc::ptr_eq(&r.current, &taken));
         assert!(r.take_if_safe(None, When::Due(now)).is_none(), "taken once");
     }
 
@@ -218,7 +306,7 @@ mod tests {
         let now = Instant::now();
         let mut expiring = Credential::password(None, Secret::new("old".into()));
         expiring.expires_at = Some(SystemTime::now() + Duration::from_secs(600));
-        let mut r = Reauth::new(Arc::new(expiring));
+        let mut r = Reauth::new(Arc::new(expiring), SystemTime::now());
         r.published(credential("new"), now, 0.5);
         let due = r.wake_at(now).expect("spread into the future");
         assert!(
@@ -239,7 +327,7 @@ mod tests {
 
     #[test]
     fn reset_settles_on_the_newest_credential() {
-        let mut r = Reauth::new(credential("old"));
+        let mut r = Reauth::new(credential("old"), SystemTime::now());
         assert_eq!(r.settle().secret.as_ref().unwrap().expose(), "old");
         r.published(credential("new"), Instant::now(), 0.9);
         assert_eq!(r.settle().secret.as_ref().unwrap().expose(), "new");

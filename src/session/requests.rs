@@ -27,7 +27,7 @@ use crate::upstream::auth;
 use crate::upstream::leftovers::Leftovers;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
@@ -114,7 +114,7 @@ where
         upstream: W,
         (expect, slices): (ExpectTx, UnboundedReceiver<SliceEnd>),
         early: BytesMut,
-        credential: Arc<Credential>,
+        (credential, authed_at): (Arc<Credential>, SystemTime),
         watch: Renewals,
         policy: Policy,
     ) -> Self {
@@ -131,7 +131,7 @@ where
             last_active: Instant::now(),
             last_blocking: false,
             state: Sent::default(),
-            reauth: Reauth::new(credential),
+            reauth: Reauth::new(credential, authed_at),
             next_credential: watch.into_next(),
             slicer: Slicer::default(),
             slices,

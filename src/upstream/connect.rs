@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use rustls::pki_types::ServerName;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -54,6 +54,9 @@ pub struct ConnectError {
 pub struct Upstream {
     pub stream: UpstreamStream,
     pub pending: BytesMut,
+    /// When it last authenticated (dial or reset), for a connection-age
+    /// limit ([`crate::credentials::ConnectionLimit::AfterAuth`]).
+    pub authed_at: SystemTime,
 }
 
 /// Everything needed to open upstream connections; cheap to clone.
@@ -190,7 +193,11 @@ impl Connector {
             })?;
             auth::judge(&reply).map_err(|refused| self.error(Stage::Auth, refused))?;
         }
-        Ok(Upstream { stream, pending })
+        Ok(Upstream {
+            stream,
+            pending,
+            authed_at: SystemTime::now(),
+        })
     }
 }
 

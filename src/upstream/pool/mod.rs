@@ -361,6 +361,7 @@ pub async fn reset(
         Err(e) => Err(e),
     };
     sent.map_err(|e| format!("sending RESET and AUTH: {e}"))?;
+    upstream.authed_at = SystemTime::now();
     // RESET's reply, AUTH's, then one per undo command.
     let fixed = if auth_owed { 2 } else { 1 };
     for i in 0..fixed + undo.len() {
