@@ -1,11 +1,15 @@
 //! `redauth-emulator`: the emulated cloud as a long-running process, for
-//! the demo. It starts a [`Cloud`], logs what it started (addresses, oid,
-//! lifetime; never a token or a password), optionally writes the
-//! `IDENTITY_*` variables to a file, and runs until SIGINT or SIGTERM.
-//! Logging is set up by the caller.
+//! the demo. It starts a [`Cloud`] (`--cloud azure`, the default) or an
+//! [`AwsCloud`] (`--cloud aws`), clustered with `--cluster`, logs what it
+//! started (addresses, user, lifetimes; never a token, a secret or a
+//! password), optionally writes the variables redauth's credential chain
+//! needs to a file (`IDENTITY_*`; for AWS `AWS_CONTAINER_*` and
+//! `AWS_REGION`), and runs until SIGINT or SIGTERM. Logging is set up by the
+//! caller.
 
+use super::aws::{AwsCloudConfig, AwsService, DEFAULT_CACHE_NAME, DEFAULT_REGION, DEFAULT_USER_ID};
 use super::cluster::MIN_PRIMARIES;
-use super::{Cloud, CloudConfig, ClusterCloud, ClusterShape};
+use super::{AwsCloud, Cloud, CloudConfig, ClusterCloud, ClusterShape, FrontStats};
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,9 +20,22 @@ use std::time::Duration;
 /// The default object id of the emulated identity.
 pub const DEFAULT_OID: &str = "00000000-0000-4000-8000-00000000d3e0";
 
+/// Which cloud to emulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudKind {
+    /// Azure: managed-identity endpoint, Entra ID tokens
+    Azure,
+    /// AWS: container-credentials endpoint, SigV4 IAM auth tokens
+    Aws,
+}
+
 /// Flags of `redauth-emulator`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmulatorArgs {
+    /// The cloud to emulate
+    #[arg(long, value_enum, default_value_t = CloudKind::Azure)]
+    pub cloud: CloudKind,
+
     /// Object id of the emulated managed identity (the Redis username)
     #[arg(long, value_name = "OID", default_value = DEFAULT_OID)]
     pub oid: String,
@@ -66,6 +83,46 @@ pub struct EmulatorArgs {
     /// With --cluster: write the seed front's port here once the cluster is up
     #[arg(long, value_name = "PATH")]
     pub seed_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Flags of `--cloud aws`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsArgs {
+    /// AWS: the cache name, the host of the presigned connect URL
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_CACHE_NAME)]
+    pub cache_name: String,
+
+    /// AWS: the region tokens must be signed for
+    #[arg(long, value_name = "REGION", default_value = DEFAULT_REGION)]
+    pub region: String,
+
+    /// AWS: elasticache or memorydb
+    #[arg(long, value_name = "SERVICE", default_value = "elasticache")]
+    pub service: AwsService,
+
+    /// AWS: a serverless cache (tokens carry ResourceType=ServerlessCache)
+    #[arg(long)]
+    pub serverless: bool,
+
+    /// AWS: the IAM-enabled user id (and name): the Redis username
+    #[arg(long, value_name = "ID", default_value = DEFAULT_USER_ID)]
+    pub user_id: String,
+
+    /// AWS: lifetime of each credential set handed out, e.g. 30s or 15m
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lifetime)]
+    pub credentials_lifetime: Duration,
+
+    /// AWS: how long a connection lives after its last AUTH (AWS: 12h)
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = parse_lifetime)]
+    pub connection_limit: Duration,
+
+    /// AWS: address of the container-credentials
+    /// (AWS_CONTAINER_CREDENTIALS_FULL_URI) HTTP endpoint
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:16382")]
+    pub credentials_listen: SocketAddr,
 }
 
 fn parse_primaries(text: &str) -> Result<usize, String> {
@@ -81,7 +138,7 @@ fn parse_primaries(text: &str) -> Result<usize, String> {
 fn parse_lifetime(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(d) if d >= Duration::from_secs(1) => Ok(d),
-        Ok(_) => Err("the token lifetime must be at least 1s".into()),
+        Ok(_) => Err("the duration must be at least 1s".into()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -101,6 +158,9 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         key_pem: read(&args.tls_key, "TLS key")?,
         redis_server: args.redis_server.clone(),
     };
+    if args.cloud == CloudKind::Aws {
+        return run_aws(args, config).await;
+    }
     if args.cluster > 0 {
         return run_cluster(args, config).await;
     }
@@ -139,7 +199,7 @@ async fn run_cluster(args: EmulatorArgs, config: CloudConfig) -> anyhow::Result<
     tracing::info!(
         seed = %cloud.seed(),
         node_ports = %fronts.join(","),
-        identity_endpoint = %cloud.identity().url(),
+        identity_endpoint = %cloud.identity().map(|i| i.url()).unwrap_or_default(),
         oid = %args.oid,
         token_lifetime = %humantime::format_duration(args.token_lifetime),
         "emulated clustered cache running: every node behind a token-checking front, announced as localhost:<port> (for tests and demos only)"
@@ -154,6 +214,111 @@ async fn run_cluster(args: EmulatorArgs, config: CloudConfig) -> anyhow::Result<
     }
     redauth::server::shutdown_signal().await;
     tracing::info!(stats = ?cloud.stats(), "emulated clustered cache stopping");
+    Ok(())
+}
+
+/// The AWS settings from the flags, with the certificate, key and
+/// redis-server of `azure` (read once).
+fn aws_config(args: &EmulatorArgs, azure: CloudConfig) -> AwsCloudConfig {
+    let aws = &args.aws;
+    AwsCloudConfig {
+        cache_name: aws.cache_name.clone(),
+        region: aws.region.clone(),
+        service: aws.service,
+        serverless: aws.serverless,
+        user_id: aws.user_id.clone(),
+        credentials_lifetime: aws.credentials_lifetime,
+        connection_limit: aws.connection_limit,
+        front_listen: args.front_listen,
+        credentials_listen: aws.credentials_listen,
+        cert_pem: azure.cert_pem,
+        key_pem: azure.key_pem,
+        redis_server: azure.redis_server,
+    }
+}
+
+/// An AWS cache, single or clustered.
+enum RunningAws {
+    Single(AwsCloud),
+    Cluster(ClusterCloud),
+}
+
+impl RunningAws {
+    /// Starts the cache the flags describe.
+    async fn start(args: &EmulatorArgs, config: AwsCloudConfig) -> anyhow::Result<RunningAws> {
+        if args.cluster == 0 {
+            return Ok(RunningAws::Single(AwsCloud::start(config).await?));
+        }
+        let shape = ClusterShape {
+            primaries: args.cluster,
+            replicas_per_primary: args.replicas,
+            ..ClusterShape::default()
+        };
+        let cloud = ClusterCloud::start_aws(config, shape).await?;
+        if let Some(path) = &args.seed_file {
+            std::fs::write(path, format!("{}\n", cloud.seed().port()))
+                .with_context(|| format!("writing the seed file {}", path.display()))?;
+        }
+        Ok(RunningAws::Cluster(cloud))
+    }
+
+    /// Where clients connect.
+    fn front(&self) -> String {
+        match self {
+            RunningAws::Single(cloud) => cloud.front().addr().to_string(),
+            RunningAws::Cluster(cloud) => format!("localhost:{} (seed)", cloud.seed().port()),
+        }
+    }
+
+    fn env_vars(&self) -> Vec<(String, String)> {
+        match self {
+            RunningAws::Single(cloud) => cloud.env_vars(),
+            RunningAws::Cluster(cloud) => cloud.env_vars(),
+        }
+    }
+
+    fn stats(&self) -> FrontStats {
+        match self {
+            RunningAws::Single(cloud) => cloud.stats(),
+            RunningAws::Cluster(cloud) => cloud.stats(),
+        }
+    }
+}
+
+/// `--cloud aws`: an [`AwsCloud`] (or a clustered one) until SIGINT or SIGTERM.
+async fn run_aws(args: EmulatorArgs, azure: CloudConfig) -> anyhow::Result<()> {
+    let config = aws_config(&args, azure);
+    let cache = config.cache();
+    let cloud = RunningAws::start(&args, config).await?;
+    let env = cloud.env_vars();
+    let front = cloud.front();
+    let uri = env.first().map(|(_, v)| v.as_str()).unwrap_or_default();
+    tracing::info!(
+        front = %front,
+        credentials_uri = %uri,
+        cache_name = %cache.name,
+        region = %cache.region,
+        service = cache.service.name(),
+        serverless = cache.serverless,
+        user_id = %cache.user_id,
+        credentials_lifetime = %humantime::format_duration(args.aws.credentials_lifetime),
+        connection_limit = %humantime::format_duration(cache.connection_limit),
+        "emulated AWS cache running (for tests and demos only): point redauth at the front \
+         with this cache name, region, service and user id, and give it \
+         AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN (--env-file)"
+    );
+    if let Some(path) = &args.env_file {
+        let mut vars = env.clone();
+        vars.push(("AWS_REGION".to_string(), cache.region.clone()));
+        write_env_file(path, &vars)
+            .with_context(|| format!("writing the env file {}", path.display()))?;
+        tracing::info!(
+            path = %path.display(),
+            "wrote AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN and AWS_REGION"
+        );
+    }
+    redauth::server::shutdown_signal().await;
+    tracing::info!(stats = ?cloud.stats(), "emulated AWS cache stopping");
     Ok(())
 }
 
@@ -237,6 +402,64 @@ mod tests {
                 Cli::try_parse_from(["x", "--tls-cert", "c", "--tls-key", "k", "--cluster", few]);
             assert!(parsed.is_err(), "--cluster {few}");
         }
+    }
+
+    #[test]
+    fn aws_flags() {
+        let base = ["x", "--tls-cert", "c", "--tls-key", "k"];
+        let cli = Cli::try_parse_from(base).unwrap();
+        assert_eq!(cli.args.cloud, CloudKind::Azure);
+        assert_eq!(cli.args.aws.service, AwsService::ElastiCache);
+        assert_eq!(
+            cli.args.aws.connection_limit,
+            Duration::from_secs(12 * 3600)
+        );
+        let mut argv = base.to_vec();
+        argv.extend([
+            "--cloud",
+            "aws",
+            "--cache-name",
+            "MyCache",
+            "--region",
+            "eu-west-1",
+            "--service",
+            "memorydb",
+            "--user-id",
+            "app",
+            "--credentials-lifetime",
+            "10s",
+            "--connection-limit",
+            "5s",
+            "--credentials-listen",
+            "127.0.0.1:0",
+        ]);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        assert_eq!(cli.args.cloud, CloudKind::Aws);
+        let azure = CloudConfig {
+            oid: DEFAULT_OID.into(),
+            token_lifetime: Duration::from_secs(30),
+            front_listen: cli.args.front_listen,
+            identity_listen: cli.args.identity_listen,
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+            redis_server: PathBuf::from("redis-server"),
+        };
+        let config = aws_config(&cli.args, azure);
+        let cache = config.cache();
+        assert_eq!(cache.name, "mycache");
+        assert_eq!(cache.region, "eu-west-1");
+        assert_eq!(cache.service, AwsService::MemoryDb);
+        assert_eq!(cache.user_id, "app");
+        assert!(!cache.serverless);
+        assert_eq!(config.credentials_lifetime, Duration::from_secs(10));
+        assert_eq!(cache.connection_limit, Duration::from_secs(5));
+        assert_eq!(
+            (config.cert_pem.as_str(), config.key_pem.as_str()),
+            ("CERT", "KEY")
+        );
+        let mut bad = base.to_vec();
+        bad.extend(["--cloud", "aws", "--service", "s3"]);
+        assert!(Cli::try_parse_from(bad).is_err());
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! authenticate to their primary with it) and the ACL user named after the
 //! identity's oid, whose password only the fronts know.
 //!
+//! [`ClusterCloud::start_aws`] is the AWS flavour (an ElastiCache cache with
+//! cluster mode enabled): the same nodes and fronts, the ACL user named
+//! after the IAM user id, and every front checking SigV4 tokens with one
+//! shared [`AwsVerifier`](crate::AwsVerifier) against one credentials
+//! endpoint. (Real ElastiCache announces per-node DNS names; here every node
+//! is `localhost:<port>` as for Azure.)
+//!
 //! [`ClusterCloud`] also changes the topology for tests (`add_primary`,
 //! `reshard`, `failover`, `admin`); it does not restart or kill nodes.
 
@@ -20,12 +27,14 @@ mod view;
 #[cfg(test)]
 mod tests;
 
+use crate::aws::{AwsCloudConfig, AwsIam};
 use crate::backend::{Backend, BackendError, Shape};
-use crate::front::{ExpiredClose, Front, FrontConfig, FrontStats};
+use crate::front::{Checker, ExpiredClose, Front, FrontConfig, FrontStats};
 use crate::identity::IdentityEndpoint;
 use crate::issuer::Issuer;
 use crate::{random, CloudConfig, CloudError};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use view::NodeView;
@@ -67,12 +76,34 @@ struct Node {
     backend: Backend,
 }
 
+/// Who hands out credentials and checks tokens.
+#[derive(Debug)]
+enum Authority {
+    /// Azure: the managed-identity endpoint and its token issuer.
+    Entra {
+        issuer: Arc<Issuer>,
+        identity: IdentityEndpoint,
+    },
+    /// AWS: the credentials endpoint and the SigV4 verifier.
+    Aws(AwsIam),
+}
+
+/// What every node is started with.
+#[derive(Clone)]
+struct NodeSetup {
+    redis_server: PathBuf,
+    /// The ACL user (the Entra oid, the AWS user id).
+    user: String,
+    cert_pem: String,
+    key_pem: String,
+    checker: Checker,
+}
+
 /// The emulated clustered cache. Dropping it stops every front and node.
 pub struct ClusterCloud {
     nodes: Vec<Node>,
-    identity: IdentityEndpoint,
-    issuer: Arc<Issuer>,
-    config: CloudConfig,
+    authority: Authority,
+    setup: NodeSetup,
     shape: ClusterShape,
     admin_password: String,
 }
@@ -81,7 +112,7 @@ impl std::fmt::Debug for ClusterCloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterCloud")
             .field("nodes", &self.nodes)
-            .field("identity", &self.identity)
+            .field("authority", &self.authority)
             .field("shape", &self.shape)
             .finish_non_exhaustive()
     }
@@ -95,21 +126,59 @@ impl ClusterCloud {
         config: CloudConfig,
         shape: ClusterShape,
     ) -> Result<ClusterCloud, CloudError> {
-        if shape.primaries < MIN_PRIMARIES {
-            return Err(forming(&format!(
-                "a cluster needs at least {MIN_PRIMARIES} primaries, not {}",
-                shape.primaries
-            )));
-        }
+        check_shape(&shape)?;
         let issuer = Arc::new(Issuer::new(config.oid.clone(), config.token_lifetime));
         let identity = IdentityEndpoint::start(issuer.clone(), config.identity_listen)
             .await
             .map_err(CloudError::Identity)?;
+        let setup = NodeSetup {
+            redis_server: config.redis_server,
+            user: config.oid,
+            cert_pem: config.cert_pem,
+            key_pem: config.key_pem,
+            checker: Checker::Entra(issuer.clone()),
+        };
+        ClusterCloud::form(setup, Authority::Entra { issuer, identity }, shape).await
+    }
+
+    /// The AWS flavour: starts the credentials endpoint and every node with
+    /// a front checking SigV4 tokens, then forms the cluster.
+    /// `config.front_listen` is not used: each front takes its node's port.
+    pub async fn start_aws(
+        config: AwsCloudConfig,
+        shape: ClusterShape,
+    ) -> Result<ClusterCloud, CloudError> {
+        check_shape(&shape)?;
+        config
+            .validate()
+            .map_err(|problems| CloudError::Config(problems.join("; ")))?;
+        let iam = AwsIam::start(
+            config.cache(),
+            config.credentials_lifetime,
+            config.credentials_listen,
+        )
+        .await
+        .map_err(CloudError::Credentials)?;
+        let setup = NodeSetup {
+            redis_server: config.redis_server,
+            user: config.user_id,
+            cert_pem: config.cert_pem,
+            key_pem: config.key_pem,
+            checker: Checker::Aws(iam.verifier().clone()),
+        };
+        ClusterCloud::form(setup, Authority::Aws(iam), shape).await
+    }
+
+    /// Starts every node with its front and forms the cluster.
+    async fn form(
+        setup: NodeSetup,
+        authority: Authority,
+        shape: ClusterShape,
+    ) -> Result<ClusterCloud, CloudError> {
         let mut cloud = ClusterCloud {
             nodes: Vec::new(),
-            identity,
-            issuer,
-            config,
+            authority,
+            setup,
             shape: shape.clone(),
             admin_password: random::secret(),
         };
@@ -150,15 +219,15 @@ impl ClusterCloud {
             admin_password: self.admin_password.clone(),
             extra_config,
         };
-        let backend =
-            Backend::start_shaped(&self.config.redis_server, &self.config.oid, shape).await?;
+        let setup = &self.setup;
+        let backend = Backend::start_shaped(&setup.redis_server, &setup.user, shape).await?;
         let front = Front::start(FrontConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            cert_pem: self.config.cert_pem.clone(),
-            key_pem: self.config.key_pem.clone(),
+            cert_pem: setup.cert_pem.clone(),
+            key_pem: setup.key_pem.clone(),
             backend: backend.addr(),
             backend_password: backend.user_password().to_string(),
-            issuer: self.issuer.clone(),
+            checker: setup.checker.clone(),
         })
         .await
         .map_err(CloudError::Front)?;
@@ -271,19 +340,39 @@ impl ClusterCloud {
             .collect()
     }
 
-    /// The token issuer all fronts share.
-    pub fn issuer(&self) -> &Arc<Issuer> {
-        &self.issuer
+    /// The token issuer all fronts share (Azure; `None` for AWS).
+    pub fn issuer(&self) -> Option<&Arc<Issuer>> {
+        match &self.authority {
+            Authority::Entra { issuer, .. } => Some(issuer),
+            Authority::Aws(_) => None,
+        }
     }
 
-    /// The managed-identity endpoint.
-    pub fn identity(&self) -> &IdentityEndpoint {
-        &self.identity
+    /// The managed-identity endpoint (Azure; `None` for AWS).
+    pub fn identity(&self) -> Option<&IdentityEndpoint> {
+        match &self.authority {
+            Authority::Entra { identity, .. } => Some(identity),
+            Authority::Aws(_) => None,
+        }
     }
 
-    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` (see [`crate::Cloud::env_vars`]).
+    /// The credentials endpoint and verifier all fronts share (AWS; `None`
+    /// for Azure).
+    pub fn aws(&self) -> Option<&AwsIam> {
+        match &self.authority {
+            Authority::Entra { .. } => None,
+            Authority::Aws(iam) => Some(iam),
+        }
+    }
+
+    /// Azure: `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` (see
+    /// [`crate::Cloud::env_vars`]); AWS: `AWS_CONTAINER_CREDENTIALS_FULL_URI`
+    /// and `AWS_CONTAINER_AUTHORIZATION_TOKEN` (see [`crate::AwsCloud::env_vars`]).
     pub fn env_vars(&self) -> Vec<(String, String)> {
-        self.identity.env_vars()
+        match &self.authority {
+            Authority::Entra { identity, .. } => identity.env_vars(),
+            Authority::Aws(iam) => iam.env_vars(),
+        }
     }
 
     /// Runs `redis-cli -a <admin password> <args>` (the password through
@@ -363,6 +452,17 @@ fn node_config(announce_host: &str, admin_password: &str) -> String {
          masterauth {admin_password}\n\
          repl-diskless-sync-delay 0\nrepl-ping-replica-period 1\n"
     )
+}
+
+/// Refuses a shape `redis-cli --cluster create` would.
+fn check_shape(shape: &ClusterShape) -> Result<(), CloudError> {
+    if shape.primaries < MIN_PRIMARIES {
+        return Err(forming(&format!(
+            "a cluster needs at least {MIN_PRIMARIES} primaries, not {}",
+            shape.primaries
+        )));
+    }
+    Ok(())
 }
 
 fn forming(what: &str) -> CloudError {

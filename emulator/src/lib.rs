@@ -1,4 +1,4 @@
-//! An emulated Azure cloud, for tests and the demo — never for production:
+//! Emulated clouds (Azure, AWS), for tests and the demo — never for production:
 //! a crate of the workspace of its own, so nothing of it is in the `redauth`
 //! binary. It depends on `redauth` only for its RESP scanners.
 //!
@@ -20,11 +20,18 @@
 //! [`cluster`] is the same cloud with an OSS-clustered cache (Azure Managed
 //! Redis's default policy): a redis cluster, each node behind its own front.
 //!
+//! [`aws`] is the AWS counterpart, [`AwsCloud::start`]: a container-credentials
+//! endpoint issuing rotating temporary credentials, and the same front
+//! checking SigV4-presigned IAM auth tokens instead of Entra ID tokens
+//! ([`Checker`]), closing connections a set time after their last AUTH and
+//! refusing AUTH inside MULTI. [`ClusterCloud::start_aws`] clusters it.
+//!
 //! [`cli`] runs the same thing as `redauth-emulator` for the demo.
 //!
 //! Secrets (tokens, passwords, the identity header) are never logged, and the
 //! `Debug` output of every type here redacts them.
 
+pub mod aws;
 pub mod backend;
 pub mod cli;
 pub mod cluster;
@@ -36,9 +43,12 @@ mod random;
 #[cfg(test)]
 mod tests;
 
+pub use aws::{AwsCloud, AwsCloudConfig, AwsService, AwsVerifier, CredentialsEndpoint};
 pub use backend::{Backend, BackendError};
 pub use cluster::{ClusterCloud, ClusterShape};
-pub use front::{ExpiredClose, Front, FrontConfig, FrontStats};
+pub use front::{
+    Checker, DeadlineKind, ExpiredClose, Front, FrontConfig, FrontStats, AUTH_IN_MULTI,
+};
 pub use identity::IdentityEndpoint;
 pub use issuer::{Claims, Issuer, Minted, Rejection};
 
@@ -89,6 +99,10 @@ pub enum CloudError {
     Front(#[source] std::io::Error),
     #[error("forming the cluster: {0}")]
     Cluster(String),
+    #[error("invalid settings: {0}")]
+    Config(String),
+    #[error("starting the credentials endpoint: {0}")]
+    Credentials(#[source] std::io::Error),
 }
 
 /// The whole emulated cloud. Dropping it stops everything (connections
@@ -115,7 +129,7 @@ impl Cloud {
             key_pem: config.key_pem,
             backend: backend.addr(),
             backend_password: backend.user_password().to_string(),
-            issuer: issuer.clone(),
+            checker: Checker::Entra(issuer.clone()),
         })
         .await
         .map_err(CloudError::Front)?;

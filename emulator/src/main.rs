@@ -1,5 +1,6 @@
-//! `redauth-emulator`: the emulated Azure cloud (a managed-identity token
-//! endpoint and a token-checking TLS front before a local redis-server) as a
+//! `redauth-emulator`: an emulated cloud — Azure (a managed-identity token
+//! endpoint) or, with `--cloud aws`, AWS (a container-credentials endpoint),
+//! each with a token-checking TLS front before a local redis-server — as a
 //! process, for the demo and for trying redauth by hand. Never for
 //! production; not part of the `redauth` binary.
 
@@ -7,7 +8,7 @@ use clap::Parser;
 use redauth_emulator::cli::EmulatorArgs;
 use std::process::ExitCode;
 
-/// The emulated Azure cloud, for the demo and tests; never for production.
+/// An emulated Azure or AWS cloud, for the demo and tests; never for production.
 #[derive(Debug, Parser)]
 #[command(name = "redauth-emulator", version)]
 struct Cli {

@@ -122,6 +122,11 @@ impl Client {
         }
     }
 
+    /// Writes raw bytes (a pipeline).
+    pub(crate) async fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
     pub(crate) async fn send(&mut self, args: &[&str]) {
         self.stream.write_all(&encode::command(args)).await.unwrap();
     }

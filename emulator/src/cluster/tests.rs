@@ -46,7 +46,7 @@ async fn cluster(lifetime: Duration) -> Option<(ClusterCloud, TlsConnector)> {
 /// An authenticated client of the front at `addr`.
 async fn authenticated(cloud: &ClusterCloud, addr: SocketAddr, tls: &TlsConnector) -> Client {
     let mut client = Client::connect_to(addr, tls).await;
-    let token = cloud.issuer().mint().token;
+    let token = cloud.issuer().unwrap().mint().token;
     assert_eq!(client.call(&["AUTH", OID, &token]).await, "+OK\r\n");
     client
 }
@@ -228,7 +228,7 @@ async fn expired_tokens_close_connections_on_every_front() {
     );
     drop(seed);
 
-    let minted = cloud.issuer().mint();
+    let minted = cloud.issuer().unwrap().mint();
     let mut clients = Vec::new();
     for front in [cloud.seed(), new] {
         let mut client = Client::connect_to(front, &tls).await;
@@ -266,4 +266,53 @@ async fn too_few_primaries_are_refused_before_anything_starts() {
         error.to_string(),
         "forming the cluster: a cluster needs at least 3 primaries, not 2"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_cluster_checks_sigv4_tokens_on_every_front() {
+    for program in ["redis-server", "redis-cli", "openssl"] {
+        if !have(program) {
+            eprintln!("skipping: {program} is not installed");
+            return;
+        }
+    }
+    if std::net::TcpListener::bind((NODE_IP, 0)).is_err() {
+        eprintln!("skipping: {NODE_IP} cannot be bound here");
+        return;
+    }
+    let (cert_pem, key_pem) = certificate();
+    let tls = connector(&cert_pem);
+    let mut config = crate::AwsCloudConfig::new(cert_pem, key_pem);
+    config.connection_limit = Duration::from_secs(3);
+    let user = config.user_id.clone();
+    let shape = ClusterShape {
+        replicas_per_primary: 0,
+        ..ClusterShape::default()
+    };
+    let cloud = ClusterCloud::start_aws(config, shape).await.unwrap();
+    assert!(cloud.issuer().is_none() && cloud.identity().is_none());
+    let iam = cloud.aws().expect("an AWS cluster");
+    assert_eq!(cloud.env_vars()[0].0, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    let token = iam
+        .verifier()
+        .token(&iam.credentials().issue(), &user, SystemTime::now());
+    let mut clients = Vec::new();
+    for front in cloud.fronts() {
+        let mut client = Client::connect_to(front, &tls).await;
+        assert_eq!(client.call(&["AUTH", &user, &token]).await, "+OK\r\n");
+        assert_eq!(client.call(&["MULTI"]).await, "+OK\r\n");
+        let refused = client.call(&["AUTH", &user, &token]).await;
+        assert_eq!(refused.as_bytes(), crate::AUTH_IN_MULTI);
+        assert_eq!(client.call(&["DISCARD"]).await, "+OK\r\n");
+        clients.push(client);
+    }
+    let stats = cloud.stats();
+    assert_eq!((stats.tokens_verified, stats.auth_ok), (3, 3));
+    assert_eq!(stats.auth_refused_in_multi, 3);
+    // Every front closes its connection at the limit.
+    tokio::time::sleep(Duration::from_millis(3400)).await;
+    for client in &mut clients {
+        assert_eq!(client.frame().await, None);
+    }
+    assert_eq!(cloud.stats().expired_closes, 3);
 }

@@ -1,4 +1,4 @@
-//! The emulated cache endpoint: what Azure puts in front of Redis.
+//! The emulated cache endpoint: what Azure or AWS puts in front of Redis.
 //!
 //! [`Front`] is a TLS listener (TLS 1.2+, rustls with ring) before the plain
 //! [`Backend`](super::backend::Backend). Each accepted connection gets its own
@@ -8,7 +8,9 @@
 //! `<user>` becomes the backend user's password; any other token (and the
 //! one-argument `AUTH <token>`) becomes a password that cannot work, so the
 //! backend answers `WRONGPASS` itself, in order. Tokens are never forwarded
-//! or logged.
+//! or logged. Which tokens are good is the [`Checker`]'s call: Entra ID
+//! tokens from an [`Issuer`](crate::Issuer) (Azure) or SigV4-presigned IAM auth tokens
+//! checked by an [`AwsVerifier`](crate::aws::AwsVerifier) (AWS).
 //!
 //! # Expiry
 //!
@@ -35,15 +37,31 @@
 //! redauth re-authenticates after RESET anyway). An AUTH or HELLO over 1 MiB
 //! ends the connection. This is a test double, not a proxy to put in front of
 //! anything real.
+//!
+//! # AWS
+//!
+//! With [`Checker::Aws`] the deadline a successful AUTH sets is not the
+//! token's expiry but the AUTH's time plus the cache's connection limit
+//! (AWS's 12 hours, shortened for tests), and the close is reported as the
+//! connection limit running out. An AUTH, or a HELLO with an AUTH option,
+//! between MULTI and EXEC/DISCARD/RESET is answered by the front itself with
+//! [`AUTH_IN_MULTI`] (`-ERR IAM authentication is not allowed inside
+//! MULTI`), in its place among the replies, and never reaches the backend:
+//! the transaction goes on without it, and EXEC runs what was queued. A
+//! MULTI counts as entered when it is sent, even if the backend refuses it
+//! (`-NOAUTH` before any AUTH), and once a connection is untracked such an
+//! AUTH is forwarded as usual (the backend queues it).
 
+mod gate;
 mod relay;
 mod replies;
 mod requests;
 
-use super::issuer::Issuer;
 use super::random;
+use bytes::Bytes;
+use gate::Gate;
+pub use gate::{Checker, DeadlineKind, AUTH_IN_MULTI};
 use redauth::resp::command::SubscribeKind;
-use requests::Gate;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
@@ -72,6 +90,9 @@ enum Expect {
     Subscribe { kind: SubscribeKind, channels: u32 },
     /// Replies can no longer be matched from here on.
     Untracked,
+    /// No command was forwarded: the front answers with these bytes once
+    /// every reply before it has been relayed.
+    Local(Bytes),
 }
 
 /// What [`Front::start`] needs.
@@ -85,10 +106,11 @@ pub struct FrontConfig {
     pub key_pem: String,
     /// The plain backend's address.
     pub backend: SocketAddr,
-    /// The backend password of the user named after the identity's oid.
+    /// The backend password of the user named after the identity (the
+    /// Entra oid, the AWS user id).
     pub backend_password: String,
     /// Verifies the tokens clients present.
-    pub issuer: Arc<Issuer>,
+    pub checker: Checker,
 }
 
 impl std::fmt::Debug for FrontConfig {
@@ -96,7 +118,7 @@ impl std::fmt::Debug for FrontConfig {
         f.debug_struct("FrontConfig")
             .field("listen", &self.listen)
             .field("backend", &self.backend)
-            .field("issuer", &self.issuer)
+            .field("checker", &self.checker)
             .finish_non_exhaustive()
     }
 }
@@ -107,18 +129,24 @@ struct Counters {
     connections: AtomicU64,
     auth_ok: AtomicU64,
     auth_rejected: AtomicU64,
+    tokens_verified: AtomicU64,
+    auth_refused_in_multi: AtomicU64,
     expired_closes: AtomicU64,
     /// The first [`REPORTS_KEPT`] expiry closes.
     expired_reports: std::sync::Mutex<Vec<ExpiredClose>>,
 }
 
-/// A connection the front closed because its token expired: when, and what
-/// the connection had done (command names and times, never an argument).
+/// A connection the front closed because its deadline passed (its token
+/// expired, or AWS's connection limit ran out): when, and what the
+/// connection had done (command names and times, never an argument).
 #[derive(Debug, Clone)]
 pub struct ExpiredClose {
     pub peer: SocketAddr,
-    /// When the token of its last confirmed AUTH expired.
+    /// When the token of its last confirmed AUTH expired (for AWS: when the
+    /// connection limit counted from that AUTH ran out).
     pub expired_at: SystemTime,
+    /// Which of the two `expired_at` is.
+    pub kind: DeadlineKind,
     /// When it last sent an AUTH (or HELLO … AUTH) with a token that verified.
     pub auth_sent_at: Option<SystemTime>,
     /// Replies owed ahead of that AUTH if it was still unanswered.
@@ -142,9 +170,13 @@ impl ExpiredClose {
 
 impl std::fmt::Display for ExpiredClose {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            DeadlineKind::TokenExpiry => "its token expired",
+            DeadlineKind::ConnectionLimit => "its connection limit ran out",
+        };
         write!(
             f,
-            "closing connection {}: its token expired at {} with no fresh AUTH ({})",
+            "closing connection {}: {what} at {} with no fresh AUTH ({})",
             self.peer,
             crate::issuer::rfc3339(self.expired_at),
             self.report
@@ -176,7 +208,15 @@ pub struct FrontStats {
     pub auth_ok: u64,
     /// Tokens the front refused (invalid, expired, wrong user, no user).
     pub auth_rejected: u64,
-    /// Connections closed because their token expired without a fresh AUTH.
+    /// Tokens that passed the check (for AWS: whose SigV4 signature was
+    /// recomputed and matched, and every field checked), whether or not the
+    /// backend then accepted the AUTH.
+    pub tokens_verified: u64,
+    /// AUTHs (or HELLO … AUTH) inside MULTI the front answered with
+    /// [`AUTH_IN_MULTI`] (AWS only); counted in neither of the above.
+    pub auth_refused_in_multi: u64,
+    /// Connections closed because their deadline passed without a fresh
+    /// AUTH (the token's expiry, or AWS's connection limit).
     pub expired_closes: u64,
 }
 
@@ -186,6 +226,8 @@ impl FrontStats {
         self.connections += other.connections;
         self.auth_ok += other.auth_ok;
         self.auth_rejected += other.auth_rejected;
+        self.tokens_verified += other.tokens_verified;
+        self.auth_refused_in_multi += other.auth_refused_in_multi;
         self.expired_closes += other.expired_closes;
     }
 }
@@ -230,7 +272,7 @@ impl Front {
             acceptor: TlsAcceptor::from(tls),
             backend: config.backend,
             gate: Gate {
-                issuer: config.issuer,
+                checker: config.checker,
                 backend_password: config.backend_password,
                 invalid_password: format!("invalid-{}", random::secret()),
             },
@@ -255,11 +297,13 @@ impl Front {
             connections: c.connections.load(Ordering::Relaxed),
             auth_ok: c.auth_ok.load(Ordering::Relaxed),
             auth_rejected: c.auth_rejected.load(Ordering::Relaxed),
+            tokens_verified: c.tokens_verified.load(Ordering::Relaxed),
+            auth_refused_in_multi: c.auth_refused_in_multi.load(Ordering::Relaxed),
             expired_closes: c.expired_closes.load(Ordering::Relaxed),
         }
     }
 
-    /// The first few connections closed for an expired token, with what
+    /// The first few connections closed for a passed deadline, with what
     /// each had done (also logged at info).
     pub fn expired_reports(&self) -> Vec<ExpiredClose> {
         let c = &self.shared.counters;

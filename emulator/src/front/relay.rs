@@ -4,6 +4,8 @@
 //!
 //! The request pump sends each command's [`Expect`] record over a channel
 //! before writing the command, so a reply never arrives ahead of its record.
+//! When it sends a reply the front makes itself ([`Expect::Local`]) it also
+//! wakes the reply pump, which may have no backend bytes coming to wake it.
 //! Both pumps report successful AUTHs on a `watch` channel holding the
 //! deadline, which the connection's select loop sleeps on.
 
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// Bound on the TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
@@ -71,12 +73,14 @@ impl Seen {
         &self,
         peer: SocketAddr,
         expired_at: SystemTime,
+        shared: &Shared,
         scanner: &RequestScanner,
         tracker: &ReplyTracker,
     ) -> ExpiredClose {
         ExpiredClose {
             peer,
             expired_at,
+            kind: shared.gate.deadline_kind(),
             auth_sent_at: self.auth_sent_wall,
             owed_before_auth: tracker.owed_before_auth(),
             report: self.report(scanner, tracker),
@@ -184,6 +188,7 @@ where
     let mut scanner = RequestScanner::default();
     let mut tracker = ReplyTracker::default();
     let sent = std::sync::Mutex::new(Seen::new());
+    let local_replies = Notify::new();
     let ended = {
         let requests = pump_requests(
             &mut client_read,
@@ -194,6 +199,7 @@ where
                 shared,
                 peer,
                 seen: &sent,
+                local_replies: &local_replies,
             },
             &mut scanner,
         );
@@ -206,6 +212,7 @@ where
                 shared,
                 peer,
                 seen: &sent,
+                local_replies: &local_replies,
             },
             &mut tracker,
         );
@@ -245,7 +252,7 @@ where
                 tracker.push(record);
             }
             let seen = sent.lock().unwrap_or_else(|e| e.into_inner());
-            Some(seen.close(peer, at, &scanner, &tracker))
+            Some(seen.close(peer, at, shared, &scanner, &tracker))
         }
         _ => None,
     };
@@ -258,6 +265,8 @@ struct Pump<'a> {
     shared: &'a Shared,
     peer: SocketAddr,
     seen: &'a std::sync::Mutex<Seen>,
+    /// Signalled when a record for a reply the front makes itself was sent.
+    local_replies: &'a Notify,
 }
 
 impl Pump<'_> {
@@ -323,6 +332,12 @@ where
                 }
             });
         }
+        if output.verified > 0 {
+            shared
+                .counters
+                .tokens_verified
+                .fetch_add(u64::from(output.verified), Ordering::Relaxed);
+        }
         for event in output.events {
             match event {
                 AuthEvent::Refused(refusal) => {
@@ -331,6 +346,13 @@ where
                         .auth_rejected
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%peer, reason = %refusal, "front: refused a token");
+                }
+                AuthEvent::RefusedInMulti => {
+                    shared
+                        .counters
+                        .auth_refused_in_multi
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%peer, "front: refused an AUTH inside MULTI");
                 }
                 AuthEvent::AcceptedUntracked(expires_at) => {
                     shared.counters.auth_ok.fetch_add(1, Ordering::Relaxed);
@@ -346,6 +368,9 @@ where
         for record in output.records {
             // The reply side only goes away when the connection does.
             let _ = records.send(record);
+        }
+        if output.local_reply {
+            pump.local_replies.notify_one();
         }
         if let Err(e) = backend.write_all(&output.bytes).await {
             return Some(Ended::Io(format!("writing to the backend: {e}")));
@@ -369,6 +394,7 @@ where
         deadline,
         shared,
         peer,
+        local_replies,
         ..
     } = pump;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -376,11 +402,15 @@ where
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);
         }
-        match backend.read_buf(&mut buf).await {
-            Ok(0) => return Ended::BackendClosed,
-            Ok(_) => {}
-            Err(e) => return Ended::Io(format!("reading from the backend: {e}")),
-        }
+        // Reading is cancel safe: when a local reply wins, nothing was read.
+        let from_backend = tokio::select! {
+            read = backend.read_buf(&mut buf) => match read {
+                Ok(0) => return Ended::BackendClosed,
+                Ok(_) => true,
+                Err(e) => return Ended::Io(format!("reading from the backend: {e}")),
+            },
+            () = local_replies.notified() => false,
+        };
         while let Ok(record) = records.try_recv() {
             tracker.push(record);
         }
@@ -389,6 +419,9 @@ where
             Ok(succeeded) => succeeded,
             Err(e) => return Ended::Failed(format!("the backend sent invalid RESP: {e}")),
         };
+        if !from_backend && out.is_empty() {
+            continue;
+        }
         pump.seen(|seen| {
             seen.replies = Some(Instant::now());
             if !succeeded.is_empty() {

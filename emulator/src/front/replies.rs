@@ -9,8 +9,9 @@
 //! (`[kind, channel-or-null, integer]`). Confirmations are counted against
 //! the SUBSCRIBE-family command at the head of the queue: it expects one per
 //! channel named (for "unsubscribe from all": one per current subscription,
-//! or one if none), or a single error reply. Every other record expects one
-//! in-band reply.
+//! or one if none), or a single error reply. [`Expect::Local`] expects
+//! nothing from the backend: its bytes go to the client as soon as every
+//! reply before it has. Every other record expects one in-band reply.
 
 use super::Expect;
 use bytes::BytesMut;
@@ -130,6 +131,10 @@ impl ReplyTracker {
         let mut succeeded = Vec::new();
         loop {
             if self.current.is_none() {
+                while let Some(Expect::Local(reply)) = self.queue.front() {
+                    out.extend_from_slice(reply);
+                    self.queue.pop_front();
+                }
                 if !self.untracked && self.queue.front() == Some(&Expect::Untracked) {
                     self.queue.clear();
                     self.untracked = true;
@@ -274,6 +279,7 @@ impl ReplyTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::time::Duration;
 
     fn at(secs: u64) -> SystemTime {
@@ -459,6 +465,33 @@ mod tests {
         let (out, succeeded) = feed(&mut tracker, &input, 4096);
         assert_eq!(out, input);
         assert_eq!(succeeded, vec![at(6)]);
+    }
+
+    #[test]
+    fn local_replies_go_out_in_their_place() {
+        let local = Bytes::from_static(b"-ERR local\r\n");
+        let records = vec![
+            Expect::Reply,
+            Expect::Local(local.clone()),
+            Expect::Local(local.clone()),
+            Expect::Auth { expires_at: at(2) },
+            Expect::Local(local.clone()),
+        ];
+        let mut tracker = tracker(records);
+        let mut out = BytesMut::new();
+        // Nothing from the backend yet: the first reply is still owed.
+        assert!(tracker
+            .process(&mut BytesMut::new(), &mut out)
+            .unwrap()
+            .is_empty());
+        assert!(out.is_empty());
+        let (out, succeeded) = feed(&mut tracker, b"$2\r\nab\r\n+OK\r\n", 3);
+        assert_eq!(
+            out,
+            b"$2\r\nab\r\n-ERR local\r\n-ERR local\r\n+OK\r\n-ERR local\r\n"
+        );
+        assert_eq!(succeeded, vec![at(2)]);
+        assert!(tracker.queue.is_empty());
     }
 
     #[test]

@@ -7,59 +7,18 @@
 //! `WRONGPASS` in its proper place. For every command an [`Expect`] record
 //! tells the reply side what its reply means.
 
+use super::gate::{Gate, Refusal};
 use super::Expect;
-use crate::issuer::{Issuer, Rejection};
 use bytes::{Bytes, BytesMut};
 use memchr::memchr;
 use redauth::resp::command::CommandKind;
 use redauth::resp::request::{Request, RequestBody};
 use redauth::resp::{encode, parse_i64, DEFAULT_MAX_BULK};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The longest `AUTH`, `HELLO` or `CLIENT` command held whole; longer ones
 /// are streamed (`CLIENT`) or end the connection (`AUTH`, `HELLO`).
 const WHOLE_COMMAND_MAX: usize = 1024 * 1024;
-
-/// Decides whether a token may stand for the backend user's password.
-pub(crate) struct Gate {
-    pub(crate) issuer: Arc<Issuer>,
-    /// The backend password of the user named after the identity's oid.
-    pub(crate) backend_password: String,
-    /// A password no backend user has.
-    pub(crate) invalid_password: String,
-}
-
-/// Why a token was not let through. Never holds the token, nor the user
-/// name (a client that swapped its arguments would have put a token there).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Refusal {
-    #[error("{0}")]
-    Token(#[from] Rejection),
-    #[error("the token's oid is not the user name given")]
-    WrongUser,
-    #[error("AUTH with a token needs the user name (the identity's object id)")]
-    NoUser,
-    #[error("malformed token: not UTF-8")]
-    NotUtf8,
-}
-
-impl Gate {
-    /// The token's expiry if `token` is valid at `now` and names `user`.
-    pub(crate) fn check(
-        &self,
-        user: &[u8],
-        token: &[u8],
-        now: SystemTime,
-    ) -> Result<SystemTime, Refusal> {
-        let token = std::str::from_utf8(token).map_err(|_| Refusal::NotUtf8)?;
-        let claims = self.issuer.verify(token, now)?;
-        if claims.oid.as_bytes() != user {
-            return Err(Refusal::WrongUser);
-        }
-        Ok(claims.expires_at())
-    }
-}
 
 /// What the relay must do about an AUTH, besides forwarding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +27,9 @@ pub(crate) enum AuthEvent {
     Refused(Refusal),
     /// Untracked connection: a good token counts at once.
     AcceptedUntracked(SystemTime),
+    /// An AUTH (or HELLO … AUTH) inside MULTI, answered with an error by the
+    /// front itself (AWS), not forwarded.
+    RefusedInMulti,
 }
 
 /// The result of one pass over the buffer.
@@ -84,6 +46,11 @@ pub(crate) struct Output {
     pub(crate) last_name: Option<Vec<u8>>,
     /// Whether a verified token was forwarded in this pass.
     pub(crate) auth_sent: bool,
+    /// Tokens that passed the gate's check in this pass.
+    pub(crate) verified: u32,
+    /// Whether a reply the front makes itself ([`Expect::Local`]) is among
+    /// `records`.
+    pub(crate) local_reply: bool,
 }
 
 /// The longest command name kept for the expiry report.
@@ -248,6 +215,12 @@ impl RequestScanner {
         now: SystemTime,
         out: &mut Output,
     ) -> Option<BytesMut> {
+        if let Some(reply) = self.refused_in_multi(kind, args, gate) {
+            out.events.push(AuthEvent::RefusedInMulti);
+            out.records.push(Expect::Local(Bytes::from_static(reply)));
+            out.local_reply = true;
+            return Some(BytesMut::new());
+        }
         let (rewritten, auth) = match (kind, args) {
             (CommandKind::Auth, Some(args)) => auth(args, gate, now, &mut out.events),
             (CommandKind::Hello, Some(args)) => hello(args, gate, now, &mut out.events),
@@ -256,7 +229,10 @@ impl RequestScanner {
                 return None;
             }
         };
-        out.auth_sent |= matches!(auth, Some(Ok(_)));
+        if matches!(auth, Some(Ok(_))) {
+            out.auth_sent = true;
+            out.verified += 1;
+        }
         if self.untracked {
             if let Some(Ok(expires_at)) = auth {
                 out.events.push(AuthEvent::AcceptedUntracked(expires_at));
@@ -264,6 +240,31 @@ impl RequestScanner {
         }
         self.record(kind, argc, args, auth, out);
         Some(rewritten)
+    }
+
+    /// The front's own error reply if this is an AUTH (or a HELLO with an
+    /// AUTH option) inside MULTI and the cloud refuses those. Only while
+    /// replies are tracked: an untracked connection's MULTI state is unknown
+    /// and a local reply could not be put in its place.
+    fn refused_in_multi(
+        &self,
+        kind: CommandKind,
+        args: Option<&[&[u8]]>,
+        gate: &Gate,
+    ) -> Option<&'static [u8]> {
+        if !self.in_multi || self.untracked {
+            return None;
+        }
+        let authenticates = match (kind, args) {
+            (CommandKind::Auth, _) => true,
+            (CommandKind::Hello, Some(args)) => hello_authenticates(args),
+            _ => false,
+        };
+        if authenticates {
+            gate.auth_in_multi_reply()
+        } else {
+            None
+        }
     }
 
     /// Pushes the record for a command: `args` when it was held whole, and
@@ -388,6 +389,22 @@ fn hello(
     (encode::command(&rewritten), outcome)
 }
 
+/// Whether a `HELLO` carries an `AUTH user token` option (parsed as
+/// [`hello`] does).
+fn hello_authenticates(args: &[&[u8]]) -> bool {
+    let mut i = 2;
+    while i < args.len() {
+        if args[i].eq_ignore_ascii_case(b"auth") && i + 2 < args.len() {
+            return true;
+        } else if args[i].eq_ignore_ascii_case(b"setname") {
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 /// The arguments of a whole multibulk command that [`Request::parse`] and
 /// [`RequestBody::advance`] accepted (so its lengths are known good).
 fn arguments(frame: &[u8], argc: u32) -> Option<Vec<&[u8]>> {
@@ -407,16 +424,26 @@ fn arguments(frame: &[u8], argc: u32) -> Option<Vec<&[u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::front::gate::Checker;
+    use crate::issuer::{Issuer, Rejection};
     use redauth::resp::command::SubscribeKind;
+    use std::sync::Arc;
     use std::time::Duration;
 
     const OID: &str = "00000000-0000-4000-8000-00000000d3e0";
 
     fn gate() -> Gate {
         Gate {
-            issuer: Arc::new(Issuer::new(OID.into(), Duration::from_secs(60))),
+            checker: Checker::Entra(Arc::new(Issuer::new(OID.into(), Duration::from_secs(60)))),
             backend_password: "backendpw".into(),
             invalid_password: "invalidpw".into(),
+        }
+    }
+
+    fn issuer(gate: &Gate) -> &Issuer {
+        match &gate.checker {
+            Checker::Entra(issuer) => issuer,
+            Checker::Aws(_) => unreachable!("an Entra gate"),
         }
     }
 
@@ -434,7 +461,7 @@ mod tests {
     #[test]
     fn a_good_token_becomes_the_backend_password() {
         let gate = gate();
-        let minted = gate.issuer.mint();
+        let minted = issuer(&gate).mint();
         let mut input = cmd(&["GET", "k"]);
         input.extend(cmd(&["AUTH", OID, &minted.token]));
         let out = run(&mut RequestScanner::default(), &gate, &input);
@@ -456,7 +483,7 @@ mod tests {
     #[test]
     fn bad_tokens_become_an_invalid_password_and_never_pass() {
         let gate = gate();
-        let minted = gate.issuer.mint();
+        let minted = issuer(&gate).mint();
         let other = Issuer::new(OID.into(), Duration::from_secs(60)).mint();
         let cases: &[(&[&str], Refusal)] = &[
             (&["AUTH", "someone", &minted.token], Refusal::WrongUser),
@@ -485,7 +512,7 @@ mod tests {
     #[test]
     fn inline_auth_is_rewritten_other_inline_commands_pass_untouched() {
         let gate = gate();
-        let minted = gate.issuer.mint();
+        let minted = issuer(&gate).mint();
         let input = format!("PING\r\nauth {OID} {}\r\n", minted.token);
         let out = run(&mut RequestScanner::default(), &gate, input.as_bytes());
         let mut expected = b"PING\r\n".to_vec();
@@ -497,7 +524,7 @@ mod tests {
     #[test]
     fn hello_auth_pairs_are_rewritten_and_the_rest_kept() {
         let gate = gate();
-        let minted = gate.issuer.mint();
+        let minted = issuer(&gate).mint();
         let args = ["HELLO", "3", "SETNAME", "auth", "AUTH", OID, &minted.token];
         let out = run(&mut RequestScanner::default(), &gate, &cmd(&args));
         assert_eq!(
@@ -517,7 +544,7 @@ mod tests {
     #[test]
     fn commands_split_across_reads_and_large_arguments_stream() {
         let gate = gate();
-        let minted = gate.issuer.mint();
+        let minted = issuer(&gate).mint();
         let auth = cmd(&["AUTH", OID, &minted.token]);
         let mut scanner = RequestScanner::default();
         let mut buf = BytesMut::from(&auth[..10]);
@@ -567,7 +594,7 @@ mod tests {
             let mut scanner = RequestScanner::default();
             let out = run(&mut scanner, &gate, &switch);
             assert_eq!(out.records.last(), Some(&Expect::Untracked));
-            let minted = gate.issuer.mint();
+            let minted = issuer(&gate).mint();
             let out = run(&mut scanner, &gate, &cmd(&["AUTH", OID, &minted.token]));
             assert!(out.records.is_empty());
             assert_eq!(
@@ -581,6 +608,69 @@ mod tests {
             &cmd(&["CLIENT", "SETNAME", "x"]),
         );
         assert_eq!(out.records, vec![Expect::Reply]);
+    }
+
+    #[test]
+    fn aws_answers_auth_inside_multi_itself() {
+        use crate::aws::{AwsCache, AwsService, AwsVerifier, CredentialIssuer};
+        let cache = AwsCache {
+            name: "cache".into(),
+            region: "us-east-1".into(),
+            service: AwsService::ElastiCache,
+            serverless: false,
+            user_id: "user".into(),
+            connection_limit: Duration::from_secs(60),
+        };
+        let issuer = Arc::new(CredentialIssuer::new(Duration::from_secs(60)));
+        let verifier = Arc::new(AwsVerifier::new(cache, issuer.clone()));
+        let token = verifier.token(&issuer.issue(), "user", SystemTime::now());
+        let gate = Gate {
+            checker: Checker::Aws(verifier),
+            backend_password: "backendpw".into(),
+            invalid_password: "invalidpw".into(),
+        };
+        let mut scanner = RequestScanner::default();
+        let input = [
+            cmd(&["MULTI"]),
+            cmd(&["AUTH", "user", &token]),
+            cmd(&["HELLO", "3", "AUTH", "user", &token]),
+            cmd(&["HELLO", "3"]),
+            cmd(&["EXEC"]),
+            cmd(&["AUTH", "user", &token]),
+        ]
+        .concat();
+        let out = run(&mut scanner, &gate, &input);
+        let local = Expect::Local(Bytes::from_static(crate::front::AUTH_IN_MULTI));
+        assert_eq!(
+            out.records,
+            vec![
+                Expect::Reply,
+                local.clone(),
+                local,
+                Expect::Hello { auth: None },
+                Expect::Reply,
+                Expect::Auth {
+                    expires_at: match out.records.last() {
+                        Some(Expect::Auth { expires_at }) => *expires_at,
+                        other => panic!("{other:?}"),
+                    }
+                },
+            ]
+        );
+        let forwarded = [
+            cmd(&["MULTI"]),
+            cmd(&["HELLO", "3"]),
+            cmd(&["EXEC"]),
+            cmd(&["AUTH", "user", "backendpw"]),
+        ]
+        .concat();
+        assert_eq!(&out.bytes[..], &forwarded[..]);
+        assert!(out.local_reply);
+        assert_eq!(out.verified, 1);
+        assert_eq!(
+            out.events,
+            vec![AuthEvent::RefusedInMulti, AuthEvent::RefusedInMulti]
+        );
     }
 
     #[test]
