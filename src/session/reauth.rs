@@ -52,11 +52,12 @@ pub fn delay(now: SystemTime, expires: Option<SystemTime>, jitter: f64) -> Durat
 /// hours, half the time left for a limit shortened in tests.
 pub const AGE_LIMIT_LEAD: Duration = Duration::from_secs(600);
 
-/// How long after a new credential is published a connection that must
-/// authenticate again by `deadline` (a connection-age limit, not the token's
-/// expiry) should do so: [`AGE_LIMIT_LEAD`] before it (at most half the time
-/// left), spread back over up to [`MAX_SPREAD`]. A new token comes every few
-/// minutes; only the newest is sent, once, near the limit.
+/// How long from `now` a connection that must authenticate again by
+/// `deadline` (a connection-age limit, not the token's expiry) should do so:
+/// [`AGE_LIMIT_LEAD`] before it (at most half the time left), spread back
+/// over up to [`MAX_SPREAD`]. A new token comes every few minutes; only the
+/// newest is sent, once, near the limit (the one in use again if nothing
+/// newer came and it is still good).
 pub fn delay_to_limit(now: SystemTime, deadline: Option<SystemTime>, jitter: f64) -> Duration {
     let left = deadline
         .and_then(|d| d.duration_since(now).ok())
@@ -73,6 +74,9 @@ pub(super) struct Reauth {
     current: Arc<Credential>,
     /// When the connection last authenticated (for a connection-age limit).
     authed_at: SystemTime,
+    /// Under a connection-age limit: when to authenticate again, with the
+    /// pending credential or else the current one.
+    renew: Option<Instant>,
     pending: Option<Pending>,
 }
 
@@ -97,11 +101,32 @@ pub(super) enum When {
 impl Reauth {
     /// A connection that authenticated with `current` at `authed_at`.
     pub fn new(current: Arc<Credential>, authed_at: SystemTime) -> Reauth {
-        Reauth {
+        let mut reauth = Reauth {
             current,
             authed_at,
+            renew: None,
             pending: None,
-        }
+        };
+        reauth.plan_renewal();
+        reauth
+    }
+
+    /// Under a connection-age limit, when to authenticate again even if
+    /// nothing newer is published ([`delay_to_limit`]).
+    fn plan_renewal(&mut self) {
+        self.renew = match self.current.limit {
+            ConnectionLimit::TokenExpiry => None,
+            ConnectionLimit::AfterAuth { .. } => Some(
+                Instant::now() + delay_to_limit(SystemTime::now(), self.deadline(), rand::random()),
+            ),
+        };
+    }
+
+    /// The connection authenticates (again) with `credential` now.
+    fn authenticated(&mut self, credential: Arc<Credential>) {
+        self.current = credential;
+        self.authed_at = SystemTime::now();
+        self.plan_renewal();
     }
 
     /// When the connection must have authenticated again ([`Credential::renew_by`]).
@@ -110,19 +135,14 @@ impl Reauth {
     }
 
     /// A new credential was published: re-authenticate within a window
-    /// before the current one expires ([`delay`]), or near the connection's
-    /// age limit ([`delay_to_limit`]); a newer one replaces one still
+    /// before the current one expires ([`delay`]), or at the renewal planned
+    /// for the connection's age limit; a newer one replaces one still
     /// pending, keeping its time.
     pub fn published(&mut self, credential: Arc<Credential>, now: Instant, jitter: f64) {
-        let deadline = self.deadline();
-        let due = match (&self.pending, self.current.limit) {
+        let due = match (&self.pending, self.renew) {
             (Some(pending), _) => pending.due,
-            (None, ConnectionLimit::TokenExpiry) => {
-                now + delay(SystemTime::now(), deadline, jitter)
-            }
-            (None, ConnectionLimit::AfterAuth { .. }) => {
-                now + delay_to_limit(SystemTime::now(), deadline, jitter)
-            }
+            (None, Some(renew)) => renew,
+            (None, None) => now + delay(SystemTime::now(), self.deadline(), jitter),
         };
         self.pending = Some(Pending {
             credential,
@@ -137,6 +157,7 @@ impl Reauth {
         self.pending
             .as_ref()
             .map(|p| p.due)
+            .or(self.renew)
             .filter(|&due| due > now)
     }
 
@@ -148,7 +169,9 @@ impl Reauth {
         blocker: Option<Blocker>,
         when: When,
     ) -> Option<Arc<Credential>> {
-        let pending = self.pending.as_mut()?;
+        let Some(pending) = self.pending.as_mut() else {
+            return self.renew_if_due(blocker, when);
+        };
         if let When::Due(now) = when {
             if now < pending.due {
                 return None;
@@ -163,18 +186,33 @@ impl Reauth {
             return None;
         }
         let pending = self.pending.take()?;
-        self.current = pending.credential.clone();
-        self.authed_at = SystemTime::now();
+        self.authenticated(pending.credential.clone());
         Some(pending.credential)
+    }
+
+    /// Nothing newer was published by the renewal planned for an age limit:
+    /// the credential in use again, if it is still good and nothing blocks.
+    fn renew_if_due(&mut self, blocker: Option<Blocker>, when: When) -> Option<Arc<Credential>> {
+        let When::Due(now) = when else { return None };
+        let usable = !self
+            .current
+            .expired_at(SystemTime::now() + crate::credentials::USABLE_MARGIN);
+        if self.renew.is_none_or(|at| now < at) || blocker.is_some() || !usable {
+            return None;
+        }
+        let current = self.current.clone();
+        self.authenticated(current.clone());
+        Some(current)
     }
 
     /// `RESET` drops the connection to the default user; it is authenticated
     /// again with the newest credential, which settles a pending one.
     pub fn settle(&mut self) -> &Arc<Credential> {
-        if let Some(pending) = self.pending.take() {
-            self.current = pending.credential;
-        }
-        self.authed_at = SystemTime::now();
+        let credential = match self.pending.take() {
+            Some(pending) => pending.credential,
+            None => self.current.clone(),
+        };
+        self.authenticated(credential);
         &self.current
     }
 }
@@ -259,9 +297,9 @@ mod tests {
         r.published(aged("new"), now, 0.0);
         let due = r.wake_at(now).expect("well ahead");
         let ahead = due - now;
-        // 30 minutes left: the latest point is 10 minutes before the limit.
+        // 30 minutes left: the latest point is 10 minutes before the limit, spread over a minute.
         assert!(
-            ahead > Duration::from_secs(1195) && ahead <= Duration::from_secs(1200),
+            ahead > Duration::from_secs(1135) && ahead <= Duration::from_secs(1200),
             "{ahead:?}"
         );
         r.published(aged("newer"), now, 0.0);
@@ -272,6 +310,27 @@ mod tests {
             renewed > SystemTime::now() + hour - Duration::from_secs(5),
             "counted from the new AUTH"
         );
+    }
+
+    #[test]
+    fn under_an_age_limit_the_credential_in_use_renews_if_nothing_newer_came() {
+        let now = Instant::now();
+        let mut c = Credential::password(None, Secret::new("only".into()));
+        c.expires_at = Some(SystemTime::now() + Duration::from_secs(900));
+        c.limit = ConnectionLimit::AfterAuth {
+            max_age: Duration::from_secs(20),
+            until: None,
+        };
+        let mut r = Reauth::new(Arc::new(c), SystemTime::now());
+        let at = r.wake_at(now).expect("a renewal is planned");
+        assert!(at - now <= Duration::from_secs(10) && at - now >= Duration::from_secs(5));
+        assert!(r.take_if_safe(None, When::Due(now)).is_none(), "not yet");
+        assert!(r
+            .take_if_safe(Some(Blocker::Multi), When::Due(at))
+            .is_none());
+        let again = r.take_if_safe(None, When::Due(at)).expect("renewed");
+        assert_eq!(again.secret.as_ref().unwrap().expose(), "only");
+        assert!(r.wake_at(now).is_some(), "and planned again");
     }
 
     fn credential(secret: &str) -> Arc<Credential> {

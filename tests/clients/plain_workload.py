@@ -1,7 +1,10 @@
 """A workload written for one Redis, run through redauth's cluster routing port with redis-py's
 plain client (redis.Redis: no cluster support at all), default options.
 
-    python plain_workload.py PORT SECONDS
+    python plain_workload.py PORT SECONDS [PROTOCOL]
+
+PROTOCOL is 2 (RESP2, the default) or 3 (RESP3: redis-py's protocol=3); the keys and channels of
+a RESP3 run are its own (plain3:…), so both can run at once.
 
 Rounds, for SECONDS, of what the seed tutorials do against a single Redis: strings with a TTL
 over keys in every slot range, hashes, a plain pipeline whose keys live on every node, WATCH/MULTI
@@ -24,8 +27,10 @@ import redis
 
 def main():
     port, seconds = int(sys.argv[1]), float(sys.argv[2])
-    r = redis.Redis(host="127.0.0.1", port=port)
-    feeder = redis.Redis(host="127.0.0.1", port=port)
+    protocol = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    ns = "plain" if protocol == 2 else f"plain{protocol}"
+    r = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
+    feeder = redis.Redis(host="127.0.0.1", port=port, protocol=protocol)
     errors, ops = [], {"rounds": 0}
 
     def count(what, n=1):
@@ -39,7 +44,7 @@ def main():
     stop = threading.Event()
 
     def listen(kind, subscribe, channel, get):
-        ps = redis.Redis(host="127.0.0.1", port=port).pubsub()
+        ps = redis.Redis(host="127.0.0.1", port=port, protocol=protocol).pubsub()
         getattr(ps, subscribe)(channel)
         while not stop.is_set():
             try:
@@ -54,10 +59,10 @@ def main():
 
     listeners = [
         threading.Thread(target=listen, daemon=True,
-                         args=("classic", "subscribe", "plain:news",
+                         args=("classic", "subscribe", f"{ns}:news",
                                lambda ps: ps.get_message(timeout=0.2))),
         threading.Thread(target=listen, daemon=True,
-                         args=("sharded", "ssubscribe", "{plain:shard}events",
+                         args=("sharded", "ssubscribe", f"{{{ns}:shard}}events",
                                lambda ps: ps.get_sharded_message(timeout=0.2))),
     ]
     for t in listeners:
@@ -71,55 +76,55 @@ def main():
         n += 1
         try:
             for i in range(50):
-                key = f"plain:str:{i}"
+                key = f"{ns}:str:{i}"
                 r.set(key, f"{n}:{i}", ex=60)
                 check(key, r.get(key), f"{n}:{i}".encode())
                 count("strings", 2)
-            check("ttl", 0 < r.ttl("plain:str:0") <= 60, True)
-            keys = [f"plain:str:{i}" for i in range(0, 50, 5)]
+            check("ttl", 0 < r.ttl(f"{ns}:str:0") <= 60, True)
+            keys = [f"{ns}:str:{i}" for i in range(0, 50, 5)]
             check("mget", r.mget(keys), [f"{n}:{i}".encode() for i in range(0, 50, 5)])
             count("mget")
-            r.hset(f"plain:hash:{n % 7}", mapping={"a": n, "b": "x"})
-            check("hash", r.hgetall(f"plain:hash:{n % 7}"), {b"a": str(n).encode(), b"b": b"x"})
+            r.hset(f"{ns}:hash:{n % 7}", mapping={"a": n, "b": "x"})
+            check("hash", r.hgetall(f"{ns}:hash:{n % 7}"), {b"a": str(n).encode(), b"b": b"x"})
             count("hashes", 2)
             pipe = r.pipeline(transaction=False)
             for i in range(20):
-                pipe.set(f"plain:pipe:{i}", n)
-                pipe.get(f"plain:pipe:{i}")
+                pipe.set(f"{ns}:pipe:{i}", n)
+                pipe.get(f"{ns}:pipe:{i}")
             replies = pipe.execute()
             check("pipeline", replies[1::2], [str(n).encode()] * 20)
             count("pipelined", 40)
 
             def add_one(tx):
-                balance = int(tx.get("plain:balance") or 0)
+                balance = int(tx.get(f"{ns}:balance") or 0)
                 tx.multi()
-                tx.set("plain:balance", balance + 1)
-            r.transaction(add_one, "plain:balance")
+                tx.set(f"{ns}:balance", balance + 1)
+            r.transaction(add_one, f"{ns}:balance")
             count("transactions")
-            r.xadd("plain:stream", {"n": n}, maxlen=100)
-            last = r.xrevrange("plain:stream", count=1)
+            r.xadd(f"{ns}:stream", {"n": n}, maxlen=100)
+            last = r.xrevrange(f"{ns}:stream", count=1)
             check("stream", last[0][1], {b"n": str(n).encode()})
             count("streams", 2)
-            jobs = f"plain:jobs:{n}"  # a list per round: one failed round leaves no item behind
+            jobs = f"{ns}:jobs:{n}"  # a list per round: one failed round leaves no item behind
             feeder.rpush(jobs, n)
             popped = r.blpop([jobs], timeout=5)
             check("blpop", popped, (jobs.encode(), str(n).encode()))
             count("blocking pops")
-            check("del", r.delete(jobs, "plain:nothing"), 0)
-            r.publish("plain:news", n)
+            check("del", r.delete(jobs, f"{ns}:nothing"), 0)
+            r.publish(f"{ns}:news", n)
             published["classic"] += 1
-            r.spublish("{plain:shard}events", n)
+            r.spublish(f"{{{ns}:shard}}events", n)
             published["sharded"] += 1
         except Exception as e:  # noqa: BLE001 - every failure is reported
             errors.append(f"round {n}: {type(e).__name__}: {e}")
         ops["rounds"] = n
-    check("balance", int(r.get("plain:balance")), ops.get("transactions", 0))
+    check("balance", int(r.get(f"{ns}:balance")), ops.get("transactions", 0))
     # Once the cluster is quiet, every message of a last burst must arrive on both kinds.
     time.sleep(1)
     before = dict(received)
     for i in range(20):
-        r.publish("plain:news", i)
-        r.spublish("{plain:shard}events", i)
+        r.publish(f"{ns}:news", i)
+        r.spublish(f"{{{ns}:shard}}events", i)
     time.sleep(1)
     stop.set()
     for t in listeners:
@@ -130,7 +135,7 @@ def main():
     # on the new owner, is lost by Redis's design; classic ones never are.
     lost = {"classic": published["classic"] - received["classic"],
             "last burst": 40 - sum(final.values())}
-    print(json.dumps({"client": f"redis-py {redis.__version__} (plain)", "ops": ops,
+    print(json.dumps({"client": f"redis-py {redis.__version__} (plain, RESP{protocol})", "ops": ops,
                       "errors": errors[:10] + errors[-10:], "error_count": len(errors),
                       "published": published, "received": received,
                       "last burst received": final}))

@@ -50,11 +50,17 @@ impl Clients {
 
     /// Starts the workload written for one Redis (redis-py's plain client) against `port`.
     pub fn start_plain(&self, port: u16, seconds: u64) -> Child {
+        self.start_plain_resp(port, seconds, 2)
+    }
+
+    /// [`Clients::start_plain`] speaking RESP `protocol` (2 or 3), on keys of its own.
+    pub fn start_plain_resp(&self, port: u16, seconds: u64, protocol: u8) -> Child {
         Command::new(&self.python)
             .args([
                 &workload("plain_workload.py"),
                 &port.to_string(),
                 &seconds.to_string(),
+                &protocol.to_string(),
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

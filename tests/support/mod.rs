@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`authority`] — an emulated Entra authority for the client-certificate credential;
+//! - [`aws`] — the emulated AWS (container credentials, SigV4-checking front; also clustered);
 //! - [`certs`] — an in-process test PKI (CA, server and client certificates, an unrelated CA);
 //! - [`clients`] — redis-py and ioredis cluster workloads, installed on first use;
 //! - [`cloud`] — the emulated Azure cloud (token endpoint, token-checking front; also clustered) and
@@ -19,6 +20,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod authority;
+pub mod aws;
 pub mod certs;
 pub mod clients;
 pub mod cloud;

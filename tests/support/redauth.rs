@@ -114,9 +114,10 @@ impl RedauthCmd {
             cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
         }
         cmd.args(&self.args);
-        // Only what the test sets may influence configuration.
+        // Only what the test sets may influence configuration (and the AWS credential chain).
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("REDAUTH_") {
+            let key_text = key.to_string_lossy();
+            if key_text.starts_with("REDAUTH_") || key_text.starts_with("AWS_") {
                 cmd.env_remove(key);
             }
         }
