@@ -32,6 +32,7 @@ pub mod front;
 pub mod identity;
 pub mod issuer;
 mod random;
+pub mod standins;
 
 #[cfg(test)]
 mod tests;

@@ -145,7 +145,7 @@ impl AwsIamSource {
         let credentials =
             match tokio::time::timeout(FETCH_TIMEOUT, self.provider.provide_credentials()).await {
                 Ok(Ok(credentials)) => credentials,
-                Ok(Err(e)) => return Err(FetchError(format!("aws-iam: {}", chain(&e)))),
+                Ok(Err(e)) => return Err(FetchError(format!("aws-iam: {}", explain(&e)))),
                 Err(_) => {
                     return Err(FetchError(format!(
                         "aws-iam: the AWS credential chain did not answer within {}",
@@ -238,6 +238,19 @@ pub fn provider_name(credentials: &Credentials) -> String {
         .split_once("provider_name: \"")
         .and_then(|(_, rest)| rest.split_once('"'))
         .map_or_else(|| "unknown".to_string(), |(name, _)| name.to_string())
+}
+
+/// The chain's error on one line: when no provider had credentials, the
+/// SDK lists each with why it had none, a line each.
+fn explain(e: &(dyn Error + 'static)) -> String {
+    let mut line = String::new();
+    for part in chain(e).lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    line
 }
 
 /// An error and its sources, one line (the chain's own words say which
