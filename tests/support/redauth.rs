@@ -115,8 +115,10 @@ impl RedauthCmd {
         }
         cmd.args(&self.args);
         // Only what the test sets may influence configuration.
+        // (The AWS SDK's variables too: a developer's AWS_PROFILE must not reach --auth aws-iam.)
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("REDAUTH_") {
+            let key_text = key.to_string_lossy();
+            if key_text.starts_with("REDAUTH_") || key_text.starts_with("AWS_") {
                 cmd.env_remove(key);
             }
         }
