@@ -6,7 +6,8 @@
 //! the default level the identity SDK's own INFO lines (which credential it
 //! picked, every failed HTTP response) are left out, since redauth says what
 //! matters of them itself. A level of `debug` or `trace`, or any explicit
-//! directive, shows everything asked for.
+//! directive, shows everything asked for, except the lines of crates that
+//! would print key material (the AWS signer's), which stay at INFO.
 
 use crate::config::LogFormat;
 use std::io::IsTerminal;
@@ -14,14 +15,22 @@ use std::io::IsTerminal;
 /// Crates whose INFO lines repeat what redauth reports better.
 const CHATTY: &[&str] = &["azure_core", "azure_identity", "typespec_client_core"];
 
+/// Crates whose DEBUG and TRACE lines carry key material, held at INFO
+/// whatever the level asked for: aws-sigv4 traces the canonical request,
+/// session token included.
+const SECRET_BEARING: &[&str] = &["aws_sigv4"];
+
 /// The filter directives for `level`: a bare `info` keeps [`CHATTY`] crates
-/// at WARN; anything else is taken as given.
+/// at WARN; anything else is taken as given. [`SECRET_BEARING`] crates come
+/// last, at INFO (a later directive for the same target replaces an earlier).
 pub fn directives(level: &str) -> String {
+    let guarded: Vec<String> = SECRET_BEARING.iter().map(|c| format!("{c}=info")).collect();
+    let guarded = guarded.join(",");
     if level.trim().eq_ignore_ascii_case("info") {
         let quiet: Vec<String> = CHATTY.iter().map(|c| format!("{c}=warn")).collect();
-        format!("info,{}", quiet.join(","))
+        format!("info,{},{guarded}", quiet.join(","))
     } else {
-        level.to_string()
+        format!("{level},{guarded}")
     }
 }
 
@@ -54,12 +63,17 @@ mod tests {
     fn the_default_level_quiets_the_sdk_and_others_are_kept() {
         assert_eq!(
             directives("info"),
-            "info,azure_core=warn,azure_identity=warn,typespec_client_core=warn"
+            "info,azure_core=warn,azure_identity=warn,typespec_client_core=warn,aws_sigv4=info"
         );
-        assert_eq!(directives("debug"), "debug");
+        assert_eq!(directives("debug"), "debug,aws_sigv4=info");
         assert_eq!(
             directives("info,azure_identity=info"),
-            "info,azure_identity=info"
+            "info,azure_identity=info,aws_sigv4=info"
+        );
+        // Asked for by name, still held back.
+        assert_eq!(
+            directives("aws_sigv4=trace"),
+            "aws_sigv4=trace,aws_sigv4=info"
         );
     }
 

@@ -9,8 +9,8 @@
 //!   threads cannot start);
 //! - 2: configuration errors (all of them are printed, each naming the flag,
 //!   variable or TOML key it came from), including a file that cannot be
-//!   read, an address that cannot be bound, and a first Entra token that
-//!   names no user;
+//!   read, an address that cannot be bound, a first Entra token that
+//!   names no user, and `--auth aws-iam` without an AWS region;
 //! - 3: the drain period (`--max-shutdown-delay`) ran out and open
 //!   connections were cut;
 //! - 143: SIGTERM without `--exit-zero-on-sigterm` (128 + 15, the status a
@@ -21,7 +21,7 @@ use redauth::admin::{AdminServer, Health};
 use redauth::config::{self, Auth, Config, Settings};
 use redauth::credentials::password_file::{self, Verdict};
 use redauth::credentials::schedule::RefreshPolicy;
-use redauth::credentials::{entra, refresher, Credential, CredentialFeed, FeedState};
+use redauth::credentials::{aws, entra, refresher, Credential, CredentialFeed, FeedState};
 use redauth::environment::{Environment, ProcessEnv};
 use redauth::lifecycle;
 use redauth::server::{Server, StartError};
@@ -159,7 +159,7 @@ fn load(cli: Cli, env: &dyn Environment) -> Result<Config, config::Rejected> {
 async fn serve(config: Config) -> ExitCode {
     // Watch the signals before anything else, so none is lost during startup.
     let signal = redauth::server::shutdown_signal();
-    let upstream = match upstream_credentials(&config) {
+    let upstream = match upstream_credentials(&config).await {
         Ok(upstream) => upstream,
         Err(status) => return status,
     };
@@ -259,7 +259,7 @@ const CONNECTION_TEST_WAIT: Duration = Duration::from_secs(30);
 /// The upstream credential channel, and what feeds it.
 struct UpstreamCredentials {
     credentials: CredentialFeed,
-    /// The Entra token refresher.
+    /// The token refresher (Entra ID, AWS IAM).
     refresher: Option<tokio::task::JoinHandle<Option<refresher::Fatal>>>,
     /// The channel's sender, for following `--password-file`.
     password_tx: Option<watch::Sender<FeedState>>,
@@ -267,7 +267,7 @@ struct UpstreamCredentials {
     summary: String,
 }
 
-fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, ExitCode> {
+async fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, ExitCode> {
     Ok(match &config.auth {
         Auth::Static(credential) if config.password_file.is_some() => {
             let (tx, rx) = watch::channel(FeedState::Ready(Arc::new(credential.clone())));
@@ -295,6 +295,42 @@ fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, ExitCode
             let summary = format!("entra: {}, scope {}", source.kind(), entra.scope);
             let (credentials, task) =
                 refresher::start(source, username.clone(), RefreshPolicy::default());
+            UpstreamCredentials {
+                credentials,
+                refresher: Some(task),
+                password_tx: None,
+                summary,
+            }
+        }
+        Auth::AwsIam {
+            aws: settings,
+            username,
+        } => {
+            let source = match aws::build(settings, username).await {
+                Ok(source) => source,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the AWS credentials");
+                    return Err(ExitCode::from(lifecycle::EXIT_CONFIG));
+                }
+            };
+            let target = source.target();
+            let summary = format!(
+                "aws-iam: {} {}{} in {}, user {}",
+                target.service.name(),
+                target.cache,
+                if target.serverless {
+                    " (serverless)"
+                } else {
+                    ""
+                },
+                target.region,
+                target.user
+            );
+            let (credentials, task) = refresher::start(
+                Arc::new(source),
+                Some(username.clone()),
+                RefreshPolicy::default(),
+            );
             UpstreamCredentials {
                 credentials,
                 refresher: Some(task),

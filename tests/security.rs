@@ -1,6 +1,7 @@
 //! Secure defaults: loopback unless told otherwise, a local client password checked like Redis's
 //! `requirepass`, warnings for secret files others can read, and a bulk-length limit that can be
-//! set. No secret shows in logs or replies along the way.
+//! set. No secret shows in logs or replies along the way, nor, with `--auth aws-iam`, an AWS
+//! secret key, session token or IAM token.
 
 mod support;
 
@@ -184,4 +185,95 @@ fn a_password_in_the_upstream_url_is_never_printed() {
         );
         assert_no_secret(&exited.stderr);
     }
+}
+
+/// `--auth aws-iam` at trace level, with credentials from an IMDSv2 stand-in (whose HTTP
+/// answers carry the secret key and session token) and from the environment: the logs say
+/// which provider was used and that tokens were signed, and show neither key material nor a
+/// token (the upstream, a plain TLS redis, refuses the tokens, so refusals are logged too).
+#[test]
+fn aws_keys_and_iam_tokens_never_show_in_logs() {
+    use redauth_emulator::standins::{self, Issued};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let issued = Issued::new("SECURITY", Duration::from_secs(3600));
+    let imds = runtime
+        .block_on(standins::imds::start(issued.clone()))
+        .unwrap();
+    let redis = TlsRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("none").display().to_string();
+    let aws_args = |redis: &TlsRedis| {
+        let mut args = redis.redauth_args_with("--auth", "aws-iam");
+        let at = args.iter().position(|a| a == "--password-file").unwrap();
+        args.drain(at..at + 2);
+        args.extend(
+            [
+                "--aws-cache-name",
+                "my-cache",
+                "--aws-region",
+                "eu-west-1",
+                "--log-level",
+                "trace",
+            ]
+            .map(String::from),
+        );
+        args
+    };
+    let check = |logs: &str, provider: &str, secrets: &[&str]| {
+        assert!(
+            logs.contains("AWS credentials obtained") && logs.contains(provider),
+            "the provider is logged:\n{logs}"
+        );
+        assert!(logs.contains("token refreshed"), "{logs}");
+        for secret in secrets {
+            // As given, and as a query encodes it.
+            let encoded = secret
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D");
+            assert!(!logs.contains(secret), "a secret shows:\n{logs}");
+            assert!(!logs.contains(&encoded), "a secret shows, encoded:\n{logs}");
+        }
+        // No token, nor a piece of one.
+        for part in [
+            "Action=connect",
+            "X-Amz-Signature",
+            "X-Amz-Credential",
+            "X-Amz-Security-Token",
+        ] {
+            assert!(!logs.contains(part), "{part} shows:\n{logs}");
+        }
+    };
+
+    let from_imds = RedauthCmd::new()
+        .args(aws_args(&redis))
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())
+        .env("AWS_CONFIG_FILE", &none)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &none)
+        .start_until("the upstream refused the credential");
+    let mut c = from_imds.connect();
+    let reply = c.request(&["PING"]);
+    assert!(reply.starts_with(b"-"), "{}", show(&reply));
+    check(
+        &from_imds.stop(),
+        "IMDSv2",
+        &[&issued.secret_access_key, &issued.session_token],
+    );
+
+    let env_secret = "EnvSecretKey/Kx93+abcdefghijklmnopqrstuv";
+    let env_session = "EnvSessionToken+/Zz01==";
+    let from_env = RedauthCmd::new()
+        .args(aws_args(&redis))
+        .env("AWS_ACCESS_KEY_ID", "AKIASECURITYTEST0001")
+        .env("AWS_SECRET_ACCESS_KEY", env_secret)
+        .env("AWS_SESSION_TOKEN", env_session)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", &none)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &none)
+        .start_until("the upstream refused the credential");
+    check(
+        &from_env.stop(),
+        "EnvironmentVariable",
+        &[env_secret, env_session],
+    );
 }

@@ -39,6 +39,7 @@ pub mod front;
 pub mod identity;
 pub mod issuer;
 mod random;
+pub mod standins;
 
 #[cfg(test)]
 mod tests;

@@ -7,16 +7,18 @@ use super::files::read_secret;
 use super::names::Names;
 use super::settings::Settings;
 use super::Auth;
+use crate::credentials::aws::{AwsIamConfig, DEFAULT_CONNECTION_LIMIT};
+use crate::credentials::aws_token::Service;
 use crate::credentials::entra::{EntraConfig, EntraKind, DEFAULT_SCOPE};
 use crate::credentials::{Credential, Secret};
 use crate::environment::Environment;
 
-/// How upstream connections authenticate, or what is wrong.
+/// How upstream connections authenticate, or every problem with it.
 pub(crate) fn resolve_auth(
     settings: &Settings,
     names: &Names,
     env: &dyn Environment,
-) -> Result<Auth, String> {
+) -> Result<Auth, Vec<String>> {
     let mode = settings.auth.as_deref().unwrap_or("password");
     let entra_keys = [
         ("entra_credential", settings.entra_credential.is_some()),
@@ -28,22 +30,40 @@ pub(crate) fn resolve_auth(
             settings.entra_client_secret_file.is_some(),
         ),
     ];
-    if mode != "entra" {
-        if let Some((key, _)) = entra_keys.iter().find(|(_, given)| *given) {
-            return Err(format!(
-                "{} needs --auth entra (auth is {mode:?})",
-                names.name(key)
-            ));
+    let aws_keys = [
+        ("aws_cache_name", settings.aws_cache_name.is_some()),
+        ("aws_service", settings.aws_service.is_some()),
+        ("aws_serverless", settings.aws_serverless.is_some()),
+        ("aws_region", settings.aws_region.is_some()),
+        (
+            "aws_connection_limit",
+            settings.aws_connection_limit.is_some(),
+        ),
+    ];
+    let mut misplaced = Vec::new();
+    for (keys, wants) in [(&entra_keys, "entra"), (&aws_keys, "aws-iam")] {
+        if mode != wants {
+            misplaced.extend(keys.iter().filter(|(_, given)| *given).map(|(key, _)| {
+                format!(
+                    "{} needs --auth {wants} (auth is {mode:?})",
+                    names.name(key)
+                )
+            }));
         }
     }
+    if !misplaced.is_empty() {
+        return Err(misplaced);
+    }
+    let one = |e: String| vec![e];
     match mode {
-        "none" => no_auth(settings, env),
-        "password" => password_auth(settings, names, env),
-        "entra" => entra_auth(settings, names, env),
-        other => Err(format!(
-            "{}: {other:?} is not one of password, entra, none",
+        "none" => no_auth(settings, env).map_err(one),
+        "password" => password_auth(settings, names, env).map_err(one),
+        "entra" => entra_auth(settings, names, env).map_err(one),
+        "aws-iam" => aws_auth(settings, names, env),
+        other => Err(one(format!(
+            "{}: {other:?} is not one of password, entra, aws-iam, none",
             names.name("auth")
-        )),
+        ))),
     }
 }
 
@@ -72,7 +92,7 @@ fn password_auth(
         (Some(path), None) => read_secret(&names.name("password_file"), path)?,
         (None, Some(text)) => text,
         (None, None) if settings.auth.is_none() => {
-            return Err("no upstream password and no --auth: for Entra ID tokens, did you mean --auth entra? For an access key, give --password-file PATH or set REDAUTH_PASSWORD; for no AUTH at all, --auth none".into())
+            return Err("no upstream password and no --auth: for Entra ID tokens, did you mean --auth entra? For AWS IAM, --auth aws-iam. For an access key, give --password-file PATH or set REDAUTH_PASSWORD; for no AUTH at all, --auth none".into())
         }
         (None, None) => {
             return Err("--auth password needs the password: --password-file PATH or REDAUTH_PASSWORD".into())
@@ -116,4 +136,89 @@ fn entra_auth(settings: &Settings, names: &Names, env: &dyn Environment) -> Resu
         },
         username: settings.username.clone(),
     })
+}
+
+/// `--auth aws-iam`: every problem at once. The region, when not given, is
+/// the AWS SDK's to find at start.
+fn aws_auth(
+    settings: &Settings,
+    names: &Names,
+    env: &dyn Environment,
+) -> Result<Auth, Vec<String>> {
+    let mut problems = Vec::new();
+    if settings.password_file.is_some() || env.var(PASSWORD_VAR).is_some() {
+        problems.push(
+            "--auth aws-iam uses tokens: drop --password-file and REDAUTH_PASSWORD".to_string(),
+        );
+    }
+    let username = settings.username.clone().filter(|u| !u.is_empty());
+    if username.is_none() {
+        problems.push(format!(
+            "--auth aws-iam needs {}: the id of the IAM-enabled ElastiCache or MemoryDB user (ElastiCache wants its id and name to be the same)",
+            names.name("username")
+        ));
+    }
+    let cache = settings.aws_cache_name.clone().filter(|c| !c.is_empty());
+    if cache.is_none() {
+        problems.push(format!(
+            "--auth aws-iam needs {}: the replication group id, serverless cache name or MemoryDB cluster name",
+            names.name("aws_cache_name")
+        ));
+    }
+    let service = match settings
+        .aws_service
+        .as_deref()
+        .unwrap_or("elasticache")
+        .parse()
+    {
+        Ok(service) => service,
+        Err(e) => {
+            problems.push(format!("{}: {e}", names.name("aws_service")));
+            Service::ElastiCache
+        }
+    };
+    let serverless = settings.aws_serverless.unwrap_or(false);
+    if serverless && service == Service::MemoryDb {
+        problems.push(format!(
+            "{} is for ElastiCache serverless caches; MemoryDB has none",
+            names.name("aws_serverless")
+        ));
+    }
+    let region = settings.aws_region.clone();
+    if region
+        .as_deref()
+        .is_some_and(|r| r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        problems.push(format!(
+            "{}: {:?} is not a region name like us-east-1",
+            names.name("aws_region"),
+            region.as_deref().unwrap_or_default()
+        ));
+    }
+    let connection_limit = match settings.aws_connection_limit.as_deref() {
+        None => DEFAULT_CONNECTION_LIMIT,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                problems.push(format!(
+                    "{}: {text:?} is not a duration like 12h",
+                    names.name("aws_connection_limit")
+                ));
+                DEFAULT_CONNECTION_LIMIT
+            }
+        },
+    };
+    match (username, cache) {
+        (Some(username), Some(cache)) if problems.is_empty() => Ok(Auth::AwsIam {
+            aws: AwsIamConfig {
+                cache,
+                service,
+                serverless,
+                region,
+                connection_limit,
+            },
+            username,
+        }),
+        _ => Err(problems),
+    }
 }

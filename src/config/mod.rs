@@ -9,7 +9,8 @@
 //!
 //! Secrets have no flag: the password comes from `--password-file` or the
 //! `REDAUTH_PASSWORD` variable; an Entra client secret from
-//! `--entra-client-secret-file` or `AZURE_CLIENT_SECRET`. No message shows a
+//! `--entra-client-secret-file` or `AZURE_CLIENT_SECRET`; AWS credentials only
+//! through the AWS SDK's own chain. No message shows a
 //! secret, nor the password of a URL.
 //!
 //! Layout: [`settings`] (the settings as given), [`env`] and [`file`] (two of
@@ -36,6 +37,7 @@ pub use resolve::resolve;
 use resolve::resolve_named;
 pub use settings::Settings;
 
+use crate::credentials::aws::AwsIamConfig;
 use crate::credentials::entra::EntraConfig;
 use crate::credentials::{Credential, Secret};
 use crate::environment::Environment;
@@ -135,6 +137,9 @@ pub enum Auth {
         entra: EntraConfig,
         username: Option<String>,
     },
+    /// `--auth aws-iam`: ElastiCache/MemoryDB IAM tokens signed with AWS
+    /// credentials; `username` is the IAM-enabled user's id.
+    AwsIam { aws: AwsIamConfig, username: String },
 }
 
 /// One problem with the configuration, phrased for the person fixing it.

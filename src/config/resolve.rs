@@ -69,8 +69,8 @@ pub(super) fn resolve_named(
     for (key, path) in tls_files {
         c.readable(key, path.as_ref());
     }
-    let auth = auth::resolve_auth(&settings, names, env).unwrap_or_else(|e| {
-        c.fail_plain(e);
+    let auth = auth::resolve_auth(&settings, names, env).unwrap_or_else(|errors| {
+        errors.into_iter().for_each(|e| c.fail_plain(e));
         Auth::Static(Credential::none())
     });
     let client_password = client_password(&mut c, settings.client_password_file.as_deref());
@@ -166,7 +166,7 @@ pub(super) fn resolve_named(
             client_password_file: settings.client_password_file,
             password_file: match &auth {
                 Auth::Static(_) => settings.password_file,
-                Auth::Entra { .. } => None,
+                Auth::Entra { .. } | Auth::AwsIam { .. } => None,
             },
             run_connection_test: settings.run_connection_test.unwrap_or(false),
             max_bulk,

@@ -74,12 +74,14 @@ pub struct Settings {
     #[arg(long, value_name = "PEM")]
     pub client_key: Option<PathBuf>,
 
-    /// How redauth authenticates upstream: password | entra | none [default: password]
+    /// How redauth authenticates upstream: password | entra | aws-iam | none
+    /// [default: password]
     #[arg(long, value_name = "MODE")]
     pub auth: Option<String>,
 
     /// Redis ACL username. Password mode: without it, AUTH sends the password
-    /// alone. Entra mode: overrides the token's oid claim
+    /// alone. Entra mode: overrides the token's oid claim. AWS IAM mode
+    /// (required): the IAM-enabled user's id
     #[arg(long, value_name = "NAME")]
     pub username: Option<String>,
 
@@ -108,6 +110,30 @@ pub struct Settings {
     /// File holding the client secret for client-secret (or set AZURE_CLIENT_SECRET)
     #[arg(long, value_name = "PATH")]
     pub entra_client_secret_file: Option<PathBuf>,
+
+    /// ElastiCache replication group id or serverless cache name, or MemoryDB
+    /// cluster name, that --auth aws-iam signs tokens for
+    #[arg(long, value_name = "NAME")]
+    pub aws_cache_name: Option<String>,
+
+    /// The AWS service of the cache: elasticache | memorydb [default: elasticache]
+    #[arg(long, value_name = "SERVICE")]
+    pub aws_service: Option<String>,
+
+    /// The cache is an ElastiCache serverless cache (not with memorydb)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub aws_serverless: Option<bool>,
+
+    /// AWS region of the cache [default: the AWS SDK's: AWS_REGION, the
+    /// profile's region, the instance metadata]
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+
+    /// How long the server keeps a connection after its last AUTH: the
+    /// service's limit (12 hours), not a tuning knob; shortened only in tests
+    /// [default: 12h]
+    #[arg(long, value_name = "DURATION")]
+    pub aws_connection_limit: Option<String>,
 
     /// Whether the upstream is an OSS cluster (Azure Managed Redis's OSS
     /// policy, ElastiCache cluster mode): auto asks it after the first
@@ -317,7 +343,7 @@ mod tests {
         assert_eq!(full.keys_set().len(), keys.len());
         assert_eq!(
             keys.len(),
-            38,
+            43,
             "a setting was added or lost: update this count"
         );
     }

@@ -3,13 +3,15 @@
 //!
 //! A [`Credential`] is a Redis username (optional) and a secret. A static
 //! password is published once ([`CredentialFeed::fixed`]); a [`TokenSource`]
-//! (Entra ID: [`entra`]) is driven by the [`refresher`], which publishes each
+//! (Entra ID: [`entra`]; AWS IAM: [`aws`]) is driven by the [`refresher`], which publishes each
 //! new token on a `tokio::sync::watch` channel as a [`FeedState`]. The
 //! [`CredentialFeed`] is that channel's receiving end: a new connection takes
 //! the current credential from it, and a live one follows its [`Renewals`].
 //! This module does not dial or speak RESP (`AUTH` is
 //! [`crate::upstream::auth`]'s).
 
+pub mod aws;
+pub mod aws_token;
 mod cause;
 pub mod entra;
 pub mod entra_certificate;

@@ -12,8 +12,10 @@
 //!   stays in use until it expires, and when there is no valid one the state
 //!   becomes `Failed(reason)`, so new clients get an error instead of
 //!   hanging, and fetches are retried every second or two.
-//! - The Redis username is `--username`, or else the token's `oid` claim. A
-//!   first token without either is [`Fatal`]: no retry can fix it.
+//! - The Redis username is `--username`, or else the token's `oid` claim
+//!   (Entra ID). A first token without either is [`Fatal`]: no retry can fix
+//!   it. A token that is not a JWT (an AWS IAM token, a presigned URL) is
+//!   taken as it is when `--username` is given, issued now.
 //! - Every fetch is counted in `redauth_token_refresh_total{result}`.
 
 use super::jwt;
@@ -429,5 +431,25 @@ mod tests {
             e.to_string(),
             "no valid credential: identity endpoint said 500"
         );
+    }
+
+    #[tokio::test]
+    async fn an_opaque_token_is_taken_with_the_given_username_and_its_limit() {
+        // An AWS IAM token is a presigned URL, not a JWT: no claims to read,
+        // nothing to complain about when --username names the user.
+        let limit = ConnectionLimit::AfterAuth {
+            max_age: Duration::from_secs(43_200),
+            until: None,
+        };
+        let opaque = Token {
+            secret: Secret::new("cache/?Action=connect&User=u&X-Amz-Signature=00".into()),
+            expires_at: SystemTime::now() + Duration::from_secs(900),
+            limit,
+        };
+        let (creds, task) = start(Scripted::new(vec![Ok(opaque)]), Some("u".into()), fast());
+        let c = creds.current(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert_eq!(c.limit, limit);
+        assert!(!task.is_finished(), "not fatal");
     }
 }

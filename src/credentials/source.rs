@@ -1,4 +1,4 @@
-//! The interface every token source implements (Entra ID now; AWS and GCP
+//! The interface every token source implements (Entra ID, AWS IAM; GCP
 //! later), and the token it hands back.
 
 use super::{ConnectionLimit, Secret};

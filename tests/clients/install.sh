@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # Installs the real client libraries the cluster client tests drive (tests/cluster_clients.rs):
-# redis-py in a virtualenv and ioredis with npm, both under .cache/clients/, pinned. Prints
-# the python interpreter and the node module directory on two lines. Does nothing when they are
-# there already. Needs python3 (with venv) and npm; installs python3-venv with apt if missing.
+# redis-py (and botocore, the AWS signer tests/aws_token_botocore.rs compares tokens with) in a
+# virtualenv and ioredis with npm, both under .cache/clients/, pinned. Prints the python
+# interpreter and the node module directory on two lines; with the argument `python`, installs
+# and prints only the former. Does nothing when they are there already. Needs python3 (with
+# venv) and npm; installs python3-venv with apt if missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/ensure-redis.sh
 source scripts/lib/ensure-redis.sh
 
 REDIS_PY=7.1.0
+BOTOCORE=1.44.8
 IOREDIS=5.9.3
 cache=$PWD/.cache/clients
 venv=$cache/venv
 node=$cache/node
 
 mkdir -p "$cache"
-if ! "$venv/bin/python" -c "import redis, sys; sys.exit(redis.__version__ != '$REDIS_PY')" 2>/dev/null; then
-  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
-  "$venv/bin/pip" install -q --disable-pip-version-check "redis==$REDIS_PY" >&2
+if ! "$venv/bin/python" -c "import redis, botocore, sys; sys.exit(redis.__version__ != '$REDIS_PY' or botocore.__version__ != '$BOTOCORE')" 2>/dev/null; then
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q --disable-pip-version-check "redis==$REDIS_PY" "botocore==$BOTOCORE" >&2
+fi
+if [ "${1:-}" = python ]; then
+  echo "$venv/bin/python"
+  exit 0
 fi
 if [ ! -f "$node/node_modules/ioredis/package.json" ] ||
   ! grep -q "\"version\": \"$IOREDIS\"" "$node/node_modules/ioredis/package.json"; then

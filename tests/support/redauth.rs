@@ -114,7 +114,8 @@ impl RedauthCmd {
             cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
         }
         cmd.args(&self.args);
-        // Only what the test sets may influence configuration (and the AWS credential chain).
+        // Only what the test sets may influence configuration.
+        // (The AWS SDK's variables too: a developer's AWS_PROFILE must not reach --auth aws-iam.)
         for (key, _) in std::env::vars_os() {
             let key_text = key.to_string_lossy();
             if key_text.starts_with("REDAUTH_") || key_text.starts_with("AWS_") {

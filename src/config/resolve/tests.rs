@@ -2,6 +2,7 @@
 use super::*;
 use crate::config::env::{settings_from_env, PASSWORD_VAR};
 use crate::config::settings;
+use crate::credentials::aws_token::Service;
 use crate::credentials::entra::EntraKind;
 use std::collections::HashMap;
 
@@ -238,6 +239,102 @@ fn entra_mode_defaults_and_refusals() {
         errors[0]
             .0
             .contains("--entra-credential needs --auth entra"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn aws_iam_mode_defaults() {
+    let mut s = upstream("rediss://my-cache.abc123.use1.cache.amazonaws.com:6379");
+    s.auth = Some("aws-iam".into());
+    s.username = Some("app-user".into());
+    s.aws_cache_name = Some("my-cache".into());
+    let c = resolve(s.clone(), &env(&[])).unwrap();
+    let Auth::AwsIam { aws, username } = c.auth else {
+        panic!("aws-iam mode")
+    };
+    assert_eq!(username, "app-user");
+    assert_eq!(aws.cache, "my-cache");
+    assert_eq!(aws.service, Service::ElastiCache);
+    assert!(!aws.serverless);
+    assert_eq!(aws.region, None, "left to the AWS SDK");
+    assert_eq!(aws.connection_limit, Duration::from_secs(12 * 3600));
+    assert_eq!(c.password_file, None);
+
+    s.aws_service = Some("memorydb".into());
+    s.aws_region = Some("eu-west-1".into());
+    s.aws_connection_limit = Some("30s".into());
+    let Auth::AwsIam { aws, .. } = resolve(s, &env(&[])).unwrap().auth else {
+        panic!("aws-iam mode")
+    };
+    assert_eq!(aws.service, Service::MemoryDb);
+    assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(aws.connection_limit, Duration::from_secs(30));
+}
+
+#[test]
+fn aws_iam_mode_reports_every_problem() {
+    let mut s = upstream("rediss://cache:6379");
+    s.auth = Some("aws-iam".into());
+    s.aws_service = Some("redis".into());
+    s.aws_connection_limit = Some("forever".into());
+    s.aws_region = Some("eu west".into());
+    let errors = resolve(s.clone(), &env(&[(PASSWORD_VAR, "pw")])).unwrap_err();
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    for needle in [
+        "uses tokens",
+        "needs --username",
+        "needs --aws-cache-name",
+        "--aws-service: \"redis\" is neither elasticache nor memorydb",
+        "--aws-connection-limit: \"forever\"",
+        "--aws-region: \"eu west\"",
+    ] {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "{needle} missing from {text:?}"
+        );
+    }
+
+    let mut s = upstream("rediss://cache:6379");
+    s.auth = Some("aws-iam".into());
+    s.username = Some("u".into());
+    s.aws_cache_name = Some("c".into());
+    s.aws_service = Some("memorydb".into());
+    s.aws_serverless = Some(true);
+    let errors = resolve(s, &env(&[])).unwrap_err();
+    assert!(
+        errors[0]
+            .0
+            .contains("--aws-serverless is for ElastiCache serverless"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn aws_settings_need_aws_iam_mode() {
+    let mut s = upstream("rediss://cache:10000");
+    s.auth = Some("entra".into());
+    s.aws_cache_name = Some("c".into());
+    s.aws_serverless = Some(true);
+    let errors = resolve(s, &env(&[])).unwrap_err();
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.contains(&"--aws-cache-name needs --auth aws-iam (auth is \"entra\")".to_string()),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(&"--aws-serverless needs --auth aws-iam (auth is \"entra\")".to_string()),
+        "{text:?}"
+    );
+
+    let mut s = upstream("rediss://cache:10000");
+    s.auth = Some("aws-iam".into());
+    s.username = Some("u".into());
+    s.aws_cache_name = Some("c".into());
+    s.entra_scope = Some("x".into());
+    let errors = resolve(s, &env(&[])).unwrap_err();
+    assert!(
+        errors[0].0.contains("--entra-scope needs --auth entra"),
         "{errors:?}"
     );
 }
