@@ -57,6 +57,18 @@ fn seed_workloads_run_clean_across_connection_limits_and_credential_rotations() 
         );
     }
     assert_all_clean(vec![("RESP2", resp2), ("RESP3", resp3)], &redauth);
+    eprintln!(
+        "front: {:?}\nclosed at the limit: {:#?}",
+        aws.stats(),
+        aws.expired_reports()
+    );
+    let notable: String = redauth
+        .logs()
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("closed") || l.contains("re-auth"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    eprintln!("redauth:\n{notable}");
 
     // Every message reached the subscriber, in order, on its one connection.
     for n in 1..=published {

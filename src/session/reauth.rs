@@ -193,7 +193,11 @@ impl Reauth {
     /// Nothing newer was published by the renewal planned for an age limit:
     /// the credential in use again, if it is still good and nothing blocks.
     fn renew_if_due(&mut self, blocker: Option<Blocker>, when: When) -> Option<Arc<Credential>> {
-        let When::Due(now) = when else { return None };
+        // Before something that could not take an AUTH, too, once the renewal is due.
+        let now = match when {
+            When::Due(now) => now,
+            When::Early => Instant::now(),
+        };
         let usable = !self
             .current
             .expired_at(SystemTime::now() + crate::credentials::USABLE_MARGIN);

@@ -108,7 +108,8 @@ def main():
             jobs = f"{ns}:jobs:{n}"  # a list per round: one failed round leaves no item behind
             feeder.rpush(jobs, n)
             popped = r.blpop([jobs], timeout=5)
-            check("blpop", popped, (jobs.encode(), str(n).encode()))
+            # (redis-py answers a tuple in RESP2, a list in RESP3.)
+            check("blpop", popped and tuple(popped), (jobs.encode(), str(n).encode()))
             count("blocking pops")
             check("del", r.delete(jobs, f"{ns}:nothing"), 0)
             r.publish(f"{ns}:news", n)

@@ -41,7 +41,7 @@ mod sizing;
 use super::connect::read_reply;
 use super::{auth, leftovers};
 use super::{Connector, Upstream};
-use crate::credentials::{Credential, CredentialFeed};
+use crate::credentials::{ConnectionLimit, Credential, CredentialFeed};
 use crate::resp::encode;
 use bytes::BytesMut;
 use sizing::{Limits, TakeRate};
@@ -179,7 +179,22 @@ impl Warm {
     fn usable(&mut self, now: Instant, wall: SystemTime) -> bool {
         now.duration_since(self.since) < MAX_IDLE
             && !self.credential.expired_at(wall + MIN_LEFT)
+            && self.stale_at().is_none_or(|stale| wall < stale)
             && quiet(&mut self.upstream)
+    }
+
+    /// Under a connection-age limit ([`ConnectionLimit::AfterAuth`]), when
+    /// the connection is no longer worth handing out: halfway from its AUTH
+    /// to the moment it must authenticate again (the server closes it then).
+    /// Never within [`MAX_IDLE`] for AWS's 12 hours; a limit shortened for a
+    /// test would otherwise have the server close idle connections.
+    fn stale_at(&self) -> Option<SystemTime> {
+        if !matches!(self.credential.limit, ConnectionLimit::AfterAuth { .. }) {
+            return None;
+        }
+        let authed = self.upstream.authed_at;
+        let renew_by = self.credential.renew_by(authed)?;
+        Some(authed + renew_by.duration_since(authed).unwrap_or_default() / 2)
     }
 }
 
@@ -401,12 +416,15 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
                 continue;
             }
         };
-        let (missing, above_floor) = {
+        let (missing, above_floor, next_stale) = {
             let mut state = shared.state();
-            let now = Instant::now();
+            let (now, wall) = (Instant::now(), SystemTime::now());
             state.idle.retain(|w| {
-                Arc::ptr_eq(&w.credential, &credential) && now.duration_since(w.since) < MAX_IDLE
+                Arc::ptr_eq(&w.credential, &credential)
+                    && now.duration_since(w.since) < MAX_IDLE
+                    && w.stale_at().is_none_or(|stale| wall < stale)
             });
+            let next_stale = state.idle.iter().filter_map(Warm::stale_at).min();
             let target = state.target(now, shared.limits);
             let closed = state.close_surplus(target, now);
             if closed > 0 {
@@ -420,6 +438,7 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
             (
                 target.saturating_sub(coming),
                 state.idle.len() > shared.limits.floor,
+                next_stale,
             )
         };
         let room = PARALLEL.saturating_sub(dials.len());
@@ -443,6 +462,11 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
         } else {
             MAX_IDLE / 4
         };
+        // Replaced before it goes stale, too.
+        let wake = next_stale.map_or(wake, |stale| {
+            let left = stale.duration_since(SystemTime::now()).unwrap_or_default();
+            wake.min(left + Duration::from_millis(1))
+        });
         let mut watch = credentials.renewals_after(credential);
         tokio::select! {
             Some(done) = dials.join_next(), if !dials.is_empty() => match done {
