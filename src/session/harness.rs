@@ -11,7 +11,7 @@
 //! credential, and the other pump (the records go in, or come out, whole).
 #![doc(hidden)]
 
-use super::blocking::SliceEnd;
+use super::consumed::Report;
 use super::replies::ReplyPump;
 use super::requests::{RequestPump, Stopped};
 use super::{Ended, Expect};
@@ -130,7 +130,7 @@ pub fn relay_requests_as(credential: Credential, client: &[u8], chunks: &[usize]
         let watch = credentials.renewals_after(credential.clone());
         let (tx, mut rx) = super::expect::channel();
         // Kept open: a held blocking command waits on it as on a live reply side.
-        let (_slice_tx, slice_rx) = mpsc::unbounded_channel::<SliceEnd>();
+        let (_slice_tx, slice_rx) = mpsc::unbounded_channel::<Report>();
         let mut upstream = Vec::new();
         let mut pump = RequestPump::new(
             Chunked::new(client, chunks),

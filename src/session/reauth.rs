@@ -23,11 +23,18 @@
 //! Connections are spread over a window after each publication
 //! ([`delay`]) so thousands of them do not AUTH in the same instant.
 //! What happened is counted in [`crate::metrics::reauth`].
+//!
+//! The reply side reports each answer back ([`Verdict`], through
+//! [`Reauth::answer`]): a refused AUTH leaves the connection with the identity
+//! and the deadline of its last accepted one, and one refused as transient
+//! (the IAM service busy or rate-limiting) is tried again
+//! [`retry_after_busy`] later, well before that deadline.
 
 use super::state::Blocker;
 use crate::credentials::{ConnectionLimit, Credential};
 use crate::metrics;
 use crate::upstream::auth;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -66,18 +73,48 @@ pub fn delay_to_limit(now: SystemTime, deadline: Option<SystemTime>, jitter: f64
     latest - (latest / 2).min(MAX_SPREAD).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
+/// How long after an AUTH refused as transient a connection whose deadline
+/// is `deadline` tries again: 15 to 30 seconds (`jitter` in `[0, 1)`), at
+/// most half the time left.
+pub fn retry_after_busy(now: SystemTime, deadline: Option<SystemTime>, jitter: f64) -> Duration {
+    let wait = BUSY_RETRY.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+    match deadline.map(|d| d.duration_since(now).unwrap_or_default()) {
+        Some(left) => wait.min(left / 2),
+        None => wait,
+    }
+}
+
+/// The longest wait before an AUTH refused as transient is tried again.
+const BUSY_RETRY: Duration = Duration::from_secs(30);
+
 /// The credential a connection is authenticated with, and a newer one
 /// waiting for its time and a safe point: the one place that decides when a
 /// live connection re-authenticates.
 #[derive(Debug)]
 pub(super) struct Reauth {
+    /// What the connection is taken to be authenticated with: the last AUTH
+    /// sent, until its answer says otherwise.
     current: Arc<Credential>,
     /// When the connection last authenticated (for a connection-age limit).
     authed_at: SystemTime,
     /// Under a connection-age limit: when to authenticate again, with the
     /// pending credential or else the current one.
     renew: Option<Instant>,
+    /// The last AUTH the server accepted, and when it was sent.
+    confirmed: (Arc<Credential>, SystemTime),
+    /// Injected AUTHs whose answers have not come back, oldest first.
+    in_flight: VecDeque<(Arc<Credential>, SystemTime)>,
     pending: Option<Pending>,
+}
+
+/// The server's answer to an injected re-authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Accepted,
+    /// Refused: the credential itself, or anything not known to pass.
+    Refused,
+    /// Refused as transient ([`auth::Refused::transient`]): try again later.
+    Busy,
 }
 
 #[derive(Debug)]
@@ -102,9 +139,11 @@ impl Reauth {
     /// A connection that authenticated with `current` at `authed_at`.
     pub fn new(current: Arc<Credential>, authed_at: SystemTime) -> Reauth {
         let mut reauth = Reauth {
+            confirmed: (current.clone(), authed_at),
             current,
             authed_at,
             renew: None,
+            in_flight: VecDeque::new(),
             pending: None,
         };
         reauth.plan_renewal();
@@ -122,11 +161,48 @@ impl Reauth {
         };
     }
 
-    /// The connection authenticates (again) with `credential` now.
+    /// An AUTH with `credential` is injected now: the connection is taken
+    /// to be authenticated with it until its answer says otherwise.
     fn authenticated(&mut self, credential: Arc<Credential>) {
         self.current = credential;
         self.authed_at = SystemTime::now();
+        self.in_flight
+            .push_back((self.current.clone(), self.authed_at));
         self.plan_renewal();
+    }
+
+    /// Whether an injected AUTH still waits for its answer.
+    pub fn awaiting(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// The answer to the oldest injected AUTH still unanswered. A refusal
+    /// puts the connection back on its last accepted credential (and its
+    /// deadline) once no other AUTH is in flight; a transient one is tried
+    /// again [`retry_after_busy`] later, unless a newer credential is already
+    /// pending.
+    pub fn answer(&mut self, verdict: Verdict, now: Instant, jitter: f64) {
+        // None: a RESET settled the connection meanwhile.
+        let Some(sent) = self.in_flight.pop_front() else {
+            return;
+        };
+        if verdict == Verdict::Accepted {
+            self.confirmed = sent;
+            return;
+        }
+        if self.in_flight.is_empty() {
+            self.current = self.confirmed.0.clone();
+            self.authed_at = self.confirmed.1;
+            self.plan_renewal();
+        }
+        if verdict == Verdict::Busy && self.pending.is_none() {
+            let wait = retry_after_busy(SystemTime::now(), self.deadline(), jitter);
+            self.pending = Some(Pending {
+                credential: sent.0,
+                due: now + wait,
+                deferred: false,
+            });
+        }
     }
 
     /// When the connection must have authenticated again ([`Credential::renew_by`]).
@@ -217,17 +293,30 @@ impl Reauth {
             None => self.current.clone(),
         };
         self.authenticated(credential);
+        // Refused, the AUTH after RESET ends the session: no answer to wait for.
+        self.in_flight.clear();
+        self.confirmed = (self.current.clone(), self.authed_at);
         &self.current
     }
 }
 
-/// Counts and logs the server's answer to an injected re-authentication (a
-/// refusal leaves the connection with the identity it had).
-pub(super) fn answered(reply: &[u8]) {
+/// Judges, counts and logs the server's answer to an injected
+/// re-authentication (a refusal leaves the connection with the identity it
+/// had).
+pub(super) fn answered(reply: &[u8]) -> Verdict {
     match auth::judge(reply) {
         Ok(()) => {
             metrics::reauth(metrics::ReauthEvent::Ok);
             tracing::debug!("re-authenticated with the new credential");
+            Verdict::Accepted
+        }
+        Err(refused) if refused.transient() => {
+            metrics::reauth(metrics::ReauthEvent::Failed);
+            tracing::warn!(
+                reply = %refused,
+                "the server is busy authenticating; the connection keeps its current identity and tries again shortly"
+            );
+            Verdict::Busy
         }
         Err(refused) => {
             metrics::reauth(metrics::ReauthEvent::Failed);
@@ -235,165 +324,10 @@ pub(super) fn answered(reply: &[u8]) {
                 reply = %refused,
                 "the server refused re-authentication; the connection keeps its current identity"
             );
+            Verdict::Refused
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::credentials::Secret;
-
-    #[test]
-    fn the_spread_is_half_the_time_left_at_most_a_minute() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let in_secs = |s| Some(now + Duration::from_secs(s));
-        assert_eq!(delay(now, in_secs(2), 0.999_999).as_millis(), 999);
-        assert_eq!(delay(now, in_secs(2), 0.0), Duration::ZERO);
-        assert_eq!(delay(now, in_secs(1200), 0.5), Duration::from_secs(30));
-        assert_eq!(delay(now, None, 0.5), Duration::ZERO);
-        assert_eq!(
-            delay(now, Some(now - Duration::from_secs(1)), 0.5),
-            Duration::ZERO
-        );
-    }
-
-    #[test]
-    fn near_an_age_limit_only_the_last_stretch_is_spread_over() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let in_secs = |s| Some(now + Duration::from_secs(s));
-        let twelve_hours = 12 * 3600;
-        let latest = Duration::from_secs(twelve_hours - 600);
-        assert_eq!(delay_to_limit(now, in_secs(twelve_hours), 0.0), latest);
-        assert_eq!(
-            delay_to_limit(now, in_secs(twelve_hours), 0.999_999).as_secs(),
-            latest.as_secs() - 60
-        );
-        // Shortened for a test: half the time left, then a quarter of it spread.
-        assert_eq!(
-            delay_to_limit(now, in_secs(20), 0.0),
-            Duration::from_secs(10)
-        );
-        assert_eq!(delay_to_limit(now, in_secs(20), 0.5).as_millis(), 7_500);
-        assert_eq!(delay_to_limit(now, None, 0.5), Duration::ZERO);
-        assert_eq!(
-            delay_to_limit(now, Some(now - Duration::from_secs(1)), 0.5),
-            Duration::ZERO
-        );
-    }
-
-    #[test]
-    fn under_an_age_limit_a_connection_renews_near_its_own_deadline() {
-        let now = Instant::now();
-        let hour = Duration::from_secs(3600);
-        let aged = |secret: &str| {
-            let mut c = Credential::password(None, Secret::new(secret.into()));
-            c.expires_at = Some(SystemTime::now() + Duration::from_secs(900));
-            c.limit = ConnectionLimit::AfterAuth {
-                max_age: hour,
-                until: None,
-            };
-            Arc::new(c)
-        };
-        let authed = SystemTime::now() - Duration::from_secs(1800);
-        let mut r = Reauth::new(aged("old"), authed);
-        assert_eq!(r.deadline(), Some(authed + hour));
-        r.published(aged("new"), now, 0.0);
-        let due = r.wake_at(now).expect("well ahead");
-        let ahead = due - now;
-        // 30 minutes left: the latest point is 10 minutes before the limit, spread over a minute.
-        assert!(
-            ahead > Duration::from_secs(1135) && ahead <= Duration::from_secs(1200),
-            "{ahead:?}"
-        );
-        r.published(aged("newer"), now, 0.0);
-        let taken = r.take_if_safe(None, When::Due(due)).expect("due");
-        assert_eq!(taken.secret.as_ref().unwrap().expose(), "newer");
-        let renewed = r.deadline().unwrap();
-        assert!(
-            renewed > SystemTime::now() + hour - Duration::from_secs(5),
-            "counted from the new AUTH"
-        );
-    }
-
-    #[test]
-    fn under_an_age_limit_the_credential_in_use_renews_if_nothing_newer_came() {
-        let now = Instant::now();
-        let mut c = Credential::password(None, Secret::new("only".into()));
-        c.expires_at = Some(SystemTime::now() + Duration::from_secs(900));
-        c.limit = ConnectionLimit::AfterAuth {
-            max_age: Duration::from_secs(20),
-            until: None,
-        };
-        let mut r = Reauth::new(Arc::new(c), SystemTime::now());
-        let at = r.wake_at(now).expect("a renewal is planned");
-        assert!(at - now <= Duration::from_secs(10) && at - now >= Duration::from_secs(5));
-        assert!(r.take_if_safe(None, When::Due(now)).is_none(), "not yet");
-        assert!(r
-            .take_if_safe(Some(Blocker::Multi), When::Due(at))
-            .is_none());
-        let again = r.take_if_safe(None, When::Due(at)).expect("renewed");
-        assert_eq!(again.secret.as_ref().unwrap().expose(), "only");
-        assert!(r.wake_at(now).is_some(), "and planned again");
-    }
-
-    fn credential(secret: &str) -> Arc<Credential> {
-        Arc::new(Credential::password(None, Secret::new(secret.into())))
-    }
-
-    #[test]
-    fn a_due_credential_waits_for_a_safe_point_and_is_deferred_once() {
-        let now = Instant::now();
-        let mut r = Reauth::new(credential("old"), SystemTime::now());
-        assert!(
-            r.take_if_safe(None, When::Due(now)).is_none(),
-            "nothing pending"
-        );
-        r.published(credential("new"), now, 0.0);
-        assert_eq!(r.wake_at(now), None, "due at once: no wake-up ahead");
-        assert!(r
-            .take_if_safe(Some(Blocker::Multi), When::Due(now))
-            .is_none());
-        assert!(r
-            .take_if_safe(Some(Blocker::Multi), When::Due(now))
-            .is_none());
-        assert!(r.pending.as_ref().unwrap().deferred);
-        let taken = r.take_if_safe(None, When::Due(now)).expect("safe now");
-        assert_eq!(taken.secret.as_ref().unwrap().expose(), "new");
-        assert!(Arc::ptr_eq(&r.current, &taken));
-        assert!(r.take_if_safe(None, When::Due(now)).is_none(), "taken once");
-    }
-
-    #[test]
-    fn an_early_take_ignores_the_due_time_but_not_the_blocker() {
-        let now = Instant::now();
-        let mut expiring = Credential::password(None, Secret::new("old".into()));
-        expiring.expires_at = Some(SystemTime::now() + Duration::from_secs(600));
-        let mut r = Reauth::new(Arc::new(expiring), SystemTime::now());
-        r.published(credential("new"), now, 0.5);
-        let due = r.wake_at(now).expect("spread into the future");
-        assert!(
-            r.take_if_safe(None, When::Due(now)).is_none(),
-            "not due yet"
-        );
-        assert!(r.take_if_safe(Some(Blocker::Raw), When::Early).is_none());
-        assert!(
-            !r.pending.as_ref().unwrap().deferred,
-            "early takes are not deferrals"
-        );
-        // A newer publication keeps the time already drawn.
-        r.published(credential("newer"), now, 0.0);
-        assert_eq!(r.wake_at(now), Some(due));
-        let taken = r.take_if_safe(None, When::Early).expect("taken early");
-        assert_eq!(taken.secret.as_ref().unwrap().expose(), "newer");
-    }
-
-    #[test]
-    fn reset_settles_on_the_newest_credential() {
-        let mut r = Reauth::new(credential("old"), SystemTime::now());
-        assert_eq!(r.settle().secret.as_ref().unwrap().expose(), "old");
-        r.published(credential("new"), Instant::now(), 0.9);
-        assert_eq!(r.settle().secret.as_ref().unwrap().expose(), "new");
-        assert!(r.pending.is_none());
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@
 //! credential is due ([`super::reauth`]), and it runs blocking commands that
 //! would outlive the token in slices ([`super::slicer`]).
 
-use super::blocking::SliceEnd;
+use super::consumed::Report;
 use super::outbox::Outbox;
 use super::reauth::{Reauth, When};
 use super::slicer::Slicer;
@@ -98,8 +98,11 @@ pub(super) struct RequestPump<R, W> {
     next_credential: NextRenewal,
     /// A blocking command running in slices: later commands wait.
     pub(super) slicer: Slicer,
-    /// How the slices of the held command end (from the reply side).
-    slices: UnboundedReceiver<SliceEnd>,
+    /// How the slices of the held command end, and how injected AUTHs were
+    /// answered (from the reply side).
+    slices: UnboundedReceiver<Report>,
+    /// The reply side still reports (it has not ended).
+    reporting: bool,
     /// Settings the client made that `RESET` does not undo.
     pub(super) leftovers: Leftovers,
 }
@@ -112,7 +115,7 @@ where
     pub(super) fn new(
         client: R,
         upstream: W,
-        (expect, slices): (ExpectTx, UnboundedReceiver<SliceEnd>),
+        (expect, slices): (ExpectTx, UnboundedReceiver<Report>),
         early: BytesMut,
         (credential, authed_at): (Arc<Credential>, SystemTime),
         watch: Renewals,
@@ -135,6 +138,7 @@ where
             next_credential: watch.into_next(),
             slicer: Slicer::default(),
             slices,
+            reporting: true,
             leftovers: Leftovers::default(),
         }
     }
@@ -203,9 +207,13 @@ where
                 _ = until(idle_at) => {
                     return Stopped::Ended(Ended::Closed("idle timeout"));
                 }
-                end = self.slices.recv(), if held => match end {
-                    Some(end) => self.slice_ended(end),
-                    None => return Stopped::Ended(Ended::UpstreamClosed),
+                report = self.slices.recv(), if self.reporting && (held || self.reauth.awaiting()) => match report {
+                    Some(Report::Slice(end)) => self.slice_ended(end),
+                    Some(Report::Reauth(verdict)) => {
+                        self.reauth.answer(verdict, Instant::now(), rand::random());
+                    }
+                    None if held => return Stopped::Ended(Ended::UpstreamClosed),
+                    None => self.reporting = false,
                 },
                 _ = until(wake) => {}
             }

@@ -48,6 +48,21 @@ pub fn judge(reply: &[u8]) -> Result<(), Refused> {
     Err(Refused(text.trim_start_matches('-').trim_end().to_string()))
 }
 
+impl Refused {
+    /// Whether the refusal says "not now" rather than "not this credential":
+    /// ElastiCache Serverless answers `ERR IAM Authentication service is not
+    /// available` and `ERR Exceeded limit of IAM Authentication requests` to
+    /// a valid token under load. Such an AUTH is tried again later; the
+    /// connection keeps whatever identity it had.
+    pub fn transient(&self) -> bool {
+        const TRANSIENT: [&str; 2] = [
+            "IAM Authentication service is not available",
+            "Exceeded limit of IAM Authentication requests",
+        ];
+        TRANSIENT.iter().any(|t| self.0.contains(t))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +107,17 @@ mod tests {
         );
         assert!(judge(b":1\r\n").is_err());
         assert!(judge(b"").is_err());
+    }
+
+    #[test]
+    fn iam_service_trouble_is_transient_and_a_wrong_token_is_not() {
+        let refused = |reply: &[u8]| judge(reply).unwrap_err();
+        assert!(refused(b"-ERR IAM Authentication service is not available\r\n").transient());
+        assert!(refused(b"-ERR Exceeded limit of IAM Authentication requests\r\n").transient());
+        assert!(
+            !refused(b"-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+                .transient()
+        );
+        assert!(!refused(b"-ERR max number of clients reached\r\n").transient());
     }
 }

@@ -140,7 +140,8 @@ impl Connector {
     }
 
     async fn connect_timed(&self, credential: &Credential) -> Result<Upstream, ConnectError> {
-        match tokio::time::timeout(self.timeout, self.connect_inner(credential)).await {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout(self.timeout, self.connect_inner(credential, deadline)).await {
             Ok(result) => result,
             Err(_) => Err(self.error(
                 Stage::Timeout,
@@ -160,7 +161,11 @@ impl Connector {
         }
     }
 
-    async fn connect_inner(&self, credential: &Credential) -> Result<Upstream, ConnectError> {
+    async fn connect_inner(
+        &self,
+        credential: &Credential,
+        deadline: tokio::time::Instant,
+    ) -> Result<Upstream, ConnectError> {
         let tcp = TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
             .await
             .map_err(|e| self.error(Stage::Dial, e))?;
@@ -180,18 +185,8 @@ impl Connector {
         };
         let mut pending = BytesMut::with_capacity(1024);
         if let Some(auth) = auth::command(credential) {
-            let sent = match stream.write_all(&auth).await {
-                Ok(()) => stream.flush().await,
-                Err(e) => Err(e),
-            };
-            sent.map_err(|e| self.error(Stage::AuthExchange, format!("sending AUTH: {e}")))?;
-            let reply = read_reply(&mut stream, &mut pending).await.map_err(|e| {
-                self.error(
-                    Stage::AuthExchange,
-                    format!("waiting for the AUTH reply: {e}"),
-                )
-            })?;
-            auth::judge(&reply).map_err(|refused| self.error(Stage::Auth, refused))?;
+            self.authenticate(&mut stream, &mut pending, &auth, deadline)
+                .await?;
         }
         Ok(Upstream {
             stream,
@@ -200,6 +195,57 @@ impl Connector {
         })
     }
 }
+
+impl Connector {
+    /// Sends `auth` and judges the reply. A transient refusal
+    /// ([`auth::Refused::transient`]: the IAM service busy or rate-limiting)
+    /// is tried again on the same connection after a growing pause, while
+    /// the pause still ends before `deadline`; then it is the refusal.
+    async fn authenticate(
+        &self,
+        stream: &mut UpstreamStream,
+        pending: &mut BytesMut,
+        auth: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ConnectError> {
+        let mut pause = AUTH_RETRY_FIRST;
+        let mut tries = 1u32;
+        loop {
+            let sent = match stream.write_all(auth).await {
+                Ok(()) => stream.flush().await,
+                Err(e) => Err(e),
+            };
+            sent.map_err(|e| self.error(Stage::AuthExchange, format!("sending AUTH: {e}")))?;
+            let reply = read_reply(stream, pending).await.map_err(|e| {
+                self.error(
+                    Stage::AuthExchange,
+                    format!("waiting for the AUTH reply: {e}"),
+                )
+            })?;
+            let refused = match auth::judge(&reply) {
+                Ok(()) => return Ok(()),
+                Err(refused) => refused,
+            };
+            let jittered = pause.mul_f64(0.5 + 0.5 * rand::random::<f64>());
+            if !refused.transient() || tokio::time::Instant::now() + jittered >= deadline {
+                let cause = match tries {
+                    1 => refused.to_string(),
+                    n => format!("{refused} (after {n} tries)"),
+                };
+                return Err(self.error(Stage::Auth, cause));
+            }
+            tracing::debug!(reply = %refused, retry_in = ?jittered, "the upstream is busy authenticating; trying the AUTH again");
+            tokio::time::sleep(jittered).await;
+            pause = (pause * 2).min(AUTH_RETRY_CAP);
+            tries += 1;
+        }
+    }
+}
+
+/// The first pause before an AUTH refused as transient is tried again on a
+/// new connection; it doubles up to [`AUTH_RETRY_CAP`].
+const AUTH_RETRY_FIRST: Duration = Duration::from_millis(200);
+const AUTH_RETRY_CAP: Duration = Duration::from_secs(2);
 
 /// Reads one whole reply frame, leaving any later bytes in `buf`.
 pub(crate) async fn read_reply(
@@ -258,5 +304,94 @@ mod tests {
         assert!(refused
             .to_string()
             .starts_with("upstream rejected the credential"));
+    }
+
+    /// A server that answers each AUTH with the next of `replies` (the last
+    /// repeats) and counts them.
+    async fn answering(replies: Vec<&'static str>) -> (u16, Arc<std::sync::atomic::AtomicU32>) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(AtomicU32::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let (replies, seen) = (replies.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let mut buf = BytesMut::new();
+                    loop {
+                        match tcp.read_buf(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        // One AUTH per read is enough for this test's client.
+                        while let Some(end) = memchr::memmem::find(&buf, b"AUTH") {
+                            let _ = buf.split_to(end + 4);
+                            let n = seen.fetch_add(1, Ordering::SeqCst) as usize;
+                            let reply = replies[n.min(replies.len() - 1)];
+                            if tcp.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (port, count)
+    }
+
+    fn connector(port: u16, timeout: Duration) -> Connector {
+        let endpoint = Endpoint::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+        Connector::new(endpoint, None, timeout)
+    }
+
+    fn token() -> Credential {
+        Credential::password(
+            Some("u".into()),
+            crate::credentials::Secret::new("t".into()),
+        )
+    }
+
+    const BUSY: &str = "-ERR Exceeded limit of IAM Authentication requests\r\n";
+
+    #[tokio::test]
+    async fn an_auth_refused_as_transient_is_tried_again_on_the_same_connection() {
+        let (port, auths) = answering(vec![BUSY, BUSY, "+OK\r\n"]).await;
+        let upstream = connector(port, Duration::from_secs(10))
+            .connect(&token())
+            .await
+            .expect("the third AUTH is accepted");
+        drop(upstream);
+        assert_eq!(auths.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_transient_refusal_that_outlasts_the_timeout_is_the_refusal() {
+        let (port, auths) = answering(vec![BUSY]).await;
+        let started = std::time::Instant::now();
+        let e = connector(port, Duration::from_secs(1))
+            .connect(&token())
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(1100));
+        assert_eq!(e.stage, Stage::Auth, "{e}");
+        assert!(e.cause.contains("Exceeded limit"), "{e}");
+        assert!(e.cause.contains("tries)"), "{e}");
+        assert!(auths.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+        assert!(
+            !super::super::health::credential_refused(&e),
+            "not a verdict on the credential"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_credential_is_not_tried_again() {
+        let (port, auths) = answering(vec!["-WRONGPASS invalid username-password pair\r\n"]).await;
+        let e = connector(port, Duration::from_secs(5))
+            .connect(&token())
+            .await
+            .unwrap_err();
+        assert_eq!(e.stage, Stage::Auth);
+        assert_eq!(auths.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

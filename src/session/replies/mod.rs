@@ -9,6 +9,7 @@
 
 use super::blocking::{self, SliceEnd};
 use super::closing::cancel_at;
+use super::consumed::Report;
 use super::delivery;
 use super::state::{Answered, Protocol};
 use super::{pass_on, until, Ended, Expect, ExpectRx, READ_CHUNK};
@@ -55,7 +56,7 @@ pub(super) struct ReplyPump<R, W> {
     client: W,
     expect: ExpectRx,
     /// How slices of blocking commands ended, for the request side.
-    slices: UnboundedSender<SliceEnd>,
+    slices: UnboundedSender<Report>,
     queue: VecDeque<Expect>,
     buf: BytesMut,
     out: BytesMut,
@@ -102,7 +103,7 @@ where
         upstream: R,
         client: W,
         expect: ExpectRx,
-        slices: UnboundedSender<SliceEnd>,
+        slices: UnboundedSender<Report>,
         pending: BytesMut,
         output_timeout: Duration,
     ) -> Self {
@@ -451,7 +452,7 @@ where
             Some(Expect::Monitor) if first == b'+' => self.state.passthrough = true,
             Some(Expect::Subscribe { .. }) => self.confirmations_left = None,
             Some(Expect::Slice) => {
-                let _ = self.slices.send(SliceEnd::Served);
+                let _ = self.slices.send(Report::Slice(SliceEnd::Served));
             }
             None => {
                 tracing::debug!("a reply arrived with no command waiting for it; relayed");
