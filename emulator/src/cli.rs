@@ -1,15 +1,19 @@
 //! `redauth-emulator`: the emulated cloud as a long-running process, for
-//! the demo. It starts a [`Cloud`] (`--cloud azure`, the default) or an
-//! [`AwsCloud`] (`--cloud aws`), clustered with `--cluster`, logs what it
-//! started (addresses, user, lifetimes; never a token, a secret or a
-//! password), optionally writes the variables redauth's credential chain
-//! needs to a file (`IDENTITY_*`; for AWS `AWS_CONTAINER_*` and
-//! `AWS_REGION`), and runs until SIGINT or SIGTERM. Logging is set up by the
+//! the demo. It starts a [`Cloud`] (`--cloud azure`, the default), an
+//! [`AwsCloud`] (`--cloud aws`) or a [`GcpCloud`] (`--cloud gcp`),
+//! clustered with `--cluster`, logs what it started (addresses, user,
+//! lifetimes; never a token, a secret or a password), optionally writes the
+//! variables redauth's credential chain needs to a file (`IDENTITY_*`; for
+//! AWS `AWS_CONTAINER_*` and `AWS_REGION`; for GCP `GCE_METADATA_HOST`),
+//! and runs until SIGINT or SIGTERM. Logging is set up by the
 //! caller.
 
 use super::aws::{AwsCloudConfig, AwsService, DEFAULT_CACHE_NAME, DEFAULT_REGION, DEFAULT_USER_ID};
 use super::cluster::MIN_PRIMARIES;
-use super::{AwsCloud, Cloud, CloudConfig, ClusterCloud, ClusterShape, FrontStats};
+use super::gcp::DEFAULT_PROJECT_ID;
+use super::{
+    AwsCloud, Cloud, CloudConfig, ClusterCloud, ClusterShape, FrontStats, GcpCloud, GcpCloudConfig,
+};
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -27,6 +31,8 @@ pub enum CloudKind {
     Azure,
     /// AWS: container-credentials endpoint, SigV4 IAM auth tokens
     Aws,
+    /// GCP: metadata-server stand-in, Memorystore IAM access tokens
+    Gcp,
 }
 
 /// Flags of `redauth-emulator`.
@@ -40,7 +46,7 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "OID", default_value = DEFAULT_OID)]
     pub oid: String,
 
-    /// Lifetime of each token handed out, e.g. 30s or 2m
+    /// Lifetime of each token handed out (Azure, GCP), e.g. 30s or 2m
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lifetime)]
     pub token_lifetime: Duration,
 
@@ -86,6 +92,26 @@ pub struct EmulatorArgs {
 
     #[command(flatten)]
     pub aws: AwsArgs,
+
+    #[command(flatten)]
+    pub gcp: GcpArgs,
+}
+
+/// Flags of `--cloud gcp`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GcpArgs {
+    /// GCP: verified IAM AUTHs each front admits per second (0: no limit);
+    /// over it the front answers an ERR_IAM_EXHAUSTED error
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 0)]
+    pub auth_rate_limit: u32,
+
+    /// GCP: address of the metadata-server stand-in (GCE_METADATA_HOST)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:16383")]
+    pub metadata_listen: SocketAddr,
+
+    /// GCP: the project id the metadata server reports
+    #[arg(long, value_name = "PROJECT", default_value = DEFAULT_PROJECT_ID)]
+    pub project_id: String,
 }
 
 /// Flags of `--cloud aws`.
@@ -158,8 +184,10 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         key_pem: read(&args.tls_key, "TLS key")?,
         redis_server: args.redis_server.clone(),
     };
-    if args.cloud == CloudKind::Aws {
-        return run_aws(args, config).await;
+    match args.cloud {
+        CloudKind::Aws => return run_aws(args, config).await,
+        CloudKind::Gcp => return run_gcp(args, config).await,
+        CloudKind::Azure => {}
     }
     if args.cluster > 0 {
         return run_cluster(args, config).await;
@@ -237,51 +265,88 @@ fn aws_config(args: &EmulatorArgs, azure: CloudConfig) -> AwsCloudConfig {
     }
 }
 
-/// An AWS cache, single or clustered.
-enum RunningAws {
-    Single(AwsCloud),
+/// The GCP settings from the flags, with the certificate, key, token
+/// lifetime and redis-server of `azure` (read once).
+fn gcp_config(args: &EmulatorArgs, azure: CloudConfig) -> GcpCloudConfig {
+    GcpCloudConfig {
+        project_id: args.gcp.project_id.clone(),
+        token_lifetime: azure.token_lifetime,
+        auth_rate_limit: Some(args.gcp.auth_rate_limit).filter(|&n| n > 0),
+        front_listen: args.front_listen,
+        metadata_listen: args.gcp.metadata_listen,
+        cert_pem: azure.cert_pem,
+        key_pem: azure.key_pem,
+        redis_server: azure.redis_server,
+    }
+}
+
+/// An AWS or GCP cache, single or clustered.
+enum Running {
+    Aws(AwsCloud),
+    Gcp(GcpCloud),
     Cluster(ClusterCloud),
 }
 
-impl RunningAws {
-    /// Starts the cache the flags describe.
-    async fn start(args: &EmulatorArgs, config: AwsCloudConfig) -> anyhow::Result<RunningAws> {
+impl Running {
+    /// Starts the AWS cache the flags describe.
+    async fn start_aws(args: &EmulatorArgs, config: AwsCloudConfig) -> anyhow::Result<Running> {
         if args.cluster == 0 {
-            return Ok(RunningAws::Single(AwsCloud::start(config).await?));
+            return Ok(Running::Aws(AwsCloud::start(config).await?));
         }
-        let shape = ClusterShape {
-            primaries: args.cluster,
-            replicas_per_primary: args.replicas,
-            ..ClusterShape::default()
-        };
-        let cloud = ClusterCloud::start_aws(config, shape).await?;
+        let cloud = ClusterCloud::start_aws(config, cluster_shape(args)).await?;
+        Running::clustered(args, cloud)
+    }
+
+    /// Starts the GCP instance the flags describe.
+    async fn start_gcp(args: &EmulatorArgs, config: GcpCloudConfig) -> anyhow::Result<Running> {
+        if args.cluster == 0 {
+            return Ok(Running::Gcp(GcpCloud::start(config).await?));
+        }
+        let cloud = ClusterCloud::start_gcp(config, cluster_shape(args)).await?;
+        Running::clustered(args, cloud)
+    }
+
+    /// A cluster that started: writes the seed file if asked to.
+    fn clustered(args: &EmulatorArgs, cloud: ClusterCloud) -> anyhow::Result<Running> {
         if let Some(path) = &args.seed_file {
             std::fs::write(path, format!("{}\n", cloud.seed().port()))
                 .with_context(|| format!("writing the seed file {}", path.display()))?;
         }
-        Ok(RunningAws::Cluster(cloud))
+        Ok(Running::Cluster(cloud))
     }
 
     /// Where clients connect.
     fn front(&self) -> String {
         match self {
-            RunningAws::Single(cloud) => cloud.front().addr().to_string(),
-            RunningAws::Cluster(cloud) => format!("localhost:{} (seed)", cloud.seed().port()),
+            Running::Aws(cloud) => cloud.front().addr().to_string(),
+            Running::Gcp(cloud) => cloud.front().addr().to_string(),
+            Running::Cluster(cloud) => format!("localhost:{} (seed)", cloud.seed().port()),
         }
     }
 
     fn env_vars(&self) -> Vec<(String, String)> {
         match self {
-            RunningAws::Single(cloud) => cloud.env_vars(),
-            RunningAws::Cluster(cloud) => cloud.env_vars(),
+            Running::Aws(cloud) => cloud.env_vars(),
+            Running::Gcp(cloud) => cloud.env_vars(),
+            Running::Cluster(cloud) => cloud.env_vars(),
         }
     }
 
     fn stats(&self) -> FrontStats {
         match self {
-            RunningAws::Single(cloud) => cloud.stats(),
-            RunningAws::Cluster(cloud) => cloud.stats(),
+            Running::Aws(cloud) => cloud.stats(),
+            Running::Gcp(cloud) => cloud.stats(),
+            Running::Cluster(cloud) => cloud.stats(),
         }
+    }
+}
+
+/// The cluster the flags describe.
+fn cluster_shape(args: &EmulatorArgs) -> ClusterShape {
+    ClusterShape {
+        primaries: args.cluster,
+        replicas_per_primary: args.replicas,
+        ..ClusterShape::default()
     }
 }
 
@@ -289,7 +354,7 @@ impl RunningAws {
 async fn run_aws(args: EmulatorArgs, azure: CloudConfig) -> anyhow::Result<()> {
     let config = aws_config(&args, azure);
     let cache = config.cache();
-    let cloud = RunningAws::start(&args, config).await?;
+    let cloud = Running::start_aws(&args, config).await?;
     let env = cloud.env_vars();
     let front = cloud.front();
     let uri = env.first().map(|(_, v)| v.as_str()).unwrap_or_default();
@@ -319,6 +384,33 @@ async fn run_aws(args: EmulatorArgs, azure: CloudConfig) -> anyhow::Result<()> {
     }
     redauth::server::shutdown_signal().await;
     tracing::info!(stats = ?cloud.stats(), "emulated AWS cache stopping");
+    Ok(())
+}
+
+/// `--cloud gcp`: a [`GcpCloud`] (or a clustered one) until SIGINT or SIGTERM.
+async fn run_gcp(args: EmulatorArgs, azure: CloudConfig) -> anyhow::Result<()> {
+    let config = gcp_config(&args, azure);
+    let project_id = config.project_id.clone();
+    let rate = config.auth_rate_limit;
+    let cloud = Running::start_gcp(&args, config).await?;
+    let env = cloud.env_vars();
+    let host = env.first().map(|(_, v)| v.as_str()).unwrap_or_default();
+    tracing::info!(
+        front = %cloud.front(),
+        metadata_host = %host,
+        project_id = %project_id,
+        token_lifetime = %humantime::format_duration(args.token_lifetime),
+        auth_rate_limit = rate.map_or_else(|| "none".to_string(), |n| format!("{n}/s per front")),
+        "emulated GCP Memorystore running (for tests and demos only): point redauth at the \
+         front (AUTH <token> as user default) and give it GCE_METADATA_HOST (--env-file)"
+    );
+    if let Some(path) = &args.env_file {
+        write_env_file(path, &env)
+            .with_context(|| format!("writing the env file {}", path.display()))?;
+        tracing::info!(path = %path.display(), "wrote GCE_METADATA_HOST");
+    }
+    redauth::server::shutdown_signal().await;
+    tracing::info!(stats = ?cloud.stats(), "emulated GCP Memorystore stopping");
     Ok(())
 }
 
@@ -460,6 +552,52 @@ mod tests {
         let mut bad = base.to_vec();
         bad.extend(["--cloud", "aws", "--service", "s3"]);
         assert!(Cli::try_parse_from(bad).is_err());
+    }
+
+    #[test]
+    fn gcp_flags() {
+        let base = ["x", "--tls-cert", "c", "--tls-key", "k"];
+        let cli = Cli::try_parse_from(base).unwrap();
+        assert_eq!(cli.args.gcp.auth_rate_limit, 0);
+        assert_eq!(
+            cli.args.gcp.metadata_listen,
+            "127.0.0.1:16383".parse().unwrap()
+        );
+        let mut argv = base.to_vec();
+        argv.extend([
+            "--cloud",
+            "gcp",
+            "--token-lifetime",
+            "5s",
+            "--auth-rate-limit",
+            "20",
+            "--metadata-listen",
+            "127.0.0.1:0",
+            "--project-id",
+            "my-proj",
+            "--cluster",
+            "3",
+        ]);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        assert_eq!(cli.args.cloud, CloudKind::Gcp);
+        assert_eq!(cli.args.cluster, 3);
+        let azure = CloudConfig {
+            oid: DEFAULT_OID.into(),
+            token_lifetime: cli.args.token_lifetime,
+            front_listen: cli.args.front_listen,
+            identity_listen: cli.args.identity_listen,
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+            redis_server: PathBuf::from("redis-server"),
+        };
+        let config = gcp_config(&cli.args, azure.clone());
+        assert_eq!(config.token_lifetime, Duration::from_secs(5));
+        assert_eq!(config.auth_rate_limit, Some(20));
+        assert_eq!(config.metadata_listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.project_id, "my-proj");
+        assert_eq!(config.validate(), Ok(()));
+        let cli = Cli::try_parse_from(base).unwrap();
+        assert_eq!(gcp_config(&cli.args, azure).auth_rate_limit, None);
     }
 
     #[test]

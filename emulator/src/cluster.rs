@@ -19,6 +19,13 @@
 //! endpoint. (Real ElastiCache announces per-node DNS names; here every node
 //! is `localhost:<port>` as for Azure.)
 //!
+//! [`ClusterCloud::start_gcp`] is the GCP flavour (Memorystore for Redis
+//! Cluster, always clustered): every node's `default` user gets a password
+//! of its own that only its front knows, and every front accepts the
+//! metadata server's access tokens through one shared
+//! [`GcpVerifier`](crate::GcpVerifier), never closes a connection for its
+//! token's expiry, and keeps its own AUTH rate limit.
+//!
 //! [`ClusterCloud`] also changes the topology for tests (`add_primary`,
 //! `reshard`, `failover`, `admin`); it does not restart or kill nodes.
 
@@ -30,6 +37,7 @@ mod tests;
 use crate::aws::{AwsCloudConfig, AwsIam};
 use crate::backend::{Backend, BackendError, Shape};
 use crate::front::{Checker, ExpiredClose, Front, FrontConfig, FrontStats};
+use crate::gcp::{GcpCloudConfig, GcpIam, IAM_USER};
 use crate::identity::IdentityEndpoint;
 use crate::issuer::Issuer;
 use crate::{random, CloudConfig, CloudError};
@@ -86,13 +94,15 @@ enum Authority {
     },
     /// AWS: the credentials endpoint and the SigV4 verifier.
     Aws(AwsIam),
+    /// GCP: the metadata server and the access-token verifier.
+    Gcp(GcpIam),
 }
 
 /// What every node is started with.
 #[derive(Clone)]
 struct NodeSetup {
     redis_server: PathBuf,
-    /// The ACL user (the Entra oid, the AWS user id).
+    /// The ACL user (the Entra oid, the AWS user id; GCP: `default`).
     user: String,
     cert_pem: String,
     key_pem: String,
@@ -167,6 +177,25 @@ impl ClusterCloud {
             checker: Checker::Aws(iam.verifier().clone()),
         };
         ClusterCloud::form(setup, Authority::Aws(iam), shape).await
+    }
+
+    /// The GCP flavour: starts the metadata server and every node with a
+    /// front accepting its access tokens, then forms the cluster.
+    /// `config.front_listen` is not used: each front takes its node's port.
+    pub async fn start_gcp(
+        config: GcpCloudConfig,
+        shape: ClusterShape,
+    ) -> Result<ClusterCloud, CloudError> {
+        check_shape(&shape)?;
+        let iam = config.start_iam().await?;
+        let setup = NodeSetup {
+            redis_server: config.redis_server,
+            user: IAM_USER.to_string(),
+            cert_pem: config.cert_pem,
+            key_pem: config.key_pem,
+            checker: Checker::Gcp(iam.verifier().clone()),
+        };
+        ClusterCloud::form(setup, Authority::Gcp(iam), shape).await
     }
 
     /// Starts every node with its front and forms the cluster.
@@ -340,38 +369,49 @@ impl ClusterCloud {
             .collect()
     }
 
-    /// The token issuer all fronts share (Azure; `None` for AWS).
+    /// The token issuer all fronts share (Azure; `None` otherwise).
     pub fn issuer(&self) -> Option<&Arc<Issuer>> {
         match &self.authority {
             Authority::Entra { issuer, .. } => Some(issuer),
-            Authority::Aws(_) => None,
+            Authority::Aws(_) | Authority::Gcp(_) => None,
         }
     }
 
-    /// The managed-identity endpoint (Azure; `None` for AWS).
+    /// The managed-identity endpoint (Azure; `None` otherwise).
     pub fn identity(&self) -> Option<&IdentityEndpoint> {
         match &self.authority {
             Authority::Entra { identity, .. } => Some(identity),
-            Authority::Aws(_) => None,
+            Authority::Aws(_) | Authority::Gcp(_) => None,
         }
     }
 
     /// The credentials endpoint and verifier all fronts share (AWS; `None`
-    /// for Azure).
+    /// otherwise).
     pub fn aws(&self) -> Option<&AwsIam> {
         match &self.authority {
-            Authority::Entra { .. } => None,
             Authority::Aws(iam) => Some(iam),
+            Authority::Entra { .. } | Authority::Gcp(_) => None,
+        }
+    }
+
+    /// The metadata server and verifier all fronts share (GCP; `None`
+    /// otherwise).
+    pub fn gcp(&self) -> Option<&GcpIam> {
+        match &self.authority {
+            Authority::Gcp(iam) => Some(iam),
+            Authority::Entra { .. } | Authority::Aws(_) => None,
         }
     }
 
     /// Azure: `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` (see
     /// [`crate::Cloud::env_vars`]); AWS: `AWS_CONTAINER_CREDENTIALS_FULL_URI`
-    /// and `AWS_CONTAINER_AUTHORIZATION_TOKEN` (see [`crate::AwsCloud::env_vars`]).
+    /// and `AWS_CONTAINER_AUTHORIZATION_TOKEN` (see [`crate::AwsCloud::env_vars`]);
+    /// GCP: `GCE_METADATA_HOST` (see [`crate::GcpCloud::env_vars`]).
     pub fn env_vars(&self) -> Vec<(String, String)> {
         match &self.authority {
             Authority::Entra { identity, .. } => identity.env_vars(),
             Authority::Aws(iam) => iam.env_vars(),
+            Authority::Gcp(iam) => iam.env_vars(),
         }
     }
 

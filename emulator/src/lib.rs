@@ -1,4 +1,4 @@
-//! Emulated clouds (Azure, AWS), for tests and the demo — never for production:
+//! Emulated clouds (Azure, AWS, GCP), for tests and the demo — never for production:
 //! a crate of the workspace of its own, so nothing of it is in the `redauth`
 //! binary. It depends on `redauth` only for its RESP scanners.
 //!
@@ -26,6 +26,12 @@
 //! ([`Checker`]), closing connections a set time after their last AUTH and
 //! refusing AUTH inside MULTI. [`ClusterCloud::start_aws`] clusters it.
 //!
+//! [`gcp`] is the GCP counterpart, [`GcpCloud::start`]: a metadata-server
+//! stand-in issuing short-lived `ya29.` access tokens, and the same front
+//! accepting them on `AUTH <token>` (user `default`), never closing a
+//! connection for its token's expiry, and limiting IAM AUTHs per second
+//! ([`Checker::Gcp`]). [`ClusterCloud::start_gcp`] clusters it.
+//!
 //! [`cli`] runs the same thing as `redauth-emulator` for the demo.
 //!
 //! Secrets (tokens, passwords, the identity header) are never logged, and the
@@ -36,6 +42,7 @@ pub mod backend;
 pub mod cli;
 pub mod cluster;
 pub mod front;
+pub mod gcp;
 pub mod identity;
 pub mod issuer;
 mod random;
@@ -49,7 +56,9 @@ pub use backend::{Backend, BackendError};
 pub use cluster::{ClusterCloud, ClusterShape};
 pub use front::{
     Checker, DeadlineKind, ExpiredClose, Front, FrontConfig, FrontStats, AUTH_IN_MULTI,
+    IAM_RATE_LIMITED,
 };
+pub use gcp::{GcpCloud, GcpCloudConfig, GcpVerifier, MetadataServer};
 pub use identity::IdentityEndpoint;
 pub use issuer::{Claims, Issuer, Minted, Rejection};
 
@@ -104,6 +113,8 @@ pub enum CloudError {
     Config(String),
     #[error("starting the credentials endpoint: {0}")]
     Credentials(#[source] std::io::Error),
+    #[error("starting the metadata server: {0}")]
+    Metadata(#[source] std::io::Error),
 }
 
 /// The whole emulated cloud. Dropping it stops everything (connections

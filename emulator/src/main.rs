@@ -1,6 +1,7 @@
 //! `redauth-emulator`: an emulated cloud — Azure (a managed-identity token
-//! endpoint) or, with `--cloud aws`, AWS (a container-credentials endpoint),
-//! each with a token-checking TLS front before a local redis-server — as a
+//! endpoint), with `--cloud aws` AWS (a container-credentials endpoint) or,
+//! with `--cloud gcp`, GCP (a metadata-server stand-in), each with a
+//! token-checking TLS front before a local redis-server — as a
 //! process, for the demo and for trying redauth by hand. Never for
 //! production; not part of the `redauth` binary.
 
@@ -8,7 +9,7 @@ use clap::Parser;
 use redauth_emulator::cli::EmulatorArgs;
 use std::process::ExitCode;
 
-/// An emulated Azure or AWS cloud, for the demo and tests; never for production.
+/// An emulated Azure, AWS or GCP cloud, for the demo and tests; never for production.
 #[derive(Debug, Parser)]
 #[command(name = "redauth-emulator", version)]
 struct Cli {

@@ -316,3 +316,54 @@ async fn an_aws_cluster_checks_sigv4_tokens_on_every_front() {
     }
     assert_eq!(cloud.stats().expired_closes, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gcp_cluster_accepts_access_tokens_on_every_front_and_outlives_them() {
+    for program in ["redis-server", "redis-cli", "openssl"] {
+        if !have(program) {
+            eprintln!("skipping: {program} is not installed");
+            return;
+        }
+    }
+    if std::net::TcpListener::bind((NODE_IP, 0)).is_err() {
+        eprintln!("skipping: {NODE_IP} cannot be bound here");
+        return;
+    }
+    let (cert_pem, key_pem) = certificate();
+    let tls = connector(&cert_pem);
+    let mut config = crate::GcpCloudConfig::new(cert_pem, key_pem);
+    config.token_lifetime = Duration::from_secs(2);
+    config.auth_rate_limit = Some(1);
+    let shape = ClusterShape {
+        replicas_per_primary: 0,
+        ..ClusterShape::default()
+    };
+    let cloud = ClusterCloud::start_gcp(config, shape).await.unwrap();
+    assert!(cloud.issuer().is_none() && cloud.aws().is_none());
+    let iam = cloud.gcp().expect("a GCP cluster");
+    assert_eq!(cloud.env_vars()[0].0, "GCE_METADATA_HOST");
+    let token = iam.tokens().issue(None);
+    let mut clients = Vec::new();
+    for front in cloud.fronts() {
+        let mut client = Client::connect_to(front, &tls).await;
+        assert_eq!(client.call(&["AUTH", &token.token]).await, "+OK\r\n");
+        // Each front keeps its own limit: one a second here.
+        let mut second = Client::connect_to(front, &tls).await;
+        let limited = second.call(&["AUTH", &token.token]).await;
+        assert_eq!(limited.as_bytes(), crate::IAM_RATE_LIMITED);
+        clients.push(client);
+    }
+    let stats = cloud.stats();
+    assert_eq!((stats.tokens_verified, stats.auth_ok), (3, 3));
+    assert_eq!(stats.auth_rate_limited, 3);
+    // The token expires; no front closes its connection.
+    let left = token
+        .expires_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(500)).await;
+    for client in &mut clients {
+        assert_eq!(client.call(&["PING"]).await, "+PONG\r\n");
+    }
+    assert_eq!(cloud.stats().expired_closes, 0);
+}

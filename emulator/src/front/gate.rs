@@ -6,11 +6,17 @@
 //! - [`Checker::Aws`]: a SigV4-presigned connect URL the [`AwsVerifier`]
 //!   accepts; the connection lives [`AwsVerifier::connection_limit`] from
 //!   the AUTH, and AUTH inside MULTI is refused.
+//! - [`Checker::Gcp`]: an access token the emulated metadata server issued,
+//!   for the user `default` (or no user: `AUTH <token>`); the connection
+//!   has no deadline, and each front admits at most so many verified AUTHs
+//!   a second (its own [`AuthRateLimit`]), answering the rest with
+//!   [`IAM_RATE_LIMITED`].
 
 use crate::aws::{self, AwsVerifier};
+use crate::gcp::{AuthRateLimit, GcpRefusal, GcpVerifier, IAM_USER};
 use crate::issuer::{self, Issuer};
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 /// How the front checks tokens.
 #[derive(Debug, Clone)]
@@ -19,6 +25,8 @@ pub enum Checker {
     Entra(Arc<Issuer>),
     /// AWS: ElastiCache/MemoryDB IAM auth tokens, checked by this verifier.
     Aws(Arc<AwsVerifier>),
+    /// GCP: Memorystore IAM access tokens, checked by this verifier.
+    Gcp(Arc<GcpVerifier>),
 }
 
 impl From<Arc<Issuer>> for Checker {
@@ -30,6 +38,12 @@ impl From<Arc<Issuer>> for Checker {
 impl From<Arc<AwsVerifier>> for Checker {
     fn from(verifier: Arc<AwsVerifier>) -> Checker {
         Checker::Aws(verifier)
+    }
+}
+
+impl From<Arc<GcpVerifier>> for Checker {
+    fn from(verifier: Arc<GcpVerifier>) -> Checker {
+        Checker::Gcp(verifier)
     }
 }
 
@@ -45,6 +59,11 @@ pub enum DeadlineKind {
 /// The error a cloud that refuses AUTH inside MULTI answers with.
 pub const AUTH_IN_MULTI: &[u8] = b"-ERR IAM authentication is not allowed inside MULTI\r\n";
 
+/// The error the GCP front answers an AUTH over its rate limit with: the
+/// text Memorystore documents for its IAM backend's quota being exceeded
+/// (its wording for the connection-rate limit itself is not published).
+pub const IAM_RATE_LIMITED: &[u8] = b"-ERR (ERR_IAM_EXHAUSTED) Memorystore IAM authentication backend quota exceeded. See https://cloud.google.com/memorystore/docs/cluster/manage-iam-auth#error_messages.\r\n";
+
 /// Decides whether a token may stand for the backend user's password.
 pub(crate) struct Gate {
     pub(crate) checker: Checker,
@@ -52,6 +71,8 @@ pub(crate) struct Gate {
     pub(crate) backend_password: String,
     /// A password no backend user has.
     pub(crate) invalid_password: String,
+    /// This front's limit on verified AUTHs a second, if its cloud has one.
+    pub(crate) rate_limit: Option<Mutex<AuthRateLimit>>,
 }
 
 /// Why a token was not let through. Never holds the token, nor the user
@@ -68,9 +89,31 @@ pub(crate) enum Refusal {
     NoUser,
     #[error("malformed token: not UTF-8")]
     NotUtf8,
+    #[error("{0}")]
+    Gcp(#[from] GcpRefusal),
 }
 
 impl Gate {
+    /// The gate of one front: its own rate limit, if the cloud has one.
+    pub(crate) fn new(
+        checker: Checker,
+        backend_password: String,
+        invalid_password: String,
+    ) -> Gate {
+        let rate_limit = match &checker {
+            Checker::Gcp(verifier) => verifier
+                .auth_rate_limit()
+                .map(|n| Mutex::new(AuthRateLimit::new(n, Instant::now()))),
+            Checker::Entra(_) | Checker::Aws(_) => None,
+        };
+        Gate {
+            checker,
+            backend_password,
+            invalid_password,
+            rate_limit,
+        }
+    }
+
     /// The connection's new deadline if `token` is valid at `now` for `user`.
     pub(crate) fn check(
         &self,
@@ -78,19 +121,59 @@ impl Gate {
         token: &[u8],
         now: SystemTime,
     ) -> Result<SystemTime, Refusal> {
+        self.check_user(Some(user), token, now)
+    }
+
+    /// As [`Gate::check`]; `user` is `None` for the one-argument
+    /// `AUTH <token>`, which only GCP accepts.
+    pub(crate) fn check_user(
+        &self,
+        user: Option<&[u8]>,
+        token: &[u8],
+        now: SystemTime,
+    ) -> Result<SystemTime, Refusal> {
         let token = std::str::from_utf8(token).map_err(|_| Refusal::NotUtf8)?;
-        match &self.checker {
-            Checker::Entra(issuer) => {
+        match (&self.checker, user) {
+            (Checker::Gcp(verifier), user) => Ok(verifier.verify(user, token, now)?.expires_at),
+            (_, None) => Err(Refusal::NoUser),
+            (Checker::Entra(issuer), Some(user)) => {
                 let claims = issuer.verify(token, now)?;
                 if claims.oid.as_bytes() != user {
                     return Err(Refusal::WrongUser);
                 }
                 Ok(claims.expires_at())
             }
-            Checker::Aws(verifier) => {
+            (Checker::Aws(verifier), Some(user)) => {
                 verifier.verify(user, token, now)?;
                 Ok(now + verifier.connection_limit())
             }
+        }
+    }
+
+    /// The user a one-argument `AUTH <token>` stands for, when the cloud
+    /// accepts that form (GCP: `default`).
+    pub(crate) fn bare_token_user(&self) -> Option<&'static [u8]> {
+        match self.checker {
+            Checker::Gcp(_) => Some(IAM_USER.as_bytes()),
+            Checker::Entra(_) | Checker::Aws(_) => None,
+        }
+    }
+
+    /// Takes one permit from this front's AUTH rate limit: `false` when
+    /// the limit is reached (always `true` without a limit).
+    pub(crate) fn admit(&self, now: Instant) -> bool {
+        match &self.rate_limit {
+            Some(limit) => limit.lock().unwrap_or_else(|e| e.into_inner()).admit(now),
+            None => true,
+        }
+    }
+
+    /// The deadline a successful AUTH whose check gave `checked` sets:
+    /// none for GCP, where an authenticated connection outlives its token.
+    pub(crate) fn deadline(&self, checked: SystemTime) -> Option<SystemTime> {
+        match self.checker {
+            Checker::Entra(_) | Checker::Aws(_) => Some(checked),
+            Checker::Gcp(_) => None,
         }
     }
 
@@ -98,15 +181,15 @@ impl Gate {
     /// answers it itself instead of letting the backend queue it.
     pub(crate) fn auth_in_multi_reply(&self) -> Option<&'static [u8]> {
         match self.checker {
-            Checker::Entra(_) => None,
+            Checker::Entra(_) | Checker::Gcp(_) => None,
             Checker::Aws(_) => Some(AUTH_IN_MULTI),
         }
     }
 
-    /// What the deadline a good AUTH sets is.
+    /// What the deadline a good AUTH sets is (GCP sets none).
     pub(crate) fn deadline_kind(&self) -> DeadlineKind {
         match self.checker {
-            Checker::Entra(_) => DeadlineKind::TokenExpiry,
+            Checker::Entra(_) | Checker::Gcp(_) => DeadlineKind::TokenExpiry,
             Checker::Aws(_) => DeadlineKind::ConnectionLimit,
         }
     }

@@ -51,6 +51,17 @@
 //! MULTI counts as entered when it is sent, even if the backend refuses it
 //! (`-NOAUTH` before any AUTH), and once a connection is untracked such an
 //! AUTH is forwarded as usual (the backend queues it).
+//!
+//! # GCP
+//!
+//! With [`Checker::Gcp`] the one-argument `AUTH <token>` is accepted too
+//! (as the user `default`, the only one Memorystore IAM authentication
+//! takes), and a successful AUTH sets no deadline: as on Memorystore, an
+//! authenticated connection outlives its token. Each front admits at most
+//! the verifier's rate of verified AUTHs a second; an AUTH over it is
+//! answered by the front with [`IAM_RATE_LIMITED`], in its place, and never
+//! reaches the backend (not inside MULTI, nor once untracked: there the
+//! limit is not applied).
 
 mod gate;
 mod relay;
@@ -60,7 +71,7 @@ mod requests;
 use super::random;
 use bytes::Bytes;
 use gate::Gate;
-pub use gate::{Checker, DeadlineKind, AUTH_IN_MULTI};
+pub use gate::{Checker, DeadlineKind, AUTH_IN_MULTI, IAM_RATE_LIMITED};
 use redauth::resp::command::SubscribeKind;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -131,6 +142,7 @@ struct Counters {
     auth_rejected: AtomicU64,
     tokens_verified: AtomicU64,
     auth_refused_in_multi: AtomicU64,
+    auth_rate_limited: AtomicU64,
     expired_closes: AtomicU64,
     /// The first [`REPORTS_KEPT`] expiry closes.
     expired_reports: std::sync::Mutex<Vec<ExpiredClose>>,
@@ -215,6 +227,10 @@ pub struct FrontStats {
     /// AUTHs (or HELLO … AUTH) inside MULTI the front answered with
     /// [`AUTH_IN_MULTI`] (AWS only); counted in neither of the above.
     pub auth_refused_in_multi: u64,
+    /// AUTHs (or HELLO … AUTH) with a good token the front answered with
+    /// [`IAM_RATE_LIMITED`] because its AUTH rate limit was reached (GCP
+    /// only); counted in none of the above.
+    pub auth_rate_limited: u64,
     /// Connections closed because their deadline passed without a fresh
     /// AUTH (the token's expiry, or AWS's connection limit).
     pub expired_closes: u64,
@@ -228,6 +244,7 @@ impl FrontStats {
         self.auth_rejected += other.auth_rejected;
         self.tokens_verified += other.tokens_verified;
         self.auth_refused_in_multi += other.auth_refused_in_multi;
+        self.auth_rate_limited += other.auth_rate_limited;
         self.expired_closes += other.expired_closes;
     }
 }
@@ -271,11 +288,11 @@ impl Front {
         let shared = Arc::new(Shared {
             acceptor: TlsAcceptor::from(tls),
             backend: config.backend,
-            gate: Gate {
-                checker: config.checker,
-                backend_password: config.backend_password,
-                invalid_password: format!("invalid-{}", random::secret()),
-            },
+            gate: Gate::new(
+                config.checker,
+                config.backend_password,
+                format!("invalid-{}", random::secret()),
+            ),
             counters: Counters::default(),
         });
         let serving = shared.clone();
@@ -299,6 +316,7 @@ impl Front {
             auth_rejected: c.auth_rejected.load(Ordering::Relaxed),
             tokens_verified: c.tokens_verified.load(Ordering::Relaxed),
             auth_refused_in_multi: c.auth_refused_in_multi.load(Ordering::Relaxed),
+            auth_rate_limited: c.auth_rate_limited.load(Ordering::Relaxed),
             expired_closes: c.expired_closes.load(Ordering::Relaxed),
         }
     }

@@ -354,9 +354,16 @@ where
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%peer, "front: refused an AUTH inside MULTI");
                 }
+                AuthEvent::RateLimited => {
+                    shared
+                        .counters
+                        .auth_rate_limited
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%peer, "front: refused an AUTH over the rate limit");
+                }
                 AuthEvent::AcceptedUntracked(expires_at) => {
                     shared.counters.auth_ok.fetch_add(1, Ordering::Relaxed);
-                    deadline.send_replace(Some(expires_at));
+                    deadline.send_replace(shared.gate.deadline(expires_at));
                     tracing::debug!(
                         %peer,
                         expires_at = %rfc3339(expires_at),
@@ -431,7 +438,7 @@ where
         });
         for expires_at in succeeded {
             shared.counters.auth_ok.fetch_add(1, Ordering::Relaxed);
-            deadline.send_replace(Some(expires_at));
+            deadline.send_replace(shared.gate.deadline(expires_at));
             tracing::debug!(%peer, expires_at = %rfc3339(expires_at), "front: AUTH succeeded");
         }
         if let Err(e) = client.write_all(&out).await {

@@ -5,16 +5,20 @@
 //! [`Gate`] and replaced: by the backend user's password when it is good, by
 //! a password that cannot work when it is not, so the backend itself answers
 //! `WRONGPASS` in its proper place. For every command an [`Expect`] record
-//! tells the reply side what its reply means.
+//! tells the reply side what its reply means. The one-argument `AUTH
+//! <token>` is checked too where the cloud accepts it (GCP, as `default`).
+//! An AUTH whose token is good but over the front's rate limit (GCP) is not
+//! forwarded: the front answers it itself, in its place — except inside
+//! MULTI or once replies are untracked, where the limit is not applied.
 
-use super::gate::{Gate, Refusal};
+use super::gate::{Gate, Refusal, IAM_RATE_LIMITED};
 use super::Expect;
 use bytes::{Bytes, BytesMut};
 use memchr::memchr;
 use redauth::resp::command::CommandKind;
 use redauth::resp::request::{Request, RequestBody};
 use redauth::resp::{encode, parse_i64, DEFAULT_MAX_BULK};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// The longest `AUTH`, `HELLO` or `CLIENT` command held whole; longer ones
 /// are streamed (`CLIENT`) or end the connection (`AUTH`, `HELLO`).
@@ -30,6 +34,9 @@ pub(crate) enum AuthEvent {
     /// An AUTH (or HELLO … AUTH) inside MULTI, answered with an error by the
     /// front itself (AWS), not forwarded.
     RefusedInMulti,
+    /// A good token over the front's AUTH rate limit, answered with an
+    /// error by the front itself (GCP), not forwarded.
+    RateLimited,
 }
 
 /// The result of one pass over the buffer.
@@ -221,6 +228,13 @@ impl RequestScanner {
             out.local_reply = true;
             return Some(BytesMut::new());
         }
+        if self.rate_limited(kind, args, gate, now) {
+            out.events.push(AuthEvent::RateLimited);
+            out.records
+                .push(Expect::Local(Bytes::from_static(IAM_RATE_LIMITED)));
+            out.local_reply = true;
+            return Some(BytesMut::new());
+        }
         let (rewritten, auth) = match (kind, args) {
             (CommandKind::Auth, Some(args)) => auth(args, gate, now, &mut out.events),
             (CommandKind::Hello, Some(args)) => hello(args, gate, now, &mut out.events),
@@ -265,6 +279,32 @@ impl RequestScanner {
         } else {
             None
         }
+    }
+
+    /// Whether this is an AUTH (or HELLO … AUTH) whose token is good but
+    /// which the front's rate limit turns away; a good token admitted takes
+    /// a permit. Only while replies are tracked and outside MULTI, where
+    /// the front's own reply has a place.
+    fn rate_limited(
+        &self,
+        kind: CommandKind,
+        args: Option<&[&[u8]]>,
+        gate: &Gate,
+        now: SystemTime,
+    ) -> bool {
+        if gate.rate_limit.is_none() || self.in_multi || self.untracked {
+            return false;
+        }
+        let (user, token) = match (kind, args) {
+            (CommandKind::Auth, Some([_, token])) => (None, *token),
+            (CommandKind::Auth, Some([_, user, token])) => (Some(*user), *token),
+            (CommandKind::Hello, Some(args)) => match last_hello_auth(args) {
+                Some((user, token)) => (Some(user), token),
+                None => return false,
+            },
+            _ => return false,
+        };
+        gate.check_user(user, token, now).is_ok() && !gate.admit(Instant::now())
     }
 
     /// Pushes the record for a command: `args` when it was held whole, and
@@ -348,6 +388,11 @@ fn auth(
             let (password, outcome) = swap(user, token, gate, now, events);
             (encode::command(&[name, user, &password[..]]), Some(outcome))
         }
+        [name, token] if gate.bare_token_user().is_some() => {
+            let user = gate.bare_token_user().unwrap_or_default();
+            let (password, outcome) = swap(user, token, gate, now, events);
+            (encode::command(&[name, &password[..]]), Some(outcome))
+        }
         [name, _token] => {
             events.push(AuthEvent::Refused(Refusal::NoUser));
             let password = gate.invalid_password.as_bytes();
@@ -392,17 +437,25 @@ fn hello(
 /// Whether a `HELLO` carries an `AUTH user token` option (parsed as
 /// [`hello`] does).
 fn hello_authenticates(args: &[&[u8]]) -> bool {
+    last_hello_auth(args).is_some()
+}
+
+/// The last `AUTH user token` option of a `HELLO` (parsed as [`hello`]
+/// does): the one Redis uses.
+fn last_hello_auth<'a>(args: &[&'a [u8]]) -> Option<(&'a [u8], &'a [u8])> {
+    let mut last = None;
     let mut i = 2;
     while i < args.len() {
         if args[i].eq_ignore_ascii_case(b"auth") && i + 2 < args.len() {
-            return true;
+            last = Some((args[i + 1], args[i + 2]));
+            i += 3;
         } else if args[i].eq_ignore_ascii_case(b"setname") {
             i += 2;
         } else {
             i += 1;
         }
     }
-    false
+    last
 }
 
 /// The arguments of a whole multibulk command that [`Request::parse`] and
@@ -433,17 +486,17 @@ mod tests {
     const OID: &str = "00000000-0000-4000-8000-00000000d3e0";
 
     fn gate() -> Gate {
-        Gate {
-            checker: Checker::Entra(Arc::new(Issuer::new(OID.into(), Duration::from_secs(60)))),
-            backend_password: "backendpw".into(),
-            invalid_password: "invalidpw".into(),
-        }
+        Gate::new(
+            Checker::Entra(Arc::new(Issuer::new(OID.into(), Duration::from_secs(60)))),
+            "backendpw".into(),
+            "invalidpw".into(),
+        )
     }
 
     fn issuer(gate: &Gate) -> &Issuer {
         match &gate.checker {
             Checker::Entra(issuer) => issuer,
-            Checker::Aws(_) => unreachable!("an Entra gate"),
+            Checker::Aws(_) | Checker::Gcp(_) => unreachable!("an Entra gate"),
         }
     }
 
@@ -624,11 +677,11 @@ mod tests {
         let issuer = Arc::new(CredentialIssuer::new(Duration::from_secs(60)));
         let verifier = Arc::new(AwsVerifier::new(cache, issuer.clone()));
         let token = verifier.token(&issuer.issue(), "user", SystemTime::now());
-        let gate = Gate {
-            checker: Checker::Aws(verifier),
-            backend_password: "backendpw".into(),
-            invalid_password: "invalidpw".into(),
-        };
+        let gate = Gate::new(
+            Checker::Aws(verifier),
+            "backendpw".into(),
+            "invalidpw".into(),
+        );
         let mut scanner = RequestScanner::default();
         let input = [
             cmd(&["MULTI"]),
@@ -671,6 +724,116 @@ mod tests {
             out.events,
             vec![AuthEvent::RefusedInMulti, AuthEvent::RefusedInMulti]
         );
+    }
+
+    fn gcp_gate(rate: Option<u32>) -> (Gate, Arc<crate::gcp::AccessTokens>) {
+        use crate::gcp::{AccessTokens, GcpVerifier};
+        let tokens = Arc::new(AccessTokens::new(Duration::from_secs(60)));
+        let verifier = Arc::new(GcpVerifier::new(tokens.clone(), rate));
+        let gate = Gate::new(
+            Checker::Gcp(verifier),
+            "backendpw".into(),
+            "invalidpw".into(),
+        );
+        (gate, tokens)
+    }
+
+    #[test]
+    fn gcp_takes_a_bare_token_or_the_user_default() {
+        use crate::gcp::{GcpRefusal, Rejection};
+        let (gate, tokens) = gcp_gate(None);
+        let token = tokens.issue(None);
+        let input = [
+            cmd(&["AUTH", &token.token]),
+            cmd(&["AUTH", "default", &token.token]),
+            cmd(&["HELLO", "3", "AUTH", "default", &token.token]),
+        ]
+        .concat();
+        let out = run(&mut RequestScanner::default(), &gate, &input);
+        let expected = [
+            cmd(&["AUTH", "backendpw"]),
+            cmd(&["AUTH", "default", "backendpw"]),
+            cmd(&["HELLO", "3", "AUTH", "default", "backendpw"]),
+        ]
+        .concat();
+        assert_eq!(&out.bytes[..], &expected[..]);
+        let auth = Expect::Auth {
+            expires_at: token.expires_at,
+        };
+        let hello = Expect::Hello {
+            auth: Some(token.expires_at),
+        };
+        assert_eq!(out.records, vec![auth.clone(), auth, hello]);
+        assert!(out.events.is_empty());
+        assert_eq!(out.verified, 3);
+
+        let cases: &[(&[&str], Refusal)] = &[
+            (
+                &["AUTH", "someone", &token.token],
+                Refusal::Gcp(GcpRefusal::NotDefault),
+            ),
+            (
+                &["AUTH", "ya29.unknown"],
+                Refusal::Gcp(GcpRefusal::Token(Rejection::Unknown)),
+            ),
+            (
+                &["HELLO", "3", "AUTH", "admin", &token.token],
+                Refusal::Gcp(GcpRefusal::NotDefault),
+            ),
+        ];
+        for (args, refusal) in cases {
+            let out = run(&mut RequestScanner::default(), &gate, &cmd(args));
+            let mut expected = args.to_vec();
+            *expected.last_mut().unwrap() = "invalidpw";
+            assert_eq!(&out.bytes[..], &cmd(&expected)[..]);
+            assert_eq!(out.events, vec![AuthEvent::Refused(refusal.clone())]);
+        }
+        let expired = Gate::check_user(
+            &gate,
+            None,
+            token.token.as_bytes(),
+            token.expires_at + Duration::from_secs(1),
+        );
+        assert_eq!(
+            expired,
+            Err(Refusal::Gcp(GcpRefusal::Token(Rejection::Expired)))
+        );
+    }
+
+    #[test]
+    fn gcp_answers_auths_over_the_rate_limit_itself() {
+        let (gate, tokens) = gcp_gate(Some(2));
+        let token = tokens.issue(None).token;
+        let input = [
+            cmd(&["AUTH", &token]),
+            cmd(&["AUTH", "ya29.unknown"]),
+            cmd(&["HELLO", "3", "AUTH", "default", &token]),
+            cmd(&["AUTH", &token]),
+            cmd(&["PING"]),
+            cmd(&["MULTI"]),
+            cmd(&["AUTH", &token]),
+            cmd(&["EXEC"]),
+        ]
+        .concat();
+        let out = run(&mut RequestScanner::default(), &gate, &input);
+        let forwarded = [
+            cmd(&["AUTH", "backendpw"]),
+            cmd(&["AUTH", "invalidpw"]),
+            cmd(&["HELLO", "3", "AUTH", "default", "backendpw"]),
+            cmd(&["PING"]),
+            cmd(&["MULTI"]),
+            cmd(&["AUTH", "backendpw"]),
+            cmd(&["EXEC"]),
+        ]
+        .concat();
+        assert_eq!(&out.bytes[..], &forwarded[..]);
+        let limited = Expect::Local(Bytes::from_static(crate::front::IAM_RATE_LIMITED));
+        assert_eq!(out.records[3], limited);
+        assert_eq!(out.records.len(), 8);
+        assert!(out.local_reply);
+        assert_eq!(out.events.len(), 2);
+        assert!(matches!(out.events[0], AuthEvent::Refused(_)));
+        assert_eq!(out.events[1], AuthEvent::RateLimited);
     }
 
     #[test]
