@@ -246,7 +246,7 @@ fn every_kind_of_connection_survives_five_rotations() {
             assert_eq!(show(&frame), show(message(&n).as_bytes()), "message {n}");
             let p = next_frame(&mut sub2, &mut pongs_owed);
             assert_eq!(show(&p), show(pmessage(&n).as_bytes()), "pmessage {n}");
-            if received % 50 == 0 {
+            if received.is_multiple_of(50) {
                 sub2.send(&cmd(&["PING"]));
                 pongs_owed += 1;
             }

@@ -175,7 +175,15 @@ fn a_busy_refusal_keeps_the_old_deadline_and_tries_again_before_it() {
     assert!(Arc::ptr_eq(&again, &sent));
     r.answer(Verdict::Accepted, retry, 0.0);
     assert!(r.deadline().unwrap() > old_deadline, "accepted this time");
-    assert!(r.wake_at(retry).is_none(), "nothing more to do");
+    assert!(r.pending.is_none(), "nothing more to do");
+    let renewal = r
+        .wake_at(retry)
+        .expect("the next renewal, near the new deadline");
+    assert!(
+        renewal > retry + Duration::from_secs(40 * 60),
+        "{:?}",
+        renewal - retry
+    );
 }
 
 #[test]
@@ -188,14 +196,22 @@ fn a_wrong_credential_reverts_without_a_retry_and_answers_after_reset_are_ignore
     r.take_if_safe(None, When::Early).expect("taken early");
     r.answer(Verdict::Refused, now, 0.0);
     assert_eq!(r.deadline(), Some(authed + hour));
-    assert!(r.wake_at(now).is_none(), "waits for the next publication");
+    assert!(r.pending.is_none(), "no retry of a refused credential");
+    let renewal = r
+        .wake_at(now)
+        .expect("renewed with the old one near its deadline");
+    assert!(
+        renewal > now + Duration::from_secs(30 * 60),
+        "{:?}",
+        renewal - now
+    );
 
     r.published(aged("newer", hour), now, 0.0);
     r.take_if_safe(None, When::Early).expect("taken early");
     assert_eq!(r.settle().secret, aged("newer", hour).secret);
     r.answer(Verdict::Busy, now, 0.0);
     assert!(
-        r.wake_at(now).is_none(),
+        r.pending.is_none(),
         "settled by RESET: the late answer changes nothing"
     );
     assert!(r.deadline().unwrap() > SystemTime::now() + hour - Duration::from_secs(5));
