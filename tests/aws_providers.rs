@@ -1,9 +1,10 @@
 //! The real AWS credential chain (`aws-config`'s default chain) through redauth's
 //! `--auth aws-iam` token source, one provider at a time, without the network:
 //! environment variables, the shared profile files (static keys and `credential_process`),
-//! web identity (EKS IRSA) against an STS stand-in, and IMDSv2 against a metadata stand-in
-//! (emulator/src/standins/). Each test asserts which provider the chain settled on and that
-//! the token redauth signed carries that provider's access key id.
+//! web identity (EKS IRSA) against an STS stand-in, IAM Identity Center (SSO) against an SSO
+//! portal stand-in, and IMDSv2 against a metadata stand-in (emulator/src/standins/). Each
+//! test asserts which provider the chain settled on and that the token redauth signed
+//! carries that provider's access key id.
 //!
 //! The chain reads the process environment, which is global: each test runs its case in a
 //! child process, this same test binary run for that one test with an environment of the
@@ -272,6 +273,135 @@ async fn web_identity_against_an_sts_stand_in() {
     assert_eq!(found.region, "us-east-2", "--aws-region");
     assert!(found.session_token);
     assert_eq!(sts.requests(), vec!["POST /".to_string()]);
+}
+
+/// The account, role and access token of the SSO cases.
+const SSO_ACCOUNT: &str = "123456789012";
+const SSO_ROLE: &str = "RedauthReader";
+const SSO_TOKEN: &str = "the-sso-access-token";
+
+/// An SSO case: the profile in `config` (naming [`SSO_ACCOUNT`] and [`SSO_ROLE`]) with
+/// `cached_token` in the cache file `aws sso login` would have left under `identifier` (the
+/// `sso_session` name, or a legacy profile's `sso_start_url`), against an SSO portal stand-in
+/// reached through `AWS_ENDPOINT_URL_SSO` that accepts only [`SSO_TOKEN`]. Returns what the
+/// child found, the credentials the stand-in hands out and the requests it saw.
+async fn sso_case(
+    test: &'static str,
+    config: &str,
+    identifier: &str,
+    cached_token: &str,
+) -> (Found, Issued, Vec<String>) {
+    let issued = Issued::new("SSO", Duration::from_secs(3600));
+    let expected = standins::sso::Expected {
+        access_token: SSO_TOKEN.into(),
+        account_id: SSO_ACCOUNT.into(),
+        role_name: SSO_ROLE.into(),
+    };
+    let sso = standins::sso::start(expected, issued.clone())
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let expires_at = SystemTime::now() + Duration::from_secs(3600);
+    standins::sso::write_cached_token(home.path(), identifier, cached_token, expires_at).unwrap();
+    let config_file = home.path().join("config");
+    std::fs::write(&config_file, config).unwrap();
+    let vars = [
+        ("AWS_CONFIG_FILE", config_file.display().to_string()),
+        ("AWS_ENDPOINT_URL_SSO", sso.url()),
+        no_imds(),
+    ];
+    let home_path = home.path().to_path_buf();
+    let found = tokio::task::spawn_blocking(move || run_child(test, &home_path, &vars))
+        .await
+        .unwrap();
+    (found, issued, sso.requests())
+}
+
+/// The request the SSO provider makes of the portal.
+fn sso_request() -> String {
+    format!("GET /federation/credentials?role_name={SSO_ROLE}&account_id={SSO_ACCOUNT}")
+}
+
+/// A default profile with the `corp` SSO session, its region `ca-central-1`.
+fn sso_session_config() -> String {
+    format!(
+        "[default]\nregion = ca-central-1\nsso_session = corp\nsso_account_id = {SSO_ACCOUNT}\nsso_role_name = {SSO_ROLE}\n\n[sso-session corp]\nsso_region = us-west-2\nsso_start_url = https://d-0000000000.awsapps.com/start\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_session_against_an_sso_stand_in() {
+    if std::env::var_os(CHILD).is_some() {
+        std::thread::spawn(as_child).join().unwrap();
+        return;
+    }
+    let config = sso_session_config();
+    let (found, issued, requests) = sso_case(
+        "sso_session_against_an_sso_stand_in",
+        &config,
+        "corp",
+        SSO_TOKEN,
+    )
+    .await;
+    assert_eq!(found.error, "", "requests: {requests:?}");
+    assert_eq!(found.kind, "aws-iam (SSO)");
+    assert_eq!(found.key, issued.access_key_id);
+    assert_eq!(
+        found.region, "ca-central-1",
+        "the profile's region, not sso_region"
+    );
+    assert!(found.session_token);
+    assert_eq!(requests, vec![sso_request()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sso_profile_against_an_sso_stand_in() {
+    if std::env::var_os(CHILD).is_some() {
+        std::thread::spawn(as_child).join().unwrap();
+        return;
+    }
+    let start_url = "https://d-1111111111.awsapps.com/start";
+    let config = format!(
+        "[default]\nregion = eu-north-1\nsso_start_url = {start_url}\nsso_region = eu-west-1\nsso_account_id = {SSO_ACCOUNT}\nsso_role_name = {SSO_ROLE}\n"
+    );
+    let (found, issued, requests) = sso_case(
+        "legacy_sso_profile_against_an_sso_stand_in",
+        &config,
+        start_url,
+        SSO_TOKEN,
+    )
+    .await;
+    assert_eq!(found.error, "", "requests: {requests:?}");
+    assert_eq!(found.kind, "aws-iam (SSO)");
+    assert_eq!(found.key, issued.access_key_id);
+    assert_eq!(found.region, "eu-north-1");
+    assert!(found.session_token);
+    assert_eq!(requests, vec![sso_request()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_with_a_token_the_portal_refuses_is_an_error() {
+    if std::env::var_os(CHILD).is_some() {
+        std::thread::spawn(as_child).join().unwrap();
+        return;
+    }
+    let config = sso_session_config();
+    let (found, _, requests) = sso_case(
+        "sso_with_a_token_the_portal_refuses_is_an_error",
+        &config,
+        "corp",
+        "a-stale-sso-access-token",
+    )
+    .await;
+    assert!(found.error.starts_with("aws-iam: "), "{found:?}");
+    // The portal's refusal, as the SSO client read it; not the token.
+    assert!(found.error.contains("UnauthorizedException"), "{found:?}");
+    assert!(found.kind.is_empty(), "{found:?}");
+    assert!(
+        !found.error.contains("a-stale-sso-access-token"),
+        "{found:?}"
+    );
+    assert_eq!(requests, vec![sso_request()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

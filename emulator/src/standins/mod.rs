@@ -1,7 +1,8 @@
 //! Minimal stand-ins for the AWS endpoints the credential chain talks to, for
 //! redauth's credential-provider tests (tests/aws_providers.rs): the EC2
-//! instance metadata service, IMDSv2 ([`imds`]), and STS's
-//! `AssumeRoleWithWebIdentity` ([`sts`]). Each hands out one fixed set of
+//! instance metadata service, IMDSv2 ([`imds`]), STS's
+//! `AssumeRoleWithWebIdentity` ([`sts`]) and the SSO portal's
+//! `GetRoleCredentials` ([`sso`]). Each hands out one fixed set of
 //! temporary credentials ([`Issued`]), so a test can check that the token
 //! redauth signed carries that endpoint's access key id, and records the
 //! requests it saw.
@@ -11,6 +12,7 @@
 //! elsewhere in this crate. Plain HTTP on loopback only.
 
 pub mod imds;
+pub mod sso;
 pub mod sts;
 
 use bytes::Bytes;
