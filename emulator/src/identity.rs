@@ -29,23 +29,18 @@
 
 use super::issuer::{rfc3339, Issuer, Minted, AUDIENCE};
 use super::random;
+use crate::http::Listening;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// Path of the token endpoint; `IDENTITY_ENDPOINT` points here.
 pub const TOKEN_PATH: &str = "/msi/token";
@@ -75,14 +70,13 @@ struct Shared {
 /// A running identity endpoint.
 pub struct IdentityEndpoint {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    task: JoinHandle<()>,
+    listening: Listening,
 }
 
 impl std::fmt::Debug for IdentityEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdentityEndpoint")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .field("requests", &self.requests())
             .finish_non_exhaustive()
     }
@@ -94,13 +88,6 @@ impl IdentityEndpoint {
         issuer: Arc<Issuer>,
         listen: SocketAddr,
     ) -> std::io::Result<IdentityEndpoint> {
-        let listener = TcpListener::bind(listen).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("binding the identity endpoint to {listen}: {e}"),
-            )
-        })?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             issuer,
             header_secret: random::secret(),
@@ -112,23 +99,19 @@ impl IdentityEndpoint {
             reuse_ms: AtomicU64::new(0),
             last: Mutex::new(None),
         });
-        let serving = shared.clone();
-        let task = tokio::spawn(super::serve_each(
-            listener,
-            "identity",
-            move |stream, peer| serve_connection(stream, peer, serving.clone()),
-        ));
-        Ok(IdentityEndpoint { shared, addr, task })
+        let listening =
+            Listening::start(listen, "identity", shared.clone(), respond::<Incoming>).await?;
+        Ok(IdentityEndpoint { shared, listening })
     }
 
     /// The address the endpoint listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// The value for `IDENTITY_ENDPOINT`.
     pub fn url(&self) -> String {
-        format!("http://{}{TOKEN_PATH}", self.addr)
+        format!("http://{}{TOKEN_PATH}", self.addr())
     }
 
     /// The value for `IDENTITY_HEADER`: a random secret every token request
@@ -187,26 +170,7 @@ impl IdentityEndpoint {
 
     /// Stops serving: the listener and every open connection close.
     pub fn shutdown(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for IdentityEndpoint {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let service = service_fn(move |request: Request<Incoming>| {
-        let response = respond(&shared, &request, peer);
-        async move { Ok::<_, Infallible>(response) }
-    });
-    if let Err(error) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(%peer, %error, "identity: connection ended with an error");
+        self.listening.stop();
     }
 }
 

@@ -43,6 +43,7 @@ pub mod cli;
 pub mod cluster;
 pub mod front;
 pub mod gcp;
+mod http;
 pub mod identity;
 pub mod issuer;
 mod random;

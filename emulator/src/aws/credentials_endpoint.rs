@@ -20,25 +20,20 @@
 //! The authorization token and the credentials are never logged.
 
 use super::credentials::CredentialIssuer;
+use crate::http::Listening;
 use crate::issuer::rfc3339;
 use crate::random;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// Path of the credentials endpoint; `AWS_CONTAINER_CREDENTIALS_FULL_URI`
 /// points here.
@@ -62,14 +57,13 @@ struct Shared {
 /// A running container-credentials endpoint.
 pub struct CredentialsEndpoint {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    task: JoinHandle<()>,
+    listening: Listening,
 }
 
 impl std::fmt::Debug for CredentialsEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CredentialsEndpoint")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .field("requests", &self.requests())
             .field("served", &self.served())
             .finish_non_exhaustive()
@@ -82,13 +76,6 @@ impl CredentialsEndpoint {
         issuer: Arc<CredentialIssuer>,
         listen: SocketAddr,
     ) -> std::io::Result<CredentialsEndpoint> {
-        let listener = TcpListener::bind(listen).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("binding the credentials endpoint to {listen}: {e}"),
-            )
-        })?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             issuer,
             authorization: random::secret(),
@@ -96,23 +83,19 @@ impl CredentialsEndpoint {
             served: AtomicU64::new(0),
             fail_next: AtomicU64::new(0),
         });
-        let serving = shared.clone();
-        let task = tokio::spawn(crate::serve_each(
-            listener,
-            "credentials",
-            move |stream, peer| serve_connection(stream, peer, serving.clone()),
-        ));
-        Ok(CredentialsEndpoint { shared, addr, task })
+        let listening =
+            Listening::start(listen, "credentials", shared.clone(), respond::<Incoming>).await?;
+        Ok(CredentialsEndpoint { shared, listening })
     }
 
     /// The address the endpoint listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// The value for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
     pub fn url(&self) -> String {
-        format!("http://{}{CREDENTIALS_PATH}", self.addr)
+        format!("http://{}{CREDENTIALS_PATH}", self.addr())
     }
 
     /// The value for `AWS_CONTAINER_AUTHORIZATION_TOKEN`: a random secret
@@ -156,26 +139,7 @@ impl CredentialsEndpoint {
 
     /// Stops serving: the listener and every open connection close.
     pub fn shutdown(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for CredentialsEndpoint {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let service = service_fn(move |request: Request<Incoming>| {
-        let response = respond(&shared, &request, peer);
-        async move { Ok::<_, Infallible>(response) }
-    });
-    if let Err(error) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(%peer, %error, "credentials: connection ended with an error");
+        self.listening.stop();
     }
 }
 

@@ -26,24 +26,19 @@
 //! Tokens are never logged.
 
 use super::tokens::AccessTokens;
+use crate::http::Listening;
 use crate::issuer::rfc3339;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// The header (request and response) and its one value.
 pub const METADATA_FLAVOR: &str = "metadata-flavor";
@@ -87,14 +82,13 @@ struct Shared {
 /// A running metadata-server stand-in.
 pub struct MetadataServer {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    task: JoinHandle<()>,
+    listening: Listening,
 }
 
 impl std::fmt::Debug for MetadataServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetadataServer")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .field("account", &self.shared.account)
             .field("requests", &self.requests())
             .field("served", &self.served())
@@ -110,13 +104,6 @@ impl MetadataServer {
         account: ServiceAccount,
         listen: SocketAddr,
     ) -> std::io::Result<MetadataServer> {
-        let listener = TcpListener::bind(listen).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("binding the metadata server to {listen}: {e}"),
-            )
-        })?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             tokens,
             account,
@@ -124,23 +111,19 @@ impl MetadataServer {
             served: AtomicU64::new(0),
             fail_next: AtomicU64::new(0),
         });
-        let serving = shared.clone();
-        let task = tokio::spawn(crate::serve_each(
-            listener,
-            "metadata",
-            move |stream, peer| serve_connection(stream, peer, serving.clone()),
-        ));
-        Ok(MetadataServer { shared, addr, task })
+        let listening =
+            Listening::start(listen, "metadata", shared.clone(), respond::<Incoming>).await?;
+        Ok(MetadataServer { shared, listening })
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// The value for `GCE_METADATA_HOST`: `host:port`, no scheme.
     pub fn host(&self) -> String {
-        self.addr.to_string()
+        self.addr().to_string()
     }
 
     /// `GCE_METADATA_HOST`, for the process that runs Google's auth library.
@@ -176,26 +159,7 @@ impl MetadataServer {
 
     /// Stops serving: the listener and every open connection close.
     pub fn shutdown(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for MetadataServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let service = service_fn(move |request: Request<Incoming>| {
-        let response = respond(&shared, &request, peer);
-        async move { Ok::<_, Infallible>(response) }
-    });
-    if let Err(error) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(%peer, %error, "metadata: connection ended with an error");
+        self.listening.stop();
     }
 }
 
