@@ -25,16 +25,7 @@ fn setup(
     prefix: &str,
     timing: AwsTiming,
 ) -> (TempDir, Certs, tokio::runtime::Runtime, AwsCloudConfig) {
-    let dir = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .expect("creating temp dir");
-    let certs = Certs::generate(dir.path());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the emulated AWS");
+    let (dir, certs, runtime) = super::cloud::scaffold(prefix);
     let mut config = AwsCloudConfig::new(
         std::fs::read_to_string(&certs.server_cert).unwrap(),
         std::fs::read_to_string(&certs.server_key).unwrap(),

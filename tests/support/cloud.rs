@@ -18,12 +18,9 @@ use super::resp::RespConn;
 /// The object id the emulated identity has (and so the Redis username).
 pub const OID: &str = "5b3c9d2e-7f41-4a8e-9c1d-2e6f8a0b4c7d";
 
-/// A temp dir, the test PKI in it, a runtime for the emulated cloud, and its configuration with
-/// tokens that live `lifetime`.
-fn setup(
-    prefix: &str,
-    lifetime: Duration,
-) -> (TempDir, Certs, tokio::runtime::Runtime, CloudConfig) {
+/// A temp dir named from `prefix`, the test PKI in it, and a runtime of its own for an emulated
+/// cloud (Azure here, AWS in [`super::aws`]).
+pub fn scaffold(prefix: &str) -> (TempDir, Certs, tokio::runtime::Runtime) {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
@@ -34,6 +31,15 @@ fn setup(
         .enable_all()
         .build()
         .expect("a runtime for the emulated cloud");
+    (dir, certs, runtime)
+}
+
+/// [`scaffold`], and the cloud's configuration with tokens that live `lifetime`.
+fn setup(
+    prefix: &str,
+    lifetime: Duration,
+) -> (TempDir, Certs, tokio::runtime::Runtime, CloudConfig) {
+    let (dir, certs, runtime) = scaffold(prefix);
     let config = CloudConfig {
         oid: OID.to_string(),
         token_lifetime: lifetime,
