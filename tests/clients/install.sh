@@ -18,6 +18,10 @@ venv=$cache/venv
 node=$cache/node
 
 mkdir -p "$cache"
+# Test binaries run in parallel and several call this at once: one installs, the others wait
+# (two pip installs into one virtualenv at once break each other).
+exec 9>"$cache/.install.lock"
+flock 9
 if ! "$venv/bin/python" -c "import redis, botocore, sys; sys.exit(redis.__version__ != '$REDIS_PY' or botocore.__version__ != '$BOTOCORE')" 2>/dev/null; then
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
   "$venv/bin/pip" install -q --disable-pip-version-check "redis==$REDIS_PY" "botocore==$BOTOCORE" >&2
