@@ -127,7 +127,10 @@ fn seed_workloads_run_clean_across_connection_limits_and_credential_rotations() 
     let scrape = http::get(redauth.admin_addr(), "/metrics").body;
     let refreshes =
         http::sample(&scrape, "redauth_token_refresh_total{result=\"ok\"}").unwrap_or(0.0);
-    assert!(refreshes >= 4.0, "only {refreshes} token refreshes:\n{scrape}");
+    assert!(
+        refreshes >= 4.0,
+        "only {refreshes} token refreshes:\n{scrape}"
+    );
     assert!(scrape.contains("redauth_token_expiry_seconds "), "{scrape}");
     let reauths = http::sample(&scrape, "redauth_reauth_total{result=\"ok\"}").unwrap_or(0.0);
     assert!(
