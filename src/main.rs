@@ -20,8 +20,11 @@ use clap::Parser;
 use redauth::admin::{AdminServer, Health};
 use redauth::config::{self, Auth, Config, Settings};
 use redauth::credentials::password_file::{self, Verdict};
+use redauth::credentials::refresher::RedisUser;
 use redauth::credentials::schedule::RefreshPolicy;
-use redauth::credentials::{aws, entra, refresher, Credential, CredentialFeed, FeedState};
+use redauth::credentials::{
+    aws, entra, gcp, refresher, Credential, CredentialFeed, FeedState, TokenSource,
+};
 use redauth::environment::{Environment, ProcessEnv};
 use redauth::lifecycle;
 use redauth::server::{Server, StartError};
@@ -293,8 +296,11 @@ async fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, Ex
                 }
             };
             let summary = format!("entra: {}, scope {}", source.kind(), entra.scope);
-            let (credentials, task) =
-                refresher::start(source, username.clone(), RefreshPolicy::default());
+            let (credentials, task) = refresher::start(
+                source,
+                RedisUser::named_or(username.clone(), RedisUser::FromToken),
+                RefreshPolicy::default(),
+            );
             UpstreamCredentials {
                 credentials,
                 refresher: Some(task),
@@ -328,7 +334,40 @@ async fn upstream_credentials(config: &Config) -> Result<UpstreamCredentials, Ex
             );
             let (credentials, task) = refresher::start(
                 Arc::new(source),
-                Some(username.clone()),
+                RedisUser::Named(username.clone()),
+                RefreshPolicy::default(),
+            );
+            UpstreamCredentials {
+                credentials,
+                refresher: Some(task),
+                password_tx: None,
+                summary,
+            }
+        }
+        Auth::GcpIam {
+            gcp: settings,
+            username,
+        } => {
+            let source = match gcp::build(settings, &ProcessEnv) {
+                Ok(source) => source,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the GCP credentials");
+                    return Err(ExitCode::from(lifecycle::EXIT_CONFIG));
+                }
+            };
+            let summary = format!(
+                "{}, scope {}, user {}, live re-authentication {}",
+                source.kind(),
+                settings.scope,
+                username.as_deref().unwrap_or("default (AUTH <token>)"),
+                match settings.reauth {
+                    gcp::Reauth::Always => "before each token expires",
+                    gcp::Reauth::Never => "off (Memorystore keeps authenticated connections)",
+                }
+            );
+            let (credentials, task) = refresher::start(
+                Arc::new(source),
+                RedisUser::named_or(username.clone(), RedisUser::Default),
                 RefreshPolicy::default(),
             );
             UpstreamCredentials {

@@ -1,7 +1,7 @@
 //! Secure defaults: loopback unless told otherwise, a local client password checked like Redis's
 //! `requirepass`, warnings for secret files others can read, and a bulk-length limit that can be
 //! set. No secret shows in logs or replies along the way, nor, with `--auth aws-iam`, an AWS
-//! secret key, session token or IAM token.
+//! secret key, session token or IAM token, nor, with `--auth gcp-iam`, a GCP access token.
 
 mod support;
 
@@ -276,4 +276,42 @@ fn aws_keys_and_iam_tokens_never_show_in_logs() {
         "EnvironmentVariable",
         &[env_secret, env_session],
     );
+}
+
+/// `--auth gcp-iam` at trace level against the emulated GCP (tokens from its metadata server,
+/// whose HTTP answers carry them, living 3 s so several are fetched and used): the logs name the
+/// credential kind and the token refreshes, and show no token, nor any piece of one.
+#[test]
+fn gcp_access_tokens_never_show_in_logs() {
+    use support::gcp::{GcpTiming, TestGcp};
+    let gcp = TestGcp::start(GcpTiming {
+        token_lifetime: Duration::from_secs(3),
+        auth_rate_limit: None,
+    });
+    let redauth = gcp
+        .redauth_cmd()
+        .args(["--log-level", "trace", "--reauth", "always"])
+        .start();
+    let mut held = redauth.connect();
+    for _ in 0..8 {
+        assert_eq!(held.request(&["PING"]), b"+PONG\r\n");
+        let mut fresh = redauth.connect();
+        assert_eq!(fresh.request(&["PING"]), b"+PONG\r\n");
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let secrets = gcp.secrets();
+    assert!(secrets.len() >= 3, "only {} tokens issued", secrets.len());
+    let logs = redauth.stop();
+    assert!(
+        logs.contains("gcp-iam (metadata-server)"),
+        "the kind is logged:\n{logs}"
+    );
+    assert!(logs.contains("token refreshed"), "{logs}");
+    for secret in &secrets {
+        // Whole, and the random part after the prefix.
+        let body = secret.trim_start_matches("ya29.");
+        assert!(!logs.contains(secret.as_str()), "a token shows");
+        assert!(!logs.contains(&body[..24]), "a piece of a token shows");
+    }
+    assert!(!logs.contains("ya29."), "a token shows");
 }

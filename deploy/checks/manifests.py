@@ -37,7 +37,8 @@ KNOWN_FLAGS = {
     "allow-plaintext-upstream", "ca-file", "tls-server-name", "client-cert", "client-key",
     "auth", "username", "password-file", "entra-credential", "entra-client-id",
     "entra-tenant-id", "entra-scope", "entra-client-secret-file", "aws-cache-name",
-    "aws-service", "aws-serverless", "aws-region", "aws-connection-limit", "connect-timeout",
+    "aws-service", "aws-serverless", "aws-region", "aws-connection-limit", "gcp-scope", "reauth",
+    "connect-timeout",
     "idle-timeout", "max-connections", "admin-listen", "min-shutdown-delay",
     "max-shutdown-delay", "exit-zero-on-sigterm", "log-format", "log-level",
 }

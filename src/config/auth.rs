@@ -10,6 +10,7 @@ use super::Auth;
 use crate::credentials::aws::{AwsIamConfig, DEFAULT_CONNECTION_LIMIT};
 use crate::credentials::aws_token::Service;
 use crate::credentials::entra::{EntraConfig, EntraKind, DEFAULT_SCOPE};
+use crate::credentials::gcp::{self, GcpIamConfig, Reauth};
 use crate::credentials::{Credential, Secret};
 use crate::environment::Environment;
 
@@ -40,8 +41,13 @@ pub(crate) fn resolve_auth(
             settings.aws_connection_limit.is_some(),
         ),
     ];
+    let gcp_keys = [("gcp_scope", settings.gcp_scope.is_some())];
     let mut misplaced = Vec::new();
-    for (keys, wants) in [(&entra_keys, "entra"), (&aws_keys, "aws-iam")] {
+    for (keys, wants) in [
+        (&entra_keys[..], "entra"),
+        (&aws_keys[..], "aws-iam"),
+        (&gcp_keys[..], "gcp-iam"),
+    ] {
         if mode != wants {
             misplaced.extend(keys.iter().filter(|(_, given)| *given).map(|(key, _)| {
                 format!(
@@ -51,6 +57,7 @@ pub(crate) fn resolve_auth(
             }));
         }
     }
+    misplaced.extend(reauth_problem(settings, names, mode));
     if !misplaced.is_empty() {
         return Err(misplaced);
     }
@@ -60,8 +67,9 @@ pub(crate) fn resolve_auth(
         "password" => password_auth(settings, names, env).map_err(one),
         "entra" => entra_auth(settings, names, env).map_err(one),
         "aws-iam" => aws_auth(settings, names, env),
+        "gcp-iam" => gcp_auth(settings, names, env),
         other => Err(one(format!(
-            "{}: {other:?} is not one of password, entra, aws-iam, none",
+            "{}: {other:?} is not one of password, entra, aws-iam, gcp-iam, none",
             names.name("auth")
         ))),
     }
@@ -92,7 +100,7 @@ fn password_auth(
         (Some(path), None) => read_secret(&names.name("password_file"), path)?,
         (None, Some(text)) => text,
         (None, None) if settings.auth.is_none() => {
-            return Err("no upstream password and no --auth: for Entra ID tokens, did you mean --auth entra? For AWS IAM, --auth aws-iam. For an access key, give --password-file PATH or set REDAUTH_PASSWORD; for no AUTH at all, --auth none".into())
+            return Err("no upstream password and no --auth: for Entra ID tokens, did you mean --auth entra? For AWS IAM, --auth aws-iam; for GCP Memorystore IAM, --auth gcp-iam. For an access key, give --password-file PATH or set REDAUTH_PASSWORD; for no AUTH at all, --auth none".into())
         }
         (None, None) => {
             return Err("--auth password needs the password: --password-file PATH or REDAUTH_PASSWORD".into())
@@ -221,4 +229,71 @@ fn aws_auth(
         }),
         _ => Err(problems),
     }
+}
+
+/// `--reauth`: meaningful only where tokens rotate, and `never` only where
+/// the server keeps a connection whose token expired (Memorystore).
+fn reauth_problem(settings: &Settings, names: &Names, mode: &str) -> Option<String> {
+    let given = settings.reauth.as_deref()?;
+    let flag = names.name("reauth");
+    let reauth = match given.parse::<Reauth>() {
+        Ok(reauth) => reauth,
+        Err(e) => return Some(format!("{flag}: {e}")),
+    };
+    match (mode, reauth) {
+        ("gcp-iam", _) | ("entra" | "aws-iam", Reauth::Always) => None,
+        ("entra", Reauth::Never) => Some(format!(
+            "{flag} never cannot work with --auth entra: Azure closes a connection when its token expires"
+        )),
+        ("aws-iam", Reauth::Never) => Some(format!(
+            "{flag} never cannot work with --auth aws-iam: AWS closes a connection 12 hours after its last AUTH"
+        )),
+        _ => Some(format!(
+            "{flag} is for token sources (entra, aws-iam, gcp-iam); auth is {mode:?}"
+        )),
+    }
+}
+
+/// `--auth gcp-iam`: every problem at once. Where the credentials come from
+/// is Application Default Credentials' to find at start.
+fn gcp_auth(
+    settings: &Settings,
+    names: &Names,
+    env: &dyn Environment,
+) -> Result<Auth, Vec<String>> {
+    let mut problems = Vec::new();
+    if settings.password_file.is_some() || env.var(PASSWORD_VAR).is_some() {
+        problems.push(
+            "--auth gcp-iam uses tokens: drop --password-file and REDAUTH_PASSWORD".to_string(),
+        );
+    }
+    let scope = settings
+        .gcp_scope
+        .clone()
+        .unwrap_or_else(|| gcp::DEFAULT_SCOPE.into());
+    if scope.is_empty() || scope.contains(char::is_whitespace) {
+        problems.push(format!(
+            "{}: {scope:?} is not one OAuth2 scope like {}",
+            names.name("gcp_scope"),
+            gcp::DEFAULT_SCOPE
+        ));
+    }
+    if settings.username.as_deref() == Some("") {
+        problems.push(format!(
+            "{} is empty: leave it out to send AUTH with the token alone (Memorystore's default user)",
+            names.name("username")
+        ));
+    }
+    let reauth = match settings.reauth.as_deref().map(str::parse) {
+        Some(Ok(reauth)) => reauth,
+        // Reported by reauth_problem.
+        Some(Err(_)) | None => Reauth::Never,
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Auth::GcpIam {
+        gcp: GcpIamConfig { scope, reauth },
+        username: settings.username.clone(),
+    })
 }

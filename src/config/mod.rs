@@ -39,6 +39,7 @@ pub use settings::Settings;
 
 use crate::credentials::aws::AwsIamConfig;
 use crate::credentials::entra::EntraConfig;
+use crate::credentials::gcp::GcpIamConfig;
 use crate::credentials::{Credential, Secret};
 use crate::environment::Environment;
 use crate::upstream::tls::TlsSettings;
@@ -140,6 +141,12 @@ pub enum Auth {
     /// `--auth aws-iam`: ElastiCache/MemoryDB IAM tokens signed with AWS
     /// credentials; `username` is the IAM-enabled user's id.
     AwsIam { aws: AwsIamConfig, username: String },
+    /// `--auth gcp-iam`: Memorystore IAM access tokens from Application
+    /// Default Credentials; `username` (else the one-argument AUTH).
+    GcpIam {
+        gcp: GcpIamConfig,
+        username: Option<String>,
+    },
 }
 
 /// One problem with the configuration, phrased for the person fixing it.

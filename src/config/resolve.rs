@@ -166,7 +166,7 @@ pub(super) fn resolve_named(
             client_password_file: settings.client_password_file,
             password_file: match &auth {
                 Auth::Static(_) => settings.password_file,
-                Auth::Entra { .. } | Auth::AwsIam { .. } => None,
+                Auth::Entra { .. } | Auth::AwsIam { .. } | Auth::GcpIam { .. } => None,
             },
             run_connection_test: settings.run_connection_test.unwrap_or(false),
             max_bulk,

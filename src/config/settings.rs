@@ -74,14 +74,15 @@ pub struct Settings {
     #[arg(long, value_name = "PEM")]
     pub client_key: Option<PathBuf>,
 
-    /// How redauth authenticates upstream: password | entra | aws-iam | none
-    /// [default: password]
+    /// How redauth authenticates upstream: password | entra | aws-iam |
+    /// gcp-iam | none [default: password]
     #[arg(long, value_name = "MODE")]
     pub auth: Option<String>,
 
     /// Redis ACL username. Password mode: without it, AUTH sends the password
     /// alone. Entra mode: overrides the token's oid claim. AWS IAM mode
-    /// (required): the IAM-enabled user's id
+    /// (required): the IAM-enabled user's id. GCP IAM mode: without it, AUTH
+    /// sends the token alone (Memorystore's default user)
     #[arg(long, value_name = "NAME")]
     pub username: Option<String>,
 
@@ -134,6 +135,18 @@ pub struct Settings {
     /// [default: 12h]
     #[arg(long, value_name = "DURATION")]
     pub aws_connection_limit: Option<String>,
+
+    /// OAuth2 scope of the access tokens --auth gcp-iam asks for
+    /// [default: https://www.googleapis.com/auth/cloud-platform]
+    #[arg(long, value_name = "SCOPE")]
+    pub gcp_scope: Option<String>,
+
+    /// Whether live upstream connections authenticate again with each new
+    /// token: always | never. Memorystore keeps an authenticated connection
+    /// after its token expires; Azure and AWS close it [default: never for
+    /// gcp-iam, always for entra and aws-iam]
+    #[arg(long, value_name = "WHEN")]
+    pub reauth: Option<String>,
 
     /// Whether the upstream is an OSS cluster (Azure Managed Redis's OSS
     /// policy, ElastiCache cluster mode): auto asks it after the first
@@ -343,7 +356,7 @@ mod tests {
         assert_eq!(full.keys_set().len(), keys.len());
         assert_eq!(
             keys.len(),
-            43,
+            45,
             "a setting was added or lost: update this count"
         );
     }

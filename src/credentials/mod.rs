@@ -3,7 +3,7 @@
 //!
 //! A [`Credential`] is a Redis username (optional) and a secret. A static
 //! password is published once ([`CredentialFeed::fixed`]); a [`TokenSource`]
-//! (Entra ID: [`entra`]; AWS IAM: [`aws`]) is driven by the [`refresher`], which publishes each
+//! (Entra ID: [`entra`]; AWS IAM: [`aws`]; GCP IAM: [`gcp`]) is driven by the [`refresher`], which publishes each
 //! new token on a `tokio::sync::watch` channel as a [`FeedState`]. The
 //! [`CredentialFeed`] is that channel's receiving end: a new connection takes
 //! the current credential from it, and a live one follows its [`Renewals`].
@@ -15,6 +15,8 @@ pub mod aws_token;
 mod cause;
 pub mod entra;
 pub mod entra_certificate;
+pub mod gcp;
+pub mod gcp_metadata;
 pub mod jwt;
 pub mod password_file;
 pub mod refresher;
@@ -60,6 +62,11 @@ pub enum ConnectionLimit {
         max_age: Duration,
         until: Option<SystemTime>,
     },
+    /// Never: the server keeps an authenticated connection whatever becomes
+    /// of its token (Memorystore), so a live connection is not
+    /// re-authenticated (`--reauth never`, the default for `gcp-iam`). The
+    /// token still has to be good for each new connection's AUTH.
+    None,
 }
 
 impl Credential {
@@ -98,6 +105,7 @@ impl Credential {
                 let aged = authed_at + max_age;
                 Some(until.map_or(aged, |until| until.min(aged)))
             }
+            ConnectionLimit::None => None,
         }
     }
 }
@@ -339,6 +347,8 @@ mod tests {
             until: Some(sooner),
         };
         assert_eq!(c.renew_by(at), Some(sooner), "credentials expiring first");
+        c.limit = ConnectionLimit::None;
+        assert_eq!(c.renew_by(at), None, "Memorystore keeps the connection");
     }
 
     #[tokio::test]

@@ -12,8 +12,9 @@
 //!   stays in use until it expires, and when there is no valid one the state
 //!   becomes `Failed(reason)`, so new clients get an error instead of
 //!   hanging, and fetches are retried every second or two.
-//! - The Redis username is `--username`, or else the token's `oid` claim
-//!   (Entra ID). A first token without either is [`Fatal`]: no retry can fix
+//! - The Redis username ([`RedisUser`]) is `--username`, or else the token's
+//!   `oid` claim (Entra ID), or none at all: the one-argument `AUTH <token>`
+//!   (GCP Memorystore's `default` user). A first token without either is [`Fatal`]: no retry can fix
 //!   it. A token that is not a JWT (an AWS IAM token, a presigned URL) is
 //!   taken as it is when `--username` is given, issued now.
 //! - Every fetch is counted in `redauth_token_refresh_total{result}`.
@@ -33,17 +34,35 @@ use tokio::task::JoinHandle;
 #[error("{0}")]
 pub struct Fatal(pub String);
 
+/// Which Redis user a token authenticates as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisUser {
+    /// This one (`--username`): `AUTH <user> <token>`.
+    Named(String),
+    /// The token's `oid` claim (Entra ID): `AUTH <oid> <token>`.
+    FromToken,
+    /// The server's default user: `AUTH <token>` (GCP Memorystore).
+    Default,
+}
+
+impl RedisUser {
+    /// `--username` if given, else `otherwise`.
+    pub fn named_or(username: Option<String>, otherwise: RedisUser) -> RedisUser {
+        username.map_or(otherwise, RedisUser::Named)
+    }
+}
+
 /// Starts the refresher on the current runtime. The task ends only with a
 /// [`Fatal`] error, or when every [`CredentialFeed`] handle is gone.
 pub fn start(
     source: Arc<dyn TokenSource>,
-    username: Option<String>,
+    user: RedisUser,
     policy: RefreshPolicy,
 ) -> (CredentialFeed, JoinHandle<Option<Fatal>>) {
     let (tx, rx) = watch::channel(FeedState::Pending);
     let refresher = Refresher {
         source,
-        username,
+        user,
         policy,
         tx,
         held: None,
@@ -57,7 +76,7 @@ pub fn start(
 
 struct Refresher {
     source: Arc<dyn TokenSource>,
-    username: Option<String>,
+    user: RedisUser,
     policy: RefreshPolicy,
     tx: watch::Sender<FeedState>,
     held: Option<Held>,
@@ -136,13 +155,11 @@ impl Refresher {
             }
         }
         let claims = jwt::claims(token.secret.expose());
-        let username = match (
-            &self.username,
-            claims.as_ref().ok().and_then(|c| c.oid.clone()),
-        ) {
-            (Some(name), _) => name.clone(),
-            (None, Some(oid)) => oid,
-            (None, None) => {
+        let username = match (&self.user, claims.as_ref().ok().and_then(|c| c.oid.clone())) {
+            (RedisUser::Named(name), _) => Some(name.clone()),
+            (RedisUser::Default, _) => None,
+            (RedisUser::FromToken, Some(oid)) => Some(oid),
+            (RedisUser::FromToken, None) => {
                 let why = match &claims {
                     Ok(_) => "the access token has no oid claim".to_string(),
                     Err(e) => e.to_string(),
@@ -150,7 +167,7 @@ impl Refresher {
                 match &self.held {
                     Some(held) => {
                         tracing::error!(source = %self.source.kind(), "{why}; keeping the username of the previous token");
-                        held.credential.username.clone().unwrap_or_default()
+                        held.credential.username.clone()
                     }
                     None => {
                         return Err(Fatal(format!(
@@ -169,14 +186,14 @@ impl Refresher {
             schedule::refresh_at(issued, token.expires_at, now, &self.policy, rand::random());
         tracing::info!(
             source = %self.source.kind(),
-            username = %username,
+            username = username.as_deref().unwrap_or("(default)"),
             expires_at = %humantime::format_rfc3339_seconds(token.expires_at),
             valid_for = %humantime::format_duration(round(until(token.expires_at, now))),
             next_refresh_in = %humantime::format_duration(round(until(next, now))),
             "token refreshed"
         );
         let credential = Arc::new(Credential {
-            username: Some(username),
+            username,
             secret: Some(token.secret),
             expires_at: Some(token.expires_at),
             limit: token.limit,
@@ -364,11 +381,11 @@ mod tests {
             "a",
             Duration::from_secs(600),
         ))]);
-        let (creds, _task) = start(src.clone(), None, fast());
+        let (creds, _task) = start(src.clone(), RedisUser::FromToken, fast());
         let c = creds.current(Duration::from_secs(5)).await.unwrap();
         assert_eq!(c.username.as_deref(), Some("oid-1"));
 
-        let (creds, _task) = start(src, Some("override".into()), fast());
+        let (creds, _task) = start(src, RedisUser::Named("override".into()), fast());
         let c = creds.current(Duration::from_secs(5)).await.unwrap();
         assert_eq!(c.username.as_deref(), Some("override"));
     }
@@ -376,7 +393,7 @@ mod tests {
     #[tokio::test]
     async fn a_first_token_without_oid_is_fatal_and_says_what_to_do() {
         let src = Scripted::new(vec![Ok(token(None, "a", Duration::from_secs(600)))]);
-        let (creds, task) = start(src, None, fast());
+        let (creds, task) = start(src, RedisUser::FromToken, fast());
         let fatal = task.await.unwrap().expect("fatal");
         assert!(fatal.0.contains("no oid claim"), "{fatal}");
         assert!(fatal.0.contains("--username"), "{fatal}");
@@ -396,7 +413,7 @@ mod tests {
             Ok(first),
             Ok(second),
         ]);
-        let (creds, _task) = start(src.clone(), None, fast());
+        let (creds, _task) = start(src.clone(), RedisUser::FromToken, fast());
         let seen = published(&creds, 2).await;
         assert!(ends(&seen, &["first", "second"]), "{seen:?}");
         assert_eq!(*src.fetches.lock().unwrap(), 4);
@@ -414,7 +431,7 @@ mod tests {
             jitter_fraction: 0.0,
             ..fast()
         };
-        let (creds, _task) = start(src.clone(), None, policy);
+        let (creds, _task) = start(src.clone(), RedisUser::FromToken, policy);
         let seen = published(&creds, 2).await;
         assert!(ends(&seen, &["good", "later"]), "{seen:?}");
         // Three failures came between the two tokens (the refresher may already
@@ -425,7 +442,7 @@ mod tests {
     #[tokio::test]
     async fn with_no_token_at_all_clients_get_the_reason_at_once() {
         let src = Scripted::new(vec![Err(FetchError("identity endpoint said 500".into()))]);
-        let (creds, _task) = start(src, None, fast());
+        let (creds, _task) = start(src, RedisUser::FromToken, fast());
         let e = creds.current(Duration::from_secs(5)).await.unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -446,10 +463,29 @@ mod tests {
             expires_at: SystemTime::now() + Duration::from_secs(900),
             limit,
         };
-        let (creds, task) = start(Scripted::new(vec![Ok(opaque)]), Some("u".into()), fast());
+        let (creds, task) = start(
+            Scripted::new(vec![Ok(opaque)]),
+            RedisUser::Named("u".into()),
+            fast(),
+        );
         let c = creds.current(Duration::from_secs(5)).await.unwrap();
         assert_eq!(c.username.as_deref(), Some("u"));
         assert_eq!(c.limit, limit);
+        assert!(!task.is_finished(), "not fatal");
+    }
+
+    #[tokio::test]
+    async fn an_opaque_token_for_the_default_user_goes_without_a_username() {
+        // GCP Memorystore: `AUTH <token>`, the `default` user.
+        let opaque = Token {
+            secret: Secret::new("ya29.opaque".into()),
+            expires_at: SystemTime::now() + Duration::from_secs(3600),
+            limit: ConnectionLimit::None,
+        };
+        let (creds, task) = start(Scripted::new(vec![Ok(opaque)]), RedisUser::Default, fast());
+        let c = creds.current(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(c.username, None);
+        assert_eq!(c.limit, ConnectionLimit::None);
         assert!(!task.is_finished(), "not fatal");
     }
 }

@@ -1,5 +1,5 @@
-//! The interface every token source implements (Entra ID, AWS IAM; GCP
-//! later), and the token it hands back.
+//! The interface every token source implements (Entra ID, AWS IAM, GCP
+//! IAM), and the token it hands back.
 
 use super::{ConnectionLimit, Secret};
 use std::fmt;

@@ -20,6 +20,11 @@
 //! - a blocking command running in slices takes the AUTH between two slices
 //!   (see [`super::slicer`]).
 //!
+//! A credential under [`ConnectionLimit::None`] (Memorystore, `--reauth
+//! never`) is never injected: a publication is only kept for a `RESET`,
+//! which needs a good token to authenticate again, and blocking commands are
+//! never sliced (no [`Reauth::deadline`]).
+//!
 //! Connections are spread over a window after each publication
 //! ([`delay`]) so thousands of them do not AUTH in the same instant.
 //! What happened is counted in [`crate::metrics::reauth`].
@@ -105,6 +110,9 @@ pub(super) struct Reauth {
     /// Injected AUTHs whose answers have not come back, oldest first.
     in_flight: VecDeque<(Arc<Credential>, SystemTime)>,
     pending: Option<Pending>,
+    /// Under [`ConnectionLimit::None`]: the newest credential published,
+    /// never injected, for a `RESET` to authenticate with.
+    newest: Option<Arc<Credential>>,
 }
 
 /// The server's answer to an injected re-authentication.
@@ -145,6 +153,7 @@ impl Reauth {
             renew: None,
             in_flight: VecDeque::new(),
             pending: None,
+            newest: None,
         };
         reauth.plan_renewal();
         reauth
@@ -154,7 +163,7 @@ impl Reauth {
     /// nothing newer is published ([`delay_to_limit`]).
     fn plan_renewal(&mut self) {
         self.renew = match self.current.limit {
-            ConnectionLimit::TokenExpiry => None,
+            ConnectionLimit::TokenExpiry | ConnectionLimit::None => None,
             ConnectionLimit::AfterAuth { .. } => Some(
                 Instant::now() + delay_to_limit(SystemTime::now(), self.deadline(), rand::random()),
             ),
@@ -213,8 +222,13 @@ impl Reauth {
     /// A new credential was published: re-authenticate within a window
     /// before the current one expires ([`delay`]), or at the renewal planned
     /// for the connection's age limit; a newer one replaces one still
-    /// pending, keeping its time.
+    /// pending, keeping its time. Under [`ConnectionLimit::None`] it is only
+    /// kept (see the module).
     pub fn published(&mut self, credential: Arc<Credential>, now: Instant, jitter: f64) {
+        if self.current.limit == ConnectionLimit::None {
+            self.newest = Some(credential);
+            return;
+        }
         let due = match (&self.pending, self.renew) {
             (Some(pending), _) => pending.due,
             (None, Some(renew)) => renew,
@@ -288,9 +302,10 @@ impl Reauth {
     /// `RESET` drops the connection to the default user; it is authenticated
     /// again with the newest credential, which settles a pending one.
     pub fn settle(&mut self) -> &Arc<Credential> {
-        let credential = match self.pending.take() {
-            Some(pending) => pending.credential,
-            None => self.current.clone(),
+        let credential = match (self.pending.take(), self.newest.take()) {
+            (Some(pending), _) => pending.credential,
+            (None, Some(newest)) => newest,
+            (None, None) => self.current.clone(),
         };
         self.authenticated(credential);
         // Refused, the AUTH after RESET ends the session: no answer to wait for.

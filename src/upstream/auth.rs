@@ -52,12 +52,16 @@ impl Refused {
     /// Whether the refusal says "not now" rather than "not this credential":
     /// ElastiCache Serverless answers `ERR IAM Authentication service is not
     /// available` and `ERR Exceeded limit of IAM Authentication requests` to
-    /// a valid token under load. Such an AUTH is tried again later; the
-    /// connection keeps whatever identity it had.
+    /// a valid token under load; GCP Memorystore answers `ERR
+    /// (ERR_IAM_EXHAUSTED) Memorystore IAM authentication backend quota
+    /// exceeded…` when new connections authenticate faster than its
+    /// per-second limit. Such an AUTH is tried again later; the connection
+    /// keeps whatever identity it had.
     pub fn transient(&self) -> bool {
-        const TRANSIENT: [&str; 2] = [
+        const TRANSIENT: [&str; 3] = [
             "IAM Authentication service is not available",
             "Exceeded limit of IAM Authentication requests",
+            "ERR_IAM_EXHAUSTED",
         ];
         TRANSIENT.iter().any(|t| self.0.contains(t))
     }
@@ -119,5 +123,6 @@ mod tests {
                 .transient()
         );
         assert!(!refused(b"-ERR max number of clients reached\r\n").transient());
+        assert!(refused(b"-ERR (ERR_IAM_EXHAUSTED) Memorystore IAM authentication backend quota exceeded. See https://cloud.google.com/memorystore/docs/cluster/manage-iam-auth#error_messages.\r\n").transient());
     }
 }

@@ -8,6 +8,8 @@
 //! - [`clients`] — redis-py and ioredis cluster workloads, installed on first use;
 //! - [`cloud`] — the emulated Azure cloud (token endpoint, token-checking front; also clustered) and
 //!   a fake `az`;
+//! - [`gcp`] — the emulated GCP (metadata server, token-checking front with an AUTH rate limit;
+//!   also clustered);
 //! - [`cluster`] — [`TlsCluster`], a TLS redis cluster in password mode, and its resharding,
 //!   failover and new nodes;
 //! - [`http`] — a minimal HTTP client for the admin endpoints;
@@ -25,6 +27,7 @@ pub mod certs;
 pub mod clients;
 pub mod cloud;
 pub mod cluster;
+pub mod gcp;
 pub mod http;
 pub mod redauth;
 pub mod redis_server;

@@ -115,10 +115,13 @@ impl RedauthCmd {
         }
         cmd.args(&self.args);
         // Only what the test sets may influence configuration.
-        // (The AWS SDK's variables too: a developer's AWS_PROFILE must not reach --auth aws-iam.)
+        // (The cloud SDKs' variables too: a developer's AWS_PROFILE must not reach --auth
+        // aws-iam, nor GOOGLE_APPLICATION_CREDENTIALS, GCE_METADATA_HOST or gcloud's
+        // CLOUDSDK_CONFIG --auth gcp-iam.)
+        const DROPPED: [&str; 5] = ["REDAUTH_", "AWS_", "GOOGLE_", "GCE_", "CLOUDSDK_"];
         for (key, _) in std::env::vars_os() {
             let key_text = key.to_string_lossy();
-            if key_text.starts_with("REDAUTH_") || key_text.starts_with("AWS_") {
+            if DROPPED.iter().any(|prefix| key_text.starts_with(prefix)) {
                 cmd.env_remove(key);
             }
         }

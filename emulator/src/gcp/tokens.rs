@@ -135,6 +135,13 @@ impl AccessTokens {
         Ok(known.clone())
     }
 
+    /// Every token still remembered (issued less than [`FORGET_AFTER`]
+    /// past its expiry): for tests that check none of them was logged.
+    pub fn all(&self) -> Vec<AccessToken> {
+        let issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        issued.values().cloned().collect()
+    }
+
     /// The token's record, valid or not (if still known): for tests that
     /// check the scopes a client asked for.
     pub fn lookup(&self, token: &str) -> Option<AccessToken> {

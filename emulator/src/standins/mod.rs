@@ -2,7 +2,10 @@
 //! redauth's credential-provider tests (tests/aws_providers.rs): the EC2
 //! instance metadata service, IMDSv2 ([`imds`]), STS's
 //! `AssumeRoleWithWebIdentity` ([`sts`]) and the SSO portal's
-//! `GetRoleCredentials` ([`sso`]). Each hands out one fixed set of
+//! `GetRoleCredentials` ([`sso`]); and, for `--auth gcp-iam`'s tests
+//! (tests/gcp_providers.rs), Google's OAuth2 token endpoint and STS
+//! ([`google_oauth`]), which issue the emulated GCP's own tokens. Each AWS one
+//! hands out one fixed set of
 //! temporary credentials ([`Issued`]), so a test can check that the token
 //! redauth signed carries that endpoint's access key id, and records the
 //! requests it saw.
@@ -11,6 +14,7 @@
 //! injection); the emulated AWS cloud the end-to-end tests run against lives
 //! elsewhere in this crate. Plain HTTP on loopback only.
 
+pub mod google_oauth;
 pub mod imds;
 pub mod sso;
 pub mod sts;

@@ -383,3 +383,77 @@ fn the_example_config_shows_every_setting_and_parses() {
 fn unknown_file_keys_are_errors() {
     assert!(toml::from_str::<Settings>("upstrem = \"x\"").is_err());
 }
+
+#[test]
+fn gcp_iam_mode_defaults_to_the_default_user_cloud_platform_and_no_live_reauth() {
+    use crate::credentials::gcp::{Reauth, DEFAULT_SCOPE};
+    let mut s = upstream("rediss://10.0.0.3:6379");
+    s.auth = Some("gcp-iam".into());
+    let c = resolve(s.clone(), &env(&[])).unwrap();
+    let Auth::GcpIam { gcp, username } = c.auth else {
+        panic!("gcp-iam mode")
+    };
+    assert_eq!(username, None, "AUTH <token>");
+    assert_eq!(gcp.scope, DEFAULT_SCOPE);
+    assert_eq!(gcp.reauth, Reauth::Never);
+    assert_eq!(c.password_file, None);
+
+    s.username = Some("default".into());
+    s.reauth = Some("always".into());
+    s.gcp_scope = Some("https://www.googleapis.com/auth/userinfo.email".into());
+    let Auth::GcpIam { gcp, username } = resolve(s, &env(&[])).unwrap().auth else {
+        panic!("gcp-iam mode")
+    };
+    assert_eq!(username.as_deref(), Some("default"));
+    assert_eq!(gcp.reauth, Reauth::Always);
+    assert!(gcp.scope.ends_with("userinfo.email"));
+}
+
+#[test]
+fn gcp_iam_mode_and_reauth_report_every_problem() {
+    let mut s = upstream("rediss://cache:6379");
+    s.auth = Some("gcp-iam".into());
+    s.gcp_scope = Some("a b".into());
+    s.username = Some(String::new());
+    let errors = resolve(s, &env(&[(PASSWORD_VAR, "pw")])).unwrap_err();
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    for needle in ["uses tokens", "--gcp-scope: \"a b\"", "--username is empty"] {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "{needle} missing from {text:?}"
+        );
+    }
+
+    let mut s = upstream("rediss://cache:6379");
+    s.auth = Some("gcp-iam".into());
+    s.reauth = Some("sometimes".into());
+    let errors = resolve(s, &env(&[])).unwrap_err();
+    assert!(
+        errors[0].0.contains("--reauth: \"sometimes\""),
+        "{errors:?}"
+    );
+
+    let mut s = upstream("rediss://cache:10000");
+    s.auth = Some("entra".into());
+    s.reauth = Some("never".into());
+    s.gcp_scope = Some("x".into());
+    let text: Vec<String> = resolve(s, &env(&[]))
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        text.contains(&"--gcp-scope needs --auth gcp-iam (auth is \"entra\")".to_string()),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("--reauth never cannot work with --auth entra")),
+        "{text:?}"
+    );
+
+    let mut s = upstream("rediss://cache:10000");
+    s.reauth = Some("always".into());
+    let errors = resolve(s, &env(&[(PASSWORD_VAR, "pw")])).unwrap_err();
+    assert!(errors[0].0.contains("is for token sources"), "{errors:?}");
+}

@@ -252,3 +252,31 @@ fn under_an_age_limit_the_credential_in_use_renews_if_nothing_newer_came() {
     assert!(r.awaiting(), "its answer is awaited");
     assert!(r.wake_at(now).is_some(), "and the next renewal planned");
 }
+
+fn kept(secret: &str) -> Arc<Credential> {
+    let mut c = Credential::password(None, Secret::new(secret.into()));
+    c.expires_at = Some(SystemTime::now() + Duration::from_secs(5));
+    c.limit = ConnectionLimit::None;
+    Arc::new(c)
+}
+
+#[test]
+fn a_connection_the_server_keeps_is_never_reauthenticated_but_a_reset_takes_the_newest() {
+    let now = Instant::now();
+    let mut r = Reauth::new(kept("old"), SystemTime::now());
+    assert_eq!(
+        r.deadline(),
+        None,
+        "no deadline: blocking commands are not sliced"
+    );
+    r.published(kept("new"), now, 0.0);
+    assert_eq!(r.wake_at(now), None);
+    assert!(r.take_if_safe(None, When::Due(now + MAX_SPREAD)).is_none());
+    assert!(
+        r.take_if_safe(None, When::Early).is_none(),
+        "not before MULTI either"
+    );
+    r.published(kept("newer"), now, 0.0);
+    assert_eq!(r.settle().secret.as_ref().unwrap().expose(), "newer");
+    assert!(r.take_if_safe(None, When::Early).is_none());
+}

@@ -175,10 +175,13 @@ struct Warm {
 }
 
 impl Warm {
-    /// Whether this connection can be handed to a client now.
+    /// Whether this connection can be handed to a client now. Under
+    /// [`ConnectionLimit::None`] its token may have expired: the server keeps
+    /// the connection, and it is never re-authenticated.
     fn usable(&mut self, now: Instant, wall: SystemTime) -> bool {
+        let kept = self.credential.limit == ConnectionLimit::None;
         now.duration_since(self.since) < MAX_IDLE
-            && !self.credential.expired_at(wall + MIN_LEFT)
+            && (kept || !self.credential.expired_at(wall + MIN_LEFT))
             && self.stale_at().is_none_or(|stale| wall < stale)
             && quiet(&mut self.upstream)
     }
