@@ -3,7 +3,7 @@
 use super::auth;
 use super::health::DialHealth;
 use super::{Endpoint, UpstreamStream};
-use crate::credentials::Credential;
+use crate::credentials::{Credential, CredentialFeed, FeedState};
 use crate::metrics::{self, UpstreamError};
 use crate::resp::ReplyScanner;
 use bytes::BytesMut;
@@ -25,6 +25,10 @@ pub enum Stage {
     /// AUTH could not be exchanged: the connection was reset or closed, or
     /// the reply was unreadable. Not a verdict on the credential.
     AuthExchange,
+    /// The IAM service answered busy or rate-limited to every AUTH until the
+    /// connect timeout ([`auth::Refused::transient`]). Not a verdict on the
+    /// credential.
+    AuthBusy,
     Timeout,
 }
 
@@ -35,6 +39,7 @@ impl fmt::Display for Stage {
             Stage::Tls => "TLS handshake with upstream failed",
             Stage::Auth => "upstream rejected the credential",
             Stage::AuthExchange => "upstream connection failed during AUTH",
+            Stage::AuthBusy => "upstream's authentication service stayed busy",
             Stage::Timeout => "upstream connection timed out",
         })
     }
@@ -123,25 +128,33 @@ impl Connector {
     /// counted in the connect-time and upstream-error metrics and recorded in
     /// [`Connector::health`].
     pub async fn connect(&self, credential: &Credential) -> Result<Upstream, ConnectError> {
-        let started = std::time::Instant::now();
-        let result = self.connect_timed(credential).await;
-        self.health.record(result.as_ref().map(|_| ()));
-        match &result {
-            Ok(_) => metrics::upstream_connected(started.elapsed()),
-            Err(e) => metrics::upstream_error(match e.stage {
-                Stage::Dial => UpstreamError::Connect,
-                Stage::Tls => UpstreamError::Tls,
-                Stage::Auth => UpstreamError::Auth,
-                Stage::AuthExchange => UpstreamError::Io,
-                Stage::Timeout => UpstreamError::Timeout,
-            }),
-        }
-        result
+        let (upstream, _) = self.connect_with(credential, None).await?;
+        Ok(upstream)
     }
 
-    async fn connect_timed(&self, credential: &Credential) -> Result<Upstream, ConnectError> {
+    /// [`Connector::connect`] with `credential`, taken from `feed`: while the
+    /// IAM service keeps answering busy ([`auth::Refused::transient`]), each
+    /// new try authenticates with the feed's newest credential, so a token
+    /// that expires during the wait is never the one sent. Returns the
+    /// credential the connection authenticated with.
+    pub async fn connect_from(
+        &self,
+        credential: Arc<Credential>,
+        feed: &CredentialFeed,
+    ) -> Result<(Upstream, Arc<Credential>), ConnectError> {
+        let (upstream, newer) = self.connect_with(&credential, Some(feed)).await?;
+        Ok((upstream, newer.unwrap_or(credential)))
+    }
+
+    async fn connect_with(
+        &self,
+        credential: &Credential,
+        feed: Option<&CredentialFeed>,
+    ) -> Result<(Upstream, Option<Arc<Credential>>), ConnectError> {
+        let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + self.timeout;
-        match tokio::time::timeout(self.timeout, self.connect_inner(credential, deadline)).await {
+        let attempt = self.connect_inner(credential, feed, deadline);
+        let result = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(self.error(
                 Stage::Timeout,
@@ -150,7 +163,20 @@ impl Connector {
                     humantime::format_duration(self.timeout)
                 ),
             )),
+        };
+        self.health.record(result.as_ref().map(|_| ()));
+        match &result {
+            Ok(_) => metrics::upstream_connected(started.elapsed()),
+            Err(e) => metrics::upstream_error(match e.stage {
+                Stage::Dial => UpstreamError::Connect,
+                Stage::Tls => UpstreamError::Tls,
+                Stage::Auth => UpstreamError::Auth,
+                Stage::AuthExchange => UpstreamError::Io,
+                Stage::AuthBusy => UpstreamError::Auth,
+                Stage::Timeout => UpstreamError::Timeout,
+            }),
         }
+        result
     }
 
     fn error(&self, stage: Stage, cause: impl ToString) -> ConnectError {
@@ -164,8 +190,9 @@ impl Connector {
     async fn connect_inner(
         &self,
         credential: &Credential,
+        feed: Option<&CredentialFeed>,
         deadline: tokio::time::Instant,
-    ) -> Result<Upstream, ConnectError> {
+    ) -> Result<(Upstream, Option<Arc<Credential>>), ConnectError> {
         let tcp = TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
             .await
             .map_err(|e| self.error(Stage::Dial, e))?;
@@ -184,34 +211,43 @@ impl Connector {
             None => UpstreamStream::Plain(tcp),
         };
         let mut pending = BytesMut::with_capacity(1024);
-        if let Some(auth) = auth::command(credential) {
-            self.authenticate(&mut stream, &mut pending, &auth, deadline)
+        let mut newer = None;
+        if auth::command(credential).is_some() {
+            newer = self
+                .authenticate(&mut stream, &mut pending, credential, feed, deadline)
                 .await?;
         }
-        Ok(Upstream {
+        let upstream = Upstream {
             stream,
             pending,
             authed_at: SystemTime::now(),
-        })
+        };
+        Ok((upstream, newer))
     }
 }
 
 impl Connector {
-    /// Sends `auth` and judges the reply. A transient refusal
+    /// Sends `credential`'s AUTH and judges the reply. A transient refusal
     /// ([`auth::Refused::transient`]: the IAM service busy or rate-limiting)
     /// is tried again on the same connection after a growing pause, while
-    /// the pause still ends before `deadline`; then it is the refusal.
+    /// the pause still ends before `deadline`; then it is the refusal. Each
+    /// new try uses `feed`'s newest credential if it has one other than the
+    /// last sent, which is then returned.
     async fn authenticate(
         &self,
         stream: &mut UpstreamStream,
         pending: &mut BytesMut,
-        auth: &[u8],
+        credential: &Credential,
+        feed: Option<&CredentialFeed>,
         deadline: tokio::time::Instant,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<Option<Arc<Credential>>, ConnectError> {
+        let mut newer: Option<Arc<Credential>> = None;
         let mut pause = AUTH_RETRY_FIRST;
         let mut tries = 1u32;
         loop {
-            let sent = match stream.write_all(auth).await {
+            let sending = newer.as_deref().unwrap_or(credential);
+            let auth = auth::command(sending).expect("a credential with a secret");
+            let sent = match stream.write_all(&auth).await {
                 Ok(()) => stream.flush().await,
                 Err(e) => Err(e),
             };
@@ -223,19 +259,25 @@ impl Connector {
                 )
             })?;
             let refused = match auth::judge(&reply) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(newer),
                 Err(refused) => refused,
             };
             let jittered = pause.mul_f64(0.5 + 0.5 * rand::random::<f64>());
-            if !refused.transient() || tokio::time::Instant::now() + jittered >= deadline {
-                let cause = match tries {
-                    1 => refused.to_string(),
-                    n => format!("{refused} (after {n} tries)"),
-                };
-                return Err(self.error(Stage::Auth, cause));
+            if !refused.transient() {
+                return Err(self.error(Stage::Auth, refused));
+            }
+            if tokio::time::Instant::now() + jittered >= deadline {
+                let cause = format!("{refused} (after {tries} tries)");
+                return Err(self.error(Stage::AuthBusy, cause));
             }
             tracing::debug!(reply = %refused, retry_in = ?jittered, "the upstream is busy authenticating; trying the AUTH again");
             tokio::time::sleep(jittered).await;
+            if let Some(FeedState::Ready(latest)) = feed.map(CredentialFeed::snapshot) {
+                let last = newer.as_deref().unwrap_or(credential);
+                if !std::ptr::eq(&*latest, last) && latest.secret.is_some() {
+                    newer = Some(latest);
+                }
+            }
             pause = (pause * 2).min(AUTH_RETRY_CAP);
             tries += 1;
         }
@@ -374,7 +416,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(1100));
-        assert_eq!(e.stage, Stage::Auth, "{e}");
+        assert_eq!(e.stage, Stage::AuthBusy, "{e}");
         assert!(e.cause.contains("Exceeded limit"), "{e}");
         assert!(e.cause.contains("tries)"), "{e}");
         assert!(auths.load(std::sync::atomic::Ordering::SeqCst) >= 2);
@@ -393,5 +435,37 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.stage, Stage::Auth);
         assert_eq!(auths.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_busy_auth_is_tried_again_with_the_feeds_newer_token() {
+        use crate::credentials::{CredentialFeed, FeedState, Secret};
+        // Busy for every AUTH with the old token: only the new one gets in.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            while tcp.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+                if memchr::memmem::find(&buf, b"new-token").is_some() {
+                    tcp.write_all(b"+OK\r\n").await.unwrap();
+                } else if memchr::memmem::find(&buf, b"old-token").is_some() {
+                    tcp.write_all(BUSY.as_bytes()).await.unwrap();
+                } else {
+                    continue;
+                }
+                buf.clear();
+            }
+        });
+        let token = |t: &str| Arc::new(Credential::password(None, Secret::new(t.into())));
+        let old = token("old-token");
+        let (tx, rx) = tokio::sync::watch::channel(FeedState::Ready(old.clone()));
+        let feed = CredentialFeed::from_channel(rx);
+        let connector = connector(port, Duration::from_secs(10));
+        let dial = tokio::spawn(async move { connector.connect_from(old, &feed).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send(FeedState::Ready(token("new-token"))).unwrap();
+        let (_upstream, used) = dial.await.unwrap().expect("the new token is admitted");
+        assert_eq!(used.secret.as_ref().unwrap().expose(), "new-token");
     }
 }

@@ -260,11 +260,10 @@ impl Pool {
             .current(connector.timeout())
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let upstream = connector
-            .connect(&credential)
+        connector
+            .connect_from(credential, &self.shared.credentials)
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        Ok((upstream, credential))
+            .map_err(|e| failed(e.to_string()))
     }
 
     /// The credentials connections are authenticated with.
@@ -447,9 +446,10 @@ async fn refill(shared: Arc<Shared>, connector: Connector, credentials: Credenti
         let room = PARALLEL.saturating_sub(dials.len());
         for _ in 0..missing.saturating_sub(dials.len()).min(room) {
             let (connector, credential) = (connector.clone(), credential.clone());
+            let feed = credentials.clone();
             dials.spawn(async move {
                 let started = Instant::now();
-                let upstream = connector.connect(&credential).await?;
+                let (upstream, credential) = connector.connect_from(credential, &feed).await?;
                 let warm = Warm {
                     upstream,
                     credential,
