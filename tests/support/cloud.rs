@@ -262,36 +262,6 @@ impl TestClusterCloud {
         self.cloud.stats()
     }
 
-    /// Moves slots, promotes a replica, adds a primary and moves slots to it, as a managed
-    /// cluster does under a running workload (`first` and `last`: how many slots each move takes).
-    pub fn churn(&mut self, first: u32, last: u32) {
-        let started = std::time::Instant::now();
-        let primaries: Vec<u16> = self
-            .ports()
-            .into_iter()
-            .filter(|&p| self.role(p).contains("master"))
-            .collect();
-        self.reshard(primaries[0], primaries[1], first);
-        eprintln!("resharded at {:?}", started.elapsed());
-        let replica = self
-            .ports()
-            .into_iter()
-            .find(|&p| self.role(p).contains("slave"))
-            .expect("a replica");
-        self.failover(replica);
-        eprintln!("failed over to {replica} at {:?}", started.elapsed());
-        let new = self.add_primary();
-        // The failover may have demoted one of the primaries above: take slots from one that
-        // still is.
-        let from = self
-            .ports()
-            .into_iter()
-            .find(|&p| p != new && self.role(p).contains("master"))
-            .expect("a primary");
-        self.reshard(from, new, last);
-        eprintln!("added {new} at {:?}", started.elapsed());
-    }
-
     /// The expiry closes redauth is to blame for: all but those whose re-authentication, sent at
     /// least a second ahead, the server held behind a paused command (see tests/cluster_entra.rs).
     pub fn lapsed(&self) -> Vec<String> {
@@ -306,41 +276,19 @@ impl TestClusterCloud {
     pub fn expired_reports(&self) -> Vec<redauth_emulator::ExpiredClose> {
         self.cloud.expired_reports()
     }
+}
 
-    /// Front ports.
-    pub fn ports(&self) -> Vec<u16> {
-        self.cloud.fronts().iter().map(|a| a.port()).collect()
+impl super::churn::ClusterControl for TestClusterCloud {
+    fn parts(&self) -> (&redauth_emulator::ClusterCloud, &tokio::runtime::Runtime) {
+        (&self.cloud, &self.runtime)
     }
 
-    pub fn reshard(&self, from: u16, to: u16, slots: u32) {
-        self.runtime
-            .block_on(self.cloud.reshard(from, to, slots))
-            .expect("resharding");
-    }
-
-    pub fn failover(&self, replica: u16) {
-        self.runtime
-            .block_on(self.cloud.failover(replica))
-            .expect("failing over");
-    }
-
-    pub fn add_primary(&mut self) -> u16 {
-        let runtime = &self.runtime;
-        runtime
-            .block_on(self.cloud.add_primary())
-            .expect("adding a primary")
-            .port()
-    }
-
-    /// `ROLE` of the node behind `port`, as RESP text.
-    pub fn role(&self, port: u16) -> String {
-        self.admin(port, &["ROLE"])
-    }
-
-    /// The reply to `args`, run on the node behind `port` as its admin, as RESP text.
-    pub fn admin(&self, port: u16, args: &[&str]) -> String {
-        self.runtime
-            .block_on(self.cloud.admin(port, args))
-            .unwrap_or_else(|e| panic!("{args:?} on {port}: {e}"))
+    fn parts_mut(
+        &mut self,
+    ) -> (
+        &mut redauth_emulator::ClusterCloud,
+        &tokio::runtime::Runtime,
+    ) {
+        (&mut self.cloud, &self.runtime)
     }
 }

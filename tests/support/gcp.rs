@@ -180,3 +180,13 @@ impl TestGcpCluster {
         &self.runtime
     }
 }
+
+impl super::churn::ClusterControl for TestGcpCluster {
+    fn parts(&self) -> (&ClusterCloud, &tokio::runtime::Runtime) {
+        (&self.cloud, &self.runtime)
+    }
+
+    fn parts_mut(&mut self) -> (&mut ClusterCloud, &tokio::runtime::Runtime) {
+        (&mut self.cloud, &self.runtime)
+    }
+}

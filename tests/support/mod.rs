@@ -5,6 +5,8 @@
 //! - [`authority`] — an emulated Entra authority for the client-certificate credential;
 //! - [`aws`] — the emulated AWS (container credentials, SigV4-checking front; also clustered);
 //! - [`certs`] — an in-process test PKI (CA, server and client certificates, an unrelated CA);
+//! - [`churn`] — [`ClusterControl`], slots moved, a failover and a new primary on any emulated
+//!   managed cluster;
 //! - [`clients`] — redis-py and ioredis cluster workloads, installed on first use;
 //! - [`cloud`] — the emulated Azure cloud (token endpoint, token-checking front; also clustered) and
 //!   a fake `az`;
@@ -24,6 +26,7 @@
 pub mod authority;
 pub mod aws;
 pub mod certs;
+pub mod churn;
 pub mod clients;
 pub mod cloud;
 pub mod cluster;
@@ -34,6 +37,7 @@ pub mod redis_server;
 pub mod resp;
 pub mod script;
 
+pub use churn::ClusterControl;
 pub use clients::Clients;
 pub use cluster::{free_ports, TlsCluster};
 pub use redauth::{log_events, Exited, Listener, Redauth, RedauthCmd};
