@@ -7,11 +7,19 @@ deploy/kubernetes/, deploy/systemd/ and the Dockerfile:
 - every redauth flag used (in args, ExecStart, REDAUTH_* variables) exists: against the flags of a
   built redauth binary when one is given (--flags-from), else against the list below;
 - each redauth container: native sidecar (init container with restartPolicy Always) or plain
-  container, entra mode with workload identity, loopback client listener, admin listener the
-  probes can reach, probes on /startupz /livez /readyz, resources, the restricted security
-  context with uid 65532;
-- the pod's workload identity label, its ServiceAccount's client-id annotation, a grace period
-  longer than redauth's shutdown delays, and a plain Job's POST to /quitquitquit;
+  container, a known --auth mode with its cloud's placeholder upstream, loopback client
+  listener, admin listener the probes can reach, probes on /startupz /livez /readyz, resources,
+  the restricted security context with uid 65532;
+- the pod's identity, by the container's --auth mode:
+    entra    --entra-credential workload-identity, the pod label azure.workload.identity/use and
+             the ServiceAccount's azure.workload.identity/client-id annotation (AKS);
+    gcp-iam  the ServiceAccount's iam.gke.io/gcp-service-account annotation names a Google
+             service account if it is there (without it, a direct principal grant: nothing to
+             check), and --ca-file is a certificate in a ConfigMap of the same file, mounted
+             read-only into the container (GKE, Memorystore);
+    aws-iam  --aws-cache-name, --aws-region and --username given, and the ServiceAccount's
+             eks.amazonaws.com/role-arn annotation is a role ARN (EKS IRSA, ElastiCache);
+- a grace period longer than redauth's shutdown delays, and a plain Job's POST to /quitquitquit;
 - the systemd unit's identity, exit status and stop timeout settings, and its hardening;
 - the Dockerfile's stages, user and entrypoint, and that .dockerignore lets in what it copies.
 
@@ -28,19 +36,27 @@ import sys
 import yaml
 
 REDAUTH_IMAGE = "ghcr.io/example/redauth:"
-UPSTREAM = "rediss://myredis.westeurope.redis.azure.net:10000"
+# The placeholder upstream of each --auth mode's files (deploy/README.md lists them).
+UPSTREAMS = {
+    "entra": "rediss://myredis.westeurope.redis.azure.net:10000",
+    "gcp-iam": "rediss://10.0.0.3:6379",
+    "aws-iam": "rediss://master.my-cache.xxxxxx.use1.cache.amazonaws.com:6379",
+}
 UID = 65532
 
 # Flags as the README and the admin work name them; used when no binary is given.
 KNOWN_FLAGS = {
     "config", "listen", "unix-socket", "unix-socket-mode", "upstream",
     "allow-plaintext-upstream", "ca-file", "tls-server-name", "client-cert", "client-key",
+    "allow-remote-clients", "client-password-file", "max-bulk-len",
     "auth", "username", "password-file", "entra-credential", "entra-client-id",
     "entra-tenant-id", "entra-scope", "entra-client-secret-file", "aws-cache-name",
     "aws-service", "aws-serverless", "aws-region", "aws-connection-limit", "gcp-scope", "reauth",
-    "connect-timeout",
+    "cluster", "cluster-ports", "cluster-announce-host", "cluster-tls-server-name",
+    "cluster-refresh-interval", "connect-timeout", "pool-size", "threads", "output-timeout",
     "idle-timeout", "max-connections", "admin-listen", "min-shutdown-delay",
-    "max-shutdown-delay", "exit-zero-on-sigterm", "log-format", "log-level",
+    "max-shutdown-delay", "exit-zero-on-sigterm", "run-connection-test", "log-format",
+    "log-level",
 }
 # Variables that are no flag's: the password itself and the config file's own variable.
 EXTRA_VARIABLES = {"REDAUTH_PASSWORD"}
@@ -141,12 +157,12 @@ def check_probes(container, admin_port, kind, where):
 def check_redauth(container, native, kind, grace, where):
     flags = parse_flags(container.get("args", []), where)
     check_known(flags, KNOWN, where)
-    expected = {
-        "upstream": UPSTREAM, "auth": "entra", "entra-credential": "workload-identity",
-        "listen": "127.0.0.1:6379",
-    }
+    mode = flags.get("auth")
+    if mode not in UPSTREAMS:
+        problem(where, f"--auth should be one of {', '.join(UPSTREAMS)}, is {mode!r}")
+    expected = {"upstream": UPSTREAMS.get(mode), "listen": "127.0.0.1:6379"}
     for name, value in expected.items():
-        if flags.get(name) != value:
+        if value is not None and flags.get(name) != value:
             problem(where, f"--{name} should be {value}, is {flags.get(name)!r}")
     admin = str(flags.get("admin-listen", "127.0.0.1:9180"))
     host, _, port = admin.rpartition(":")
@@ -174,6 +190,86 @@ def check_redauth(container, native, kind, grace, where):
     return flags
 
 
+class Pod:
+    """What the identity rules look at: the pod template, its ServiceAccount's annotations and
+    the ConfigMaps of the file."""
+
+    def __init__(self, template, account, configmaps):
+        self.labels = template.get("metadata", {}).get("labels", {})
+        self.spec = template["spec"]
+        self.account_annotations = (account or {}).get("metadata", {}).get("annotations") or {}
+        self.configmaps = configmaps
+
+
+def check_entra(flags, container, pod, where):
+    if flags.get("entra-credential") != "workload-identity":
+        problem(where, f"--entra-credential should be workload-identity, "
+                       f"is {flags.get('entra-credential')!r}")
+    if pod.labels.get("azure.workload.identity/use") != "true":
+        problem(where, 'pod label azure.workload.identity/use: "true" missing')
+    if not pod.account_annotations.get("azure.workload.identity/client-id"):
+        problem(where, "ServiceAccount without azure.workload.identity/client-id")
+
+
+def check_gcp(flags, container, pod, where):
+    account = pod.account_annotations.get("iam.gke.io/gcp-service-account")
+    if account is not None and not re.fullmatch(
+            r"[a-z][a-z0-9-]*@[a-z][a-z0-9-]*\.iam\.gserviceaccount\.com", str(account)):
+        problem(where, f"iam.gke.io/gcp-service-account {account!r} is not a service account email")
+    check_ca_file(flags, container, pod, where)
+
+
+def check_ca_file(flags, container, pod, where):
+    """--ca-file names a key of a ConfigMap in this file, mounted read-only into the container."""
+    path = flags.get("ca-file")
+    if not isinstance(path, str):
+        problem(where, "--ca-file missing: the instance's CA is in no system root store")
+        return
+    mounts = [m for m in container.get("volumeMounts", [])
+              if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")]
+    if not mounts:
+        problem(where, f"--ca-file {path} is not under a volume mount of the container")
+        return
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    if mount.get("readOnly") is not True:
+        problem(where, f"the volume mount at {mount['mountPath']} should be readOnly")
+    volume = next((v for v in pod.spec.get("volumes", []) if v["name"] == mount["name"]), {})
+    source = volume.get("configMap")
+    if source is None:
+        problem(where, f"--ca-file {path} is not on a ConfigMap volume")
+        return
+    if mount.get("subPath"):
+        relative = mount["subPath"] if path == mount["mountPath"] else None
+    else:
+        relative = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    items = source.get("items")
+    key = relative if items is None else next(
+        (i["key"] for i in items if i.get("path") == relative), None)
+    configmap = pod.configmaps.get(source.get("name"))
+    if configmap is None:
+        problem(where, f"ConfigMap {source.get('name')!r} is not in this file")
+        return
+    pem = (configmap.get("data") or {}).get(key)
+    if pem is None:
+        problem(where, f"ConfigMap {source.get('name')} has no key for --ca-file {path}")
+    elif "-----BEGIN CERTIFICATE-----" not in pem:
+        problem(where, f"ConfigMap {source.get('name')} key {key} is not a PEM certificate")
+
+
+def check_aws(flags, container, pod, where):
+    for name in ("aws-cache-name", "aws-region", "username"):
+        if not isinstance(flags.get(name), str) or not flags[name]:
+            problem(where, f"--{name} missing (aws-iam signs its tokens for it)")
+    arn = pod.account_annotations.get("eks.amazonaws.com/role-arn")
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", str(arn or "")):
+        problem(where, f"ServiceAccount's eks.amazonaws.com/role-arn should be a role ARN, "
+                       f"is {arn!r}")
+
+
+# The identity rules of each --auth mode, for the pod a redauth container is in.
+IDENTITY_RULES = {"entra": check_entra, "gcp-iam": check_gcp, "aws-iam": check_aws}
+
+
 def shell_script(container):
     command = container.get("command") or []
     if command[:2] in (["/bin/sh", "-c"], ["sh", "-c"]) and container.get("args"):
@@ -181,24 +277,25 @@ def shell_script(container):
     return None
 
 
-def check_workload(doc, accounts, path, scripts):
+def check_workload(doc, accounts, configmaps, path, scripts):
     kind, name = doc["kind"], doc["metadata"]["name"]
     where = f"{path.name}: {kind}/{name}"
     template = doc["spec"]["template"]
     spec = template["spec"]
-    labels = template.get("metadata", {}).get("labels", {})
-    if labels.get("azure.workload.identity/use") != "true":
-        problem(where, 'pod label azure.workload.identity/use: "true" missing')
     account = spec.get("serviceAccountName")
     if account not in accounts:
         problem(where, f"serviceAccountName {account!r} is not a ServiceAccount in this file")
+    pod = Pod(template, accounts.get(account), configmaps)
     grace = spec.get("terminationGracePeriodSeconds")
     found = []
     for native, key in ((True, "initContainers"), (False, "containers")):
         for c in spec.get(key, []):
             if c.get("image", "").startswith(REDAUTH_IMAGE) or c.get("name") == "redauth":
                 found.append(c["name"])
-                check_redauth(c, native, kind, grace, f"{where}: {c['name']}")
+                flags = check_redauth(c, native, kind, grace, f"{where}: {c['name']}")
+                rules = IDENTITY_RULES.get(flags.get("auth"))
+                if rules:
+                    rules(flags, c, pod, f"{where}: {c['name']}")
                 native_sidecar = native
     if len(found) != 1:
         problem(where, f"expected one redauth container, found {found}")
@@ -222,18 +319,13 @@ def check_workload(doc, accounts, path, scripts):
 def check_kubernetes(directory, scripts):
     for path in sorted(directory.glob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-        accounts = {}
-        for doc in docs:
-            if doc["kind"] == "ServiceAccount":
-                annotations = doc["metadata"].get("annotations", {})
-                if not annotations.get("azure.workload.identity/client-id"):
-                    problem(path.name, "ServiceAccount without azure.workload.identity/client-id")
-                accounts[doc["metadata"]["name"]] = doc
+        accounts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
+        configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
         workloads = [d for d in docs if d["kind"] in ("Deployment", "Job")]
         if not workloads:
             problem(path.name, "no Deployment or Job")
         for doc in workloads:
-            check_workload(doc, accounts, path, scripts)
+            check_workload(doc, accounts, configmaps, path, scripts)
 
 
 def unit_settings(text):
