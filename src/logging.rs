@@ -48,6 +48,10 @@ pub fn init(format: LogFormat, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr closed: `redauth 2>&1 | head`)
+        // is dropped. Left on, the formatter reports the failed write with
+        // `eprintln!` to the same closed stderr, which panics.
+        .log_internal_errors(false)
         .with_ansi(colour(no_color.as_deref()));
     match format {
         LogFormat::Json => builder.json().init(),

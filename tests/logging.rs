@@ -137,3 +137,46 @@ fn text_logs_to_a_pipe_have_no_colour_and_start_with_a_summary_line() {
     }
     assert!(!logs.contains(PASSWORD), "{logs}");
 }
+
+/// `redauth 2>&1 | head`: once the reader of stderr is gone, log lines are dropped and redauth
+/// serves on. (The log formatter used to report the failed write with `eprintln!` to the same
+/// closed stderr, which panicked: exit status 101 on the next log line.)
+#[test]
+fn a_closed_stderr_costs_the_log_lines_not_the_process() {
+    use std::io::{BufRead, BufReader};
+    let server = TlsRedis::start();
+    let port = free_port();
+    let mut child = server
+        .redauth_cmd()
+        .bare()
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-level",
+            "debug",
+        ])
+        .command()
+        .spawn()
+        .expect("spawning redauth");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("redauth started") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("reading stderr") > 0,
+            "redauth ended before it started"
+        );
+    }
+    drop(stderr);
+    // Each client logs lines at debug level, now into the closed pipe.
+    for _ in 0..3 {
+        let mut client = RespConn::connect(port);
+        assert_eq!(client.request(&["PING"]), b"+PONG\r\n");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "redauth exited after its stderr closed"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -108,7 +108,8 @@ impl RedauthCmd {
         self
     }
 
-    fn command(&self) -> Command {
+    /// The process as [`RedauthCmd::start`] would spawn it, for a test that handles its pipes itself.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_redauth"));
         if self.default_flags {
             cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
