@@ -176,13 +176,35 @@ pub fn commands() -> &'static [Command] {
     table::COMMANDS
 }
 
+/// No name in the table is longer (a test checks).
+const NAME_MAX: usize = 32;
+
 /// Binary search of a sorted table, ignoring the ASCII case of `name`.
+///
+/// The name is lower-cased once, on the stack, so each probe is a plain
+/// byte comparison (a router looks up every command it routes; lower-casing
+/// per probe cost more than the rest of the routing decision).
 fn find(table: &'static [Command], name: &[u8]) -> Option<&'static Command> {
-    let lower = name.iter().map(u8::to_ascii_lowercase);
+    let mut lower = [0u8; NAME_MAX];
+    let lower = lower.get_mut(..name.len())?;
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
     let at = table
-        .binary_search_by(|c| c.name.bytes().cmp(lower.clone()))
+        .binary_search_by(|c| order(c.name.as_bytes(), lower))
         .ok()?;
     table.get(at)
+}
+
+/// `a.cmp(b)`, byte by byte in line: names differ within their first few
+/// bytes, where a call to `memcmp` (what slices' `cmp` makes) costs more
+/// than the comparison.
+fn order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// `at`: a count of keys, which follow it. `None` if the count is not a
@@ -363,6 +385,9 @@ mod tests {
         assert!(sorted(commands()));
         assert!(commands().iter().all(|c| sorted(c.subcommands())));
         assert!(commands().len() >= 240);
+        let fits = |t: &[Command]| t.iter().all(|c| c.name.len() <= NAME_MAX);
+        assert!(fits(commands()));
+        assert!(commands().iter().all(|c| fits(c.subcommands())));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! A 100 MB bulk reply therefore passes through in read-sized pieces.
 //! Attributes (`|`) are scanned as part of the frame they decorate.
 
+use super::find_near;
 use super::number::parse_i64;
-use memchr::memchr;
 
 /// Longest line (simple string, error, number) accepted from the server
 /// before the connection is judged broken. Redis's own lines are far shorter.
@@ -78,7 +78,7 @@ impl ReplyScanner {
             let Some(&kind) = rest.first() else {
                 return Ok(self.partial(pos));
             };
-            let Some(nl) = memchr(b'\n', rest) else {
+            let Some(nl) = find_near(b'\n', rest) else {
                 if rest.len() > LINE_MAX {
                     return Err(ReplyError::LineTooLong);
                 }
