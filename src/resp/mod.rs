@@ -56,6 +56,18 @@ pub fn find_near(byte: u8, haystack: &[u8]) -> Option<usize> {
     }
 }
 
+/// `name` in ASCII lower case, in `buf`; `None` if it does not fit. One pass
+/// (copying and then lower-casing calls `memcpy`, which for a command name of
+/// a few bytes costs more than the rest).
+#[inline]
+pub fn lowercase<'a>(name: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    let lower = buf.get_mut(..name.len())?;
+    for (l, &b) in lower.iter_mut().zip(name) {
+        *l = b.to_ascii_lowercase();
+    }
+    Some(lower)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +82,13 @@ mod tests {
             assert_eq!(find_near(b'\r', &line[..at]), None);
         }
         assert_eq!(find_near(b'\r', b""), None);
+    }
+
+    #[test]
+    fn lowercase_fits_or_says_so() {
+        let mut buf = [0u8; 4];
+        assert_eq!(lowercase(b"GeT", &mut buf), Some(&b"get"[..]));
+        assert_eq!(lowercase(b"", &mut buf), Some(&b""[..]));
+        assert_eq!(lowercase(b"SCRIPT", &mut buf), None);
     }
 }

@@ -257,6 +257,19 @@ impl RequestBody {
     /// Walks over as much of the request as `buf` holds. Like Redis, the two
     /// bytes after a bulk payload are skipped without being checked.
     pub fn advance(&mut self, buf: &[u8], max_bulk: u64) -> Result<Advance, ProtocolError> {
+        self.advance_noting(buf, max_bulk, |_| {})
+    }
+
+    /// [`Self::advance`], telling `noted` where in `buf` each argument whose
+    /// header it reads lies (its payload, which may not all be in `buf`
+    /// yet): a caller that needs the arguments of a whole request then
+    /// need not read the headers a second time.
+    pub fn advance_noting(
+        &mut self,
+        buf: &[u8],
+        max_bulk: u64,
+        mut noted: impl FnMut(Range<usize>),
+    ) -> Result<Advance, ProtocolError> {
         let mut pos = 0;
         loop {
             if self.bulk_left > 0 {
@@ -286,6 +299,7 @@ impl RequestBody {
                 }
                 Some((len, line_len)) => {
                     pos += line_len;
+                    noted(pos..pos.saturating_add(len as usize));
                     self.args_left -= 1;
                     self.bulk_left = len + 2;
                 }

@@ -190,6 +190,9 @@ struct Router<'a> {
     retries: Vec<Retry>,
     order: order::SlotOrder,
     stop: Option<Stop>,
+    /// Where the arguments of the command being read are (kept to be reused,
+    /// so it is allocated once).
+    places: Vec<std::ops::Range<usize>>,
 }
 
 impl<'a> Router<'a> {
@@ -211,6 +214,7 @@ impl<'a> Router<'a> {
             retries: Vec::new(),
             order: order::SlotOrder::default(),
             stop: None,
+            places: Vec::new(),
         }
     }
 

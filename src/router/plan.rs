@@ -62,13 +62,8 @@ pub(super) fn plan(args: &[&[u8]]) -> Plan {
     // The name in lower case, matched once (most commands are none of
     // these, and go straight to their keys).
     let mut lower = [0u8; LONGEST_SPECIAL];
-    let lower = match lower.get_mut(..name.len()) {
-        Some(lower) => {
-            lower.copy_from_slice(name);
-            lower.make_ascii_lowercase();
-            &*lower
-        }
-        None => return by_keys(name, args),
+    let Some(lower) = crate::resp::lowercase(name, &mut lower) else {
+        return by_keys(name, args);
     };
     let sub = |n: &str| {
         args.get(1)
