@@ -381,6 +381,14 @@ impl Positions {
         &self.runs[..usize::from(self.len)]
     }
 
+    /// The one position, if there is exactly one (most commands name one key).
+    pub fn single(&self) -> Option<usize> {
+        match self.runs() {
+            [run] if run.last - run.first < run.step => Some(run.first),
+            _ => None,
+        }
+    }
+
     /// Whether there are no positions.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -455,6 +463,17 @@ mod tests {
     fn fixed_positions_follow_first_last_step() {
         assert_eq!(at("get k"), Ok(vec![1]));
         assert_eq!(at("mset a 1 b 2"), Ok(vec![1, 3]));
+        let single = |line: &str| {
+            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            match keys(&args) {
+                Keys::Some(p) => p.single(),
+                _ => None,
+            }
+        };
+        assert_eq!(single("get k"), Some(1));
+        assert_eq!(single("mset a 1"), Some(1));
+        assert_eq!(single("mset a 1 b 2"), None);
+        assert_eq!(single("eval s 1 k"), Some(3));
         assert_eq!(at("blpop a b 0"), Ok(vec![1, 2]));
         assert_eq!(at("bitop and d a b"), Ok(vec![2, 3, 4]));
         assert_eq!(at("ping"), Err(Keys::None));

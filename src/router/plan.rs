@@ -113,6 +113,10 @@ pub(super) fn plan(args: &[&[u8]]) -> Plan {
 fn by_keys(name: &[u8], args: &[&[u8]]) -> Plan {
     match keys::keys(args) {
         Keys::Some(positions) | Keys::Channels(positions) => {
+            // The common case, one key, without iterating over positions.
+            if let Some(at) = positions.single() {
+                return args.get(at).map_or(Plan::Home, |key| Plan::Slot(slot(key)));
+            }
             let mut slots = positions
                 .iter()
                 .filter_map(|p| args.get(p))
