@@ -61,6 +61,13 @@ impl ReplyScanner {
     /// Scans `buf` until the current frame ends or the bytes run out. Partial
     /// lines are left unconsumed; partial bulk payloads are consumed.
     pub fn advance(&mut self, buf: &[u8]) -> Result<Progress, ReplyError> {
+        // The common reply, one line at a frame's start (`+OK`, `:1`), found
+        // without the loop: what the loop would find.
+        if !self.in_frame && matches!(buf.first(), Some(b'+' | b'-' | b':')) {
+            if let Some(nl) = find_near(b'\n', buf) {
+                return Ok(self.finished(nl + 1));
+            }
+        }
         let mut pos = 0;
         loop {
             if self.bulk_left > 0 {

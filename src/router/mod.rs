@@ -275,26 +275,25 @@ impl<'a> Router<'a> {
 
     /// Sends `command` on the leg to `port`, opening it if needed.
     fn send(&mut self, port: u16, command: &[u8], waiting: Waiting) {
-        if self.legs.get(port).is_none() {
-            let Some(ctx) = self.ctx.nodes.for_port(port) else {
-                let error = format!("ERR redauth: no cluster node serves local port {port} now");
-                return self.answer(&waiting, &encode::error(&error), true);
-            };
-            let mut leg = Leg::open(port, ctx, self.peer, &self.legs);
-            if self.resp3 {
-                leg.send(&encode::command(&["HELLO", "3"]), Waiting::own());
-            }
-            if let Some(name) = &self.name {
-                leg.send(
-                    &encode::command(&[&b"CLIENT"[..], b"SETNAME", name]),
-                    Waiting::own(),
-                );
-            }
-            self.legs.legs.push(leg);
-        }
         if let Some(leg) = self.legs.get(port) {
-            leg.send(command, waiting);
+            return leg.send(command, waiting);
         }
+        let Some(ctx) = self.ctx.nodes.for_port(port) else {
+            let error = format!("ERR redauth: no cluster node serves local port {port} now");
+            return self.answer(&waiting, &encode::error(&error), true);
+        };
+        let mut leg = Leg::open(port, ctx, self.peer, &self.legs);
+        if self.resp3 {
+            leg.send(&encode::command(&["HELLO", "3"]), Waiting::own());
+        }
+        if let Some(name) = &self.name {
+            leg.send(
+                &encode::command(&[&b"CLIENT"[..], b"SETNAME", name]),
+                Waiting::own(),
+            );
+        }
+        leg.send(command, waiting);
+        self.legs.legs.push(leg);
     }
 
     /// Adds `frame` to the part `waiting` fills; `last`: the part is complete.
