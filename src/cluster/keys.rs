@@ -22,6 +22,9 @@ mod table;
 
 use super::slot::slot;
 use crate::resp::parse_i64;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 use table::{Find, M, R, W};
 
 /// What the table knows of one command or subcommand.
@@ -164,7 +167,7 @@ pub fn keys(args: &[&[u8]]) -> Keys {
 /// container itself if `args` name no subcommand, `None` if unknown.
 pub fn lookup(args: &[&[u8]]) -> Option<&'static Command> {
     let (name, rest) = args.split_first()?;
-    let command = find(table::COMMANDS, name)?;
+    let command = top_level(name)?;
     match rest.first() {
         Some(sub) if !command.subcommands.is_empty() => find(command.subcommands, sub),
         _ => Some(command),
@@ -176,13 +179,80 @@ pub fn commands() -> &'static [Command] {
     table::COMMANDS
 }
 
-/// Binary search of a sorted table, ignoring the ASCII case of `name`.
+/// No name in the table is longer (a test checks).
+const NAME_MAX: usize = 32;
+
+/// The top-level commands by name, built on first use.
+type Index = HashMap<&'static [u8], &'static Command, BuildHasherDefault<NameHasher>>;
+
+/// The top-level command `name` (in any case) names. A router looks up every
+/// command it routes: a hash and one comparison cost a third of a binary
+/// search's eight probes.
+fn top_level(name: &[u8]) -> Option<&'static Command> {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let names = table::COMMANDS.iter().map(|c| (c.name.as_bytes(), c));
+        names.collect()
+    });
+    let mut lower = [0u8; NAME_MAX];
+    let lower = crate::resp::lowercase(name, &mut lower)?;
+    index.get(lower).copied()
+}
+
+/// FNV-1a over a command name: a few instructions a byte for names of a few
+/// bytes, from a fixed table (SipHash's defence against chosen keys is not
+/// needed, and costs more than the lookup).
+#[derive(Debug)]
+struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> NameHasher {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// A slice's length, hashed first: one round, not one per byte of a `usize`.
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+/// Binary search of a sorted table (a container's subcommands), ignoring
+/// the ASCII case of `name`.
+///
+/// The name is lower-cased once, on the stack, so each probe is a plain
+/// byte comparison (a router looks up every command it routes; lower-casing
+/// per probe cost more than the rest of the routing decision).
 fn find(table: &'static [Command], name: &[u8]) -> Option<&'static Command> {
-    let lower = name.iter().map(u8::to_ascii_lowercase);
+    let mut lower = [0u8; NAME_MAX];
+    let lower = crate::resp::lowercase(name, &mut lower)?;
     let at = table
-        .binary_search_by(|c| c.name.bytes().cmp(lower.clone()))
+        .binary_search_by(|c| order(c.name.as_bytes(), lower))
         .ok()?;
     table.get(at)
+}
+
+/// `a.cmp(b)`, byte by byte in line: names differ within their first few
+/// bytes, where a call to `memcmp` (what slices' `cmp` makes) costs more
+/// than the comparison.
+fn order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// `at`: a count of keys, which follow it. `None` if the count is not a
@@ -311,6 +381,14 @@ impl Positions {
         &self.runs[..usize::from(self.len)]
     }
 
+    /// The one position, if there is exactly one (most commands name one key).
+    pub fn single(&self) -> Option<usize> {
+        match self.runs() {
+            [run] if run.last - run.first < run.step => Some(run.first),
+            _ => None,
+        }
+    }
+
     /// Whether there are no positions.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -363,6 +441,9 @@ mod tests {
         assert!(sorted(commands()));
         assert!(commands().iter().all(|c| sorted(c.subcommands())));
         assert!(commands().len() >= 240);
+        let fits = |t: &[Command]| t.iter().all(|c| c.name.len() <= NAME_MAX);
+        assert!(fits(commands()));
+        assert!(commands().iter().all(|c| fits(c.subcommands())));
     }
 
     #[test]
@@ -382,6 +463,17 @@ mod tests {
     fn fixed_positions_follow_first_last_step() {
         assert_eq!(at("get k"), Ok(vec![1]));
         assert_eq!(at("mset a 1 b 2"), Ok(vec![1, 3]));
+        let single = |line: &str| {
+            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            match keys(&args) {
+                Keys::Some(p) => p.single(),
+                _ => None,
+            }
+        };
+        assert_eq!(single("get k"), Some(1));
+        assert_eq!(single("mset a 1"), Some(1));
+        assert_eq!(single("mset a 1 b 2"), None);
+        assert_eq!(single("eval s 1 k"), Some(3));
         assert_eq!(at("blpop a b 0"), Ok(vec![1, 2]));
         assert_eq!(at("bitop and d a b"), Ok(vec![2, 3, 4]));
         assert_eq!(at("ping"), Err(Keys::None));

@@ -21,11 +21,11 @@ pub fn slot(key: &[u8]) -> u16 {
 /// The bytes of `key` that decide its slot: its hash tag if it has a
 /// non-empty one, else all of it.
 pub fn hash_tag(key: &[u8]) -> &[u8] {
-    let Some(open) = memchr::memchr(b'{', key) else {
+    let Some(open) = crate::resp::find_near(b'{', key) else {
         return key;
     };
     let after = &key[open + 1..];
-    match memchr::memchr(b'}', after) {
+    match crate::resp::find_near(b'}', after) {
         Some(close) if close > 0 => &after[..close],
         _ => key,
     }

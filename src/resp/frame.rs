@@ -5,17 +5,18 @@
 //! end; the few frames redauth must read (pub/sub confirmations, an EXEC
 //! array, `XINFO STREAM`, the commands it intercepts) are taken apart here.
 
+use super::find_near;
 use super::number::parse_i64;
 use super::reply::ReplyScanner;
+use super::request::short_count;
 use bytes::Bytes;
-use memchr::memchr;
 
 /// One line starting at `pos`: its type byte, its text after the type byte,
 /// and the position after it; `None` until its LF has arrived. Like
 /// [`ReplyScanner`], a line may end in a bare LF (and may be nothing else).
 pub(super) fn line(buf: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
     let rest = buf.get(pos..)?;
-    let nl = memchr(b'\n', rest)?;
+    let nl = find_near(b'\n', rest)?;
     let text = rest.get(1..nl).unwrap_or_default();
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     Some((rest[0], text, pos + nl + 1))
@@ -76,17 +77,25 @@ pub fn arguments(frame: &Bytes, argc: u32) -> Vec<Bytes> {
 /// Calls `each` with every argument of a complete, validated multibulk
 /// request, in order, as a slice of `frame`.
 pub fn each_argument<'a>(frame: &'a [u8], argc: u32, mut each: impl FnMut(&'a [u8])) {
-    let mut pos = match memchr(b'\r', frame) {
-        Some(cr) => cr + 2,
-        None => return,
+    let mut pos = match short_count(frame, b'*') {
+        Some((_, line_len)) => line_len,
+        None => match find_near(b'\r', frame) {
+            Some(cr) => cr + 2,
+            None => return,
+        },
     };
     for _ in 0..argc {
-        let Some(cr) = memchr(b'\r', &frame[pos..]) else {
-            break;
+        let (len, start) = match short_count(&frame[pos..], b'$') {
+            Some((len, line_len)) => (len as usize, pos + line_len),
+            None => {
+                let Some(cr) = find_near(b'\r', &frame[pos..]) else {
+                    break;
+                };
+                let digits = &frame[pos + 1..pos + cr];
+                let len = parse_i64(digits).map_or(0, |n| n.max(0) as usize);
+                (len, pos + cr + 2)
+            }
         };
-        let digits = &frame[pos + 1..pos + cr];
-        let len = parse_i64(digits).map_or(0, |n| n.max(0) as usize);
-        let start = pos + cr + 2;
         let end = (start + len).min(frame.len());
         each(&frame[start..end]);
         pos = end + 2;

@@ -5,8 +5,8 @@
 //! A 100 MB bulk reply therefore passes through in read-sized pieces.
 //! Attributes (`|`) are scanned as part of the frame they decorate.
 
+use super::find_near;
 use super::number::parse_i64;
-use memchr::memchr;
 
 /// Longest line (simple string, error, number) accepted from the server
 /// before the connection is judged broken. Redis's own lines are far shorter.
@@ -61,6 +61,13 @@ impl ReplyScanner {
     /// Scans `buf` until the current frame ends or the bytes run out. Partial
     /// lines are left unconsumed; partial bulk payloads are consumed.
     pub fn advance(&mut self, buf: &[u8]) -> Result<Progress, ReplyError> {
+        // The common reply, one line at a frame's start (`+OK`, `:1`), found
+        // without the loop: what the loop would find.
+        if !self.in_frame && matches!(buf.first(), Some(b'+' | b'-' | b':')) {
+            if let Some(nl) = find_near(b'\n', buf) {
+                return Ok(self.finished(nl + 1));
+            }
+        }
         let mut pos = 0;
         loop {
             if self.bulk_left > 0 {
@@ -78,7 +85,7 @@ impl ReplyScanner {
             let Some(&kind) = rest.first() else {
                 return Ok(self.partial(pos));
             };
-            let Some(nl) = memchr(b'\n', rest) else {
+            let Some(nl) = find_near(b'\n', rest) else {
                 if rest.len() > LINE_MAX {
                     return Err(ReplyError::LineTooLong);
                 }

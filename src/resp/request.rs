@@ -9,7 +9,7 @@
 
 use super::inline::split_args;
 use super::number::parse_i64;
-use super::INLINE_MAX;
+use super::{find_near, INLINE_MAX};
 use bytes::Bytes;
 use memchr::memchr;
 use std::ops::Range;
@@ -111,14 +111,45 @@ fn parse_inline(buf: &[u8]) -> Result<Option<Request>, ProtocolError> {
 /// Returns the number text and the line's full length. A line that starts
 /// with its `\r` has empty text (the caller then finds no `$` or `*` there).
 fn count_line(buf: &[u8]) -> Option<(&[u8], usize)> {
-    let cr = memchr(b'\r', buf)?;
+    let cr = find_near(b'\r', buf)?;
     if cr + 1 >= buf.len() {
         return None;
     }
     Some((buf.get(1..cr).unwrap_or_default(), cr + 2))
 }
 
+/// The common count line, `*3\r\n` or `$5\r\n` (`kind`, a short count
+/// with no sign or leading zero, `\r` and at least one more byte), read in
+/// one pass: its count and length. `None` for anything else, which the
+/// general path ([`count_line`], [`parse_i64`]) then reads as Redis does.
+/// The scanners read one such line per argument, twice in routing mode.
+#[inline(always)]
+pub(super) fn short_count(buf: &[u8], kind: u8) -> Option<(u64, usize)> {
+    /// Digits read here at most: no overflow, and far more than any count.
+    const DIGITS: usize = 15;
+    let (&first, rest) = buf.split_first()?;
+    let (&lead, rest) = rest.split_first()?;
+    if first != kind || !(b'1'..=b'9').contains(&lead) {
+        return None;
+    }
+    let mut count = u64::from(lead - b'0');
+    for (i, &b) in rest.iter().enumerate().take(DIGITS) {
+        match b {
+            b'0'..=b'9' => count = count * 10 + u64::from(b - b'0'),
+            // The `\r` at `i + 2`, and a byte after it.
+            b'\r' if i + 3 < buf.len() => return Some((count, i + 4)),
+            _ => return None,
+        }
+    }
+    None
+}
+
 fn parse_multibulk_head(buf: &[u8], max_bulk: u64) -> Result<Option<Request>, ProtocolError> {
+    if let Some((argc, line_len)) = short_count(buf, b'*') {
+        if argc <= i32::MAX as u64 {
+            return multibulk_name(buf, argc as u32, line_len, max_bulk);
+        }
+    }
     let Some((digits, line_len)) = count_line(buf) else {
         return if buf.len() > INLINE_MAX {
             Err(ProtocolError::TooBigMultibulkCount)
@@ -133,7 +164,16 @@ fn parse_multibulk_head(buf: &[u8], max_bulk: u64) -> Result<Option<Request>, Pr
     if argc <= 0 {
         return Ok(Some(Request::Ignored { len: line_len }));
     }
-    let argc = argc as u32;
+    multibulk_name(buf, argc as u32, line_len, max_bulk)
+}
+
+/// The rest of a multibulk request's head after its `*argc` line, `line_len` long.
+fn multibulk_name(
+    buf: &[u8],
+    argc: u32,
+    line_len: usize,
+    max_bulk: u64,
+) -> Result<Option<Request>, ProtocolError> {
     let rest = &buf[line_len..];
     let Some((name_len, header_len)) = bulk_header(rest, max_bulk)? else {
         return Ok(None);
@@ -168,6 +208,11 @@ fn parse_multibulk_head(buf: &[u8], max_bulk: u64) -> Result<Option<Request>, Pr
 
 /// Parses a `$len` line at the start of `buf`: `Ok(Some((len, line_len)))`.
 fn bulk_header(buf: &[u8], max_bulk: u64) -> Result<Option<(u64, usize)>, ProtocolError> {
+    if let Some((len, line_len)) = short_count(buf, b'$') {
+        if len <= max_bulk {
+            return Ok(Some((len, line_len)));
+        }
+    }
     let Some((digits, line_len)) = count_line(buf) else {
         return if buf.len() > INLINE_MAX {
             Err(ProtocolError::TooBigBulkCount)
@@ -212,6 +257,19 @@ impl RequestBody {
     /// Walks over as much of the request as `buf` holds. Like Redis, the two
     /// bytes after a bulk payload are skipped without being checked.
     pub fn advance(&mut self, buf: &[u8], max_bulk: u64) -> Result<Advance, ProtocolError> {
+        self.advance_noting(buf, max_bulk, |_| {})
+    }
+
+    /// [`Self::advance`], telling `noted` where in `buf` each argument whose
+    /// header it reads lies (its payload, which may not all be in `buf`
+    /// yet): a caller that needs the arguments of a whole request then
+    /// need not read the headers a second time.
+    pub fn advance_noting(
+        &mut self,
+        buf: &[u8],
+        max_bulk: u64,
+        mut noted: impl FnMut(Range<usize>),
+    ) -> Result<Advance, ProtocolError> {
         let mut pos = 0;
         loop {
             if self.bulk_left > 0 {
@@ -241,6 +299,7 @@ impl RequestBody {
                 }
                 Some((len, line_len)) => {
                     pos += line_len;
+                    noted(pos..pos.saturating_add(len as usize));
                     self.args_left -= 1;
                     self.bulk_left = len + 2;
                 }
@@ -339,6 +398,37 @@ mod tests {
     fn count_line_ends_at_cr_plus_any_byte_like_redis() {
         // redis-server answers PONG to "*1\rx$4\r\nPING\r\n".
         assert_eq!(whole(b"*1\rx$4\r\nPING\r\n").0, 14);
+    }
+
+    #[test]
+    fn the_short_count_fast_path_reads_only_what_the_general_path_would() {
+        let general = |line: &[u8]| {
+            let (digits, len) = count_line(line)?;
+            let n = parse_i64(digits)?;
+            (n >= 0).then_some((n as u64, len))
+        };
+        for line in [
+            &b"$3\r\n"[..],
+            b"$3\rx",
+            b"*12\r\n$",
+            b"$123456789012345\r\n",
+        ] {
+            assert_eq!(short_count(line, line[0]), general(line), "{line:?}");
+        }
+        // Left to the general path: zero, signs, leading zeros, too many
+        // digits, no byte after the CR, the wrong type.
+        for line in [
+            &b"$0\r\n"[..],
+            b"$-1\r\n",
+            b"$03\r\n",
+            b"$1234567890123456\r\n",
+            b"$3\r",
+            b"$3",
+            b"$ 3\r\n",
+            b"*3\r\n",
+        ] {
+            assert_eq!(short_count(line, b'$'), None, "{line:?}");
+        }
     }
 
     #[test]

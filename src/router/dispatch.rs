@@ -11,6 +11,7 @@ use super::{cluster_down, frames, is, part_of, Retry, Router, Stop, RETRY};
 use crate::resp::request::Request;
 use crate::resp::{encode, frame};
 use bytes::{Bytes, BytesMut};
+use std::ops::Range;
 use tokio::time::Instant;
 
 impl Router<'_> {
@@ -39,35 +40,69 @@ impl Router<'_> {
                 Request::Multibulk {
                     argc,
                     head_len,
+                    name,
                     mut body,
-                    ..
-                } => match body.advance(&input[head_len..], max_bulk) {
-                    Ok(advance) if advance.done => {
-                        let command = input.split_to(head_len + advance.consumed).freeze();
-                        // The arguments as slices of the command: on the
-                        // stack for all but long commands.
-                        let mut short: [&[u8]; 8] = [&[]; 8];
-                        if argc as usize <= short.len() {
-                            let mut n = 0;
-                            frame::each_argument(&command, argc, |arg| {
-                                short[n] = arg;
-                                n += 1;
-                            });
-                            self.command(&command, &short[..n]);
-                        } else {
-                            let mut long = Vec::with_capacity(argc as usize);
-                            frame::each_argument(&command, argc, |arg| long.push(arg));
-                            self.command(&command, &long);
+                } => {
+                    // Where the arguments after the name are, noted as the
+                    // scan reads their headers.
+                    let mut places = std::mem::take(&mut self.places);
+                    places.clear();
+                    let scanned = body.advance_noting(&input[head_len..], max_bulk, |at| {
+                        places.push(head_len + at.start..head_len + at.end);
+                    });
+                    match scanned {
+                        Ok(advance) if advance.done => {
+                            let command = input.split_to(head_len + advance.consumed).freeze();
+                            self.multibulk(&command, argc, name, &places);
+                        }
+                        Ok(_) => {
+                            self.places = places;
+                            return;
+                        }
+                        Err(error) => {
+                            self.local(error.reply());
+                            self.stop = Some(Stop::Close);
+                            return;
                         }
                     }
-                    Ok(_) => return,
-                    Err(error) => {
-                        self.local(error.reply());
-                        self.stop = Some(Stop::Close);
-                        return;
-                    }
-                },
+                    self.places = places;
+                }
             }
+        }
+    }
+
+    /// A whole multibulk `command` of `argc` arguments: its name at `name`
+    /// and the others at `places`. `name` is `None` for a name too long to
+    /// be one, which the head left to the body's scan (`places` then holds
+    /// the arguments after it).
+    fn multibulk(
+        &mut self,
+        command: &Bytes,
+        argc: u32,
+        name: Option<Range<usize>>,
+        places: &[Range<usize>],
+    ) {
+        let Some(name) = name else {
+            let mut args = Vec::with_capacity(argc as usize);
+            frame::each_argument(command, argc, |arg| args.push(arg));
+            return self.command(command, &args);
+        };
+        // (The scan read every argument in, so every place is in `command`.)
+        let arg = |at: &Range<usize>| command.get(at.clone()).unwrap_or_default();
+        // The arguments as slices of the command: on the stack for all but
+        // long commands.
+        let mut short: [&[u8]; 8] = [&[]; 8];
+        if places.len() < short.len() {
+            short[0] = arg(&name);
+            for (slot, at) in short[1..].iter_mut().zip(places) {
+                *slot = arg(at);
+            }
+            self.command(command, &short[..=places.len()]);
+        } else {
+            let mut long = Vec::with_capacity(places.len() + 1);
+            long.push(arg(&name));
+            long.extend(places.iter().map(arg));
+            self.command(command, &long);
         }
     }
 

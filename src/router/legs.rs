@@ -194,6 +194,14 @@ impl Leg {
         if input.len() == self.scanned {
             return Ok(None);
         }
+        // The common reply, one line (`+OK`, `:1`, `-MOVED …`), found
+        // without the scanner, whose answer it is (the session in front has
+        // scanned each reply already; this is the second look).
+        if self.scanned == 0 && matches!(input[0], b'+' | b'-' | b':') {
+            if let Some(nl) = crate::resp::find_near(b'\n', input) {
+                return Ok(Some(nl + 1));
+            }
+        }
         let progress = self.scanner.advance(&input[self.scanned..])?;
         self.scanned += progress.consumed;
         if !progress.done {

@@ -41,7 +41,7 @@ use crate::cluster::Directory;
 use crate::metrics;
 use crate::resp::encode;
 use crate::session::{SessionContext, SessionSettings};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use legs::{Frames, Leg, Legs, Redo, Waiting};
 use merge::{combine, Combine};
 use std::collections::VecDeque;
@@ -109,9 +109,7 @@ where
         // writes a long pipeline before it reads must not stall.
         tokio::select! {
             written = write.write(&router.out), if !router.out.is_empty() => match written {
-                Ok(n) if n > 0 => {
-                    let _ = router.out.split_to(n);
-                }
+                Ok(n) if n > 0 => router.out.advance(n),
                 _ => break,
             },
             read = read.read_buf(&mut input), if input_open && router.accepting() => match read {
@@ -192,6 +190,9 @@ struct Router<'a> {
     retries: Vec<Retry>,
     order: order::SlotOrder,
     stop: Option<Stop>,
+    /// Where the arguments of the command being read are (kept to be reused,
+    /// so it is allocated once).
+    places: Vec<std::ops::Range<usize>>,
 }
 
 impl<'a> Router<'a> {
@@ -213,6 +214,7 @@ impl<'a> Router<'a> {
             retries: Vec::new(),
             order: order::SlotOrder::default(),
             stop: None,
+            places: Vec::new(),
         }
     }
 
@@ -247,9 +249,14 @@ impl<'a> Router<'a> {
 
     /// A new entry at the back of the queue; its sequence number.
     fn entry(&mut self, parts: usize, combine: Combine) -> u64 {
+        // (`vec!` of none is not free: it is a call, with an element made and dropped.)
+        let rest = match parts {
+            0 | 1 => Vec::new(),
+            _ => vec![BytesMut::new(); parts - 1],
+        };
         self.entries.push_back(Entry {
             first: BytesMut::new(),
-            rest: vec![BytesMut::new(); parts.saturating_sub(1)],
+            rest,
             left: parts,
             combine,
         });
@@ -268,26 +275,25 @@ impl<'a> Router<'a> {
 
     /// Sends `command` on the leg to `port`, opening it if needed.
     fn send(&mut self, port: u16, command: &[u8], waiting: Waiting) {
-        if self.legs.get(port).is_none() {
-            let Some(ctx) = self.ctx.nodes.for_port(port) else {
-                let error = format!("ERR redauth: no cluster node serves local port {port} now");
-                return self.answer(&waiting, &encode::error(&error), true);
-            };
-            let mut leg = Leg::open(port, ctx, self.peer, &self.legs);
-            if self.resp3 {
-                leg.send(&encode::command(&["HELLO", "3"]), Waiting::own());
-            }
-            if let Some(name) = &self.name {
-                leg.send(
-                    &encode::command(&[&b"CLIENT"[..], b"SETNAME", name]),
-                    Waiting::own(),
-                );
-            }
-            self.legs.legs.push(leg);
-        }
         if let Some(leg) = self.legs.get(port) {
-            leg.send(command, waiting);
+            return leg.send(command, waiting);
         }
+        let Some(ctx) = self.ctx.nodes.for_port(port) else {
+            let error = format!("ERR redauth: no cluster node serves local port {port} now");
+            return self.answer(&waiting, &encode::error(&error), true);
+        };
+        let mut leg = Leg::open(port, ctx, self.peer, &self.legs);
+        if self.resp3 {
+            leg.send(&encode::command(&["HELLO", "3"]), Waiting::own());
+        }
+        if let Some(name) = &self.name {
+            leg.send(
+                &encode::command(&[&b"CLIENT"[..], b"SETNAME", name]),
+                Waiting::own(),
+            );
+        }
+        leg.send(command, waiting);
+        self.legs.legs.push(leg);
     }
 
     /// Adds `frame` to the part `waiting` fills; `last`: the part is complete.
@@ -303,10 +309,20 @@ impl<'a> Router<'a> {
         // straight out.
         if index == 0 && entry.combine == Combine::One {
             // Frames that came while it was not yet at the head go first.
-            self.out.unsplit(std::mem::take(&mut entry.first));
+            if !entry.first.is_empty() {
+                self.out.unsplit(std::mem::take(&mut entry.first));
+            }
             self.out.extend_from_slice(frame);
             if last {
-                entry.left = 0;
+                // Off the queue now, not at the next `deliver` from the
+                // loop: the replies behind it in the same read from the leg
+                // then find their entry at the head too, instead of each
+                // being buffered (an allocation and a copy) in its entry.
+                self.entries.pop_front();
+                self.first += 1;
+                if self.entries.front().is_some_and(|e| e.left == 0) {
+                    self.deliver();
+                }
             }
             return;
         }
@@ -331,7 +347,12 @@ impl<'a> Router<'a> {
             self.first += 1;
             if entry.combine == Combine::One {
                 // Whatever of it was not passed on at the head (see `answer`).
-                self.out.unsplit(entry.first);
+                // (`unsplit` into an empty `out` would put the entry's
+                // buffer in its place, dropping `out`'s, so an empty part
+                // is not added at all.)
+                if !entry.first.is_empty() {
+                    self.out.unsplit(entry.first);
+                }
                 continue;
             }
             // (A local reply has no part and ignores the empty first one.)

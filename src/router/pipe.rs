@@ -11,7 +11,7 @@
 //! replies are taken whole by the router on each poll, so writing never
 //! waits (the router holds replies until they are complete in any case).
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -112,7 +112,9 @@ impl AsyncRead for SessionEnd {
         }
         let n = state.commands.len().min(buf.remaining());
         buf.put_slice(&state.commands[..n]);
-        let _ = state.commands.split_to(n);
+        // Advanced past, not split off: a split would make the buffer
+        // shared, and count references, for bytes dropped at once.
+        state.commands.advance(n);
         Poll::Ready(Ok(()))
     }
 }

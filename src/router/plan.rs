@@ -62,13 +62,8 @@ pub(super) fn plan(args: &[&[u8]]) -> Plan {
     // The name in lower case, matched once (most commands are none of
     // these, and go straight to their keys).
     let mut lower = [0u8; LONGEST_SPECIAL];
-    let lower = match lower.get_mut(..name.len()) {
-        Some(lower) => {
-            lower.copy_from_slice(name);
-            lower.make_ascii_lowercase();
-            &*lower
-        }
-        None => return by_keys(name, args),
+    let Some(lower) = crate::resp::lowercase(name, &mut lower) else {
+        return by_keys(name, args);
     };
     let sub = |n: &str| {
         args.get(1)
@@ -118,6 +113,10 @@ pub(super) fn plan(args: &[&[u8]]) -> Plan {
 fn by_keys(name: &[u8], args: &[&[u8]]) -> Plan {
     match keys::keys(args) {
         Keys::Some(positions) | Keys::Channels(positions) => {
+            // The common case, one key, without iterating over positions.
+            if let Some(at) = positions.single() {
+                return args.get(at).map_or(Plan::Home, |key| Plan::Slot(slot(key)));
+            }
             let mut slots = positions
                 .iter()
                 .filter_map(|p| args.get(p))
