@@ -256,17 +256,7 @@ fn explain(e: &(dyn Error + 'static)) -> String {
 /// An error and its sources, one line (the chain's own words say which
 /// providers were tried and why each said no).
 fn chain(e: &(dyn Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
+    super::cause::with_causes(e.to_string(), e.source())
 }
 
 #[cfg(test)]

@@ -40,6 +40,20 @@ pub fn transport_failure(e: &(dyn Error + 'static)) -> Option<String> {
     })
 }
 
+/// `text` followed by each cause in `source`'s chain that it does not
+/// already say, joined with ": " (SDK errors often repeat their cause).
+pub fn with_causes(mut text: String, mut source: Option<&(dyn Error + 'static)>) -> String {
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn describe_io(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),

@@ -124,16 +124,7 @@ fn without_url(e: &reqwest::Error) -> String {
             .replace(&format!(" ({url})"), "")
             .replace(url.as_str(), "");
     }
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
+    super::cause::with_causes(text, std::error::Error::source(e))
 }
 
 #[cfg(test)]
