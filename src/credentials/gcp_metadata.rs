@@ -54,6 +54,9 @@ impl MetadataServer {
             .var(HOST_VAR)
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        // reqwest is built without a provider of its own: the process's
+        // (ring), installed here by whoever builds a client first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             // The metadata server is never reached through a proxy.
@@ -132,23 +135,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    struct Vars(HashMap<String, String>);
-    impl Environment for Vars {
-        fn var(&self, key: &str) -> Option<String> {
-            self.0.get(key).cloned()
-        }
-        fn names(&self) -> Vec<String> {
-            self.0.keys().cloned().collect()
-        }
-    }
-
     #[test]
     fn the_host_comes_from_gce_metadata_host_and_the_scope_is_encoded() {
         let scope = "https://www.googleapis.com/auth/cloud-platform";
-        let none = Vars(HashMap::new());
+        let none: HashMap<String, String> = HashMap::new();
         let server = MetadataServer::new(&none, scope).unwrap();
         assert_eq!(server.host(), DEFAULT_HOST);
-        let set = Vars(HashMap::from([(HOST_VAR.into(), "127.0.0.1:8099".into())]));
+        let set: HashMap<String, String> =
+            HashMap::from([(HOST_VAR.into(), "127.0.0.1:8099".into())]);
         let server = MetadataServer::new(&set, scope).unwrap();
         assert_eq!(
             server.token_url(),

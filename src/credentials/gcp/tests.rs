@@ -3,16 +3,6 @@ use std::collections::HashMap;
 
 const MIN: Duration = Duration::from_secs(60);
 
-struct Vars(HashMap<String, String>);
-impl Environment for Vars {
-    fn var(&self, key: &str) -> Option<String> {
-        self.0.get(key).cloned()
-    }
-    fn names(&self) -> Vec<String> {
-        self.0.keys().cloned().collect()
-    }
-}
-
 #[test]
 fn a_token_from_a_file_is_leased_for_minutes_and_never_past_an_hour() {
     let first = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
@@ -58,13 +48,12 @@ fn adc_order_is_the_variable_then_gclouds_file_then_the_metadata_server() {
     let dir = tempfile::tempdir().unwrap();
     let gcloud = dir.path().join("gcloud");
     std::fs::create_dir(&gcloud).unwrap();
-    let vars = |pairs: &[(&str, String)]| {
-        Vars(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        )
+    // (`HashMap<String, String>` is an `Environment` of its own.)
+    let vars = |pairs: &[(&str, String)]| -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     };
     let config = vars(&[("CLOUDSDK_CONFIG", gcloud.display().to_string())]);
     assert_eq!(credentials_file(&config).unwrap(), None, "metadata server");
