@@ -97,6 +97,28 @@ fn a_client_without_cluster_support_reaches_every_slot() {
         "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:2\r\n+OK\r\n+QUEUED\r\n-CROSSSLOT Keys in request don't hash to the same slot\r\n-EXECABORT Transaction discarded because of previous errors.\r\n"
     );
 
+    // Plain commands run on a direct connection to the node; a blocking pop and a transaction
+    // hand the node over to a session. In one pipeline the node still runs them in the order
+    // sent, and the session speaks the protocol the client chose (RESP3 here: a map, a `_`).
+    let mixed = pipeline(
+        port,
+        "SET {h}n 1\r\nINCR {h}n\r\nBLPOP {h}list 0.01\r\nINCR {h}n\r\nMULTI\r\nINCR {h}n\r\nEXEC\r\nGET {h}n\r\n",
+        "$1\r\n4\r\n",
+    );
+    assert_eq!(
+        mixed,
+        "+OK\r\n:2\r\n*-1\r\n:3\r\n+OK\r\n+QUEUED\r\n*1\r\n:4\r\n$1\r\n4\r\n"
+    );
+    let resp3 = pipeline(
+        port,
+        "HELLO 3\r\nHSET {h}m f v\r\nBLPOP {h}list 0.01\r\nHGETALL {h}m\r\n",
+        "%1\r\n$1\r\nf\r\n$1\r\nv\r\n",
+    );
+    assert!(
+        resp3.ends_with(":1\r\n_\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n"),
+        "{resp3}"
+    );
+
     // A slot half-way through a migration: the key already moved answers -ASK from its old
     // node, which the router follows (ASKING, then the command on the new node).
     assert_eq!(cli(port, &["SET", "{ask}moved", "there"]), "OK");

@@ -78,3 +78,59 @@ fn a_workload_written_for_one_redis_runs_clean_on_the_cluster() {
     let stats = cloud.stats();
     assert_eq!(stats.auth_rejected, 0, "a front refused a token");
 }
+
+/// A client that sends only plain commands has each node's connection driven directly by the
+/// router (no session in between): that connection is re-authenticated between replies. One raw
+/// connection pipelines `INCR`s over keys on every primary, four times a second, across three
+/// token lifetimes: every reply is the count expected, in order, and no front closed a
+/// connection for an expired token.
+#[test]
+fn plain_pipelines_on_direct_connections_are_reauthenticated_between_replies() {
+    use std::io::{Read, Write};
+    const LIFETIME: Duration = Duration::from_secs(5);
+    let cloud = TestClusterCloud::start(LIFETIME);
+    let port = free_ports(16);
+    let redauth = cloud.redauth_cmd(port).start_until("cluster topology");
+    let scrape = || http::get(redauth.admin_addr(), "/metrics").body;
+    let reauths = |s: &str| http::sample(s, "redauth_reauth_total{result=\"ok\"}").unwrap_or(0.0);
+    let before = reauths(&scrape());
+
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let keys: Vec<String> = (0..16).map(|i| format!("direct:{i}")).collect();
+    let batch: String = keys
+        .iter()
+        .map(|k| format!("*2\r\n$4\r\nINCR\r\n${}\r\n{k}\r\n", k.len()))
+        .collect();
+    let rounds = 3 * LIFETIME.as_millis() as u64 / 250 + 4;
+    for round in 1..=rounds {
+        conn.write_all(batch.as_bytes())
+            .expect("writing a pipeline");
+        let mut got = String::new();
+        let mut buf = [0u8; 4096];
+        while got.matches("\r\n").count() < keys.len() {
+            let n = conn
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("round {round}: {e} after {got:?}"));
+            assert!(n > 0, "round {round}: closed after {got:?}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let expected = format!(":{round}\r\n").repeat(keys.len());
+        assert_eq!(got, expected, "round {round}\nredauth:\n{}", redauth.logs());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    let closes = cloud.expired_reports();
+    assert!(
+        closes.is_empty(),
+        "fronts closed for expired tokens: {closes:?}"
+    );
+    let after = reauths(&scrape());
+    eprintln!("{} live re-authentications", after - before);
+    assert!(
+        after - before >= 2.0,
+        "the direct connections were not re-authenticated ({before} → {after})"
+    );
+    assert_eq!(cloud.stats().auth_rejected, 0, "a front refused a token");
+}

@@ -124,7 +124,7 @@ fn count_line(buf: &[u8]) -> Option<(&[u8], usize)> {
 /// general path ([`count_line`], [`parse_i64`]) then reads as Redis does.
 /// The scanners read one such line per argument, twice in routing mode.
 #[inline(always)]
-pub(super) fn short_count(buf: &[u8], kind: u8) -> Option<(u64, usize)> {
+pub(crate) fn short_count(buf: &[u8], kind: u8) -> Option<(u64, usize)> {
     /// Digits read here at most: no overflow, and far more than any count.
     const DIGITS: usize = 15;
     let (&first, rest) = buf.split_first()?;

@@ -1,28 +1,42 @@
 //! A routed client's connections to the cluster's nodes: one *leg* per node
 //! the client has needed, opened on first need.
 //!
-//! A leg is an ordinary session (the single-endpoint core, unchanged: its
-//! upstream connection from the node's warm pool, authenticated and
-//! re-authenticated, MULTI, subscribers and blocked commands handled as on a
-//! node's own port) whose client is the router, over an in-memory
-//! [`super::pipe`]. The router puts commands in and takes replies out, frame
-//! by frame, matching each frame to the [`Waiting`] record at the head of the
-//! leg's queue. Nothing here blocks, and [`Legs::event`] polls every leg.
+//! A leg starts as a [`Direct`] link: an authenticated connection from the
+//! node's warm pool that the router writes plain commands to and reads their
+//! replies from itself (re-authenticated between replies). The first command
+//! a direct link cannot take ([`fit`]: MULTI/WATCH, the subscribe family,
+//! blocking commands, `CLUSTER …`) hands the leg over to a *session*: that
+//! command and those after it are held until every reply owed on the direct
+//! link is in (so the node runs them in the order sent), the direct
+//! connection goes back to the pool, and the router sets the session's
+//! connection up as it did the direct one ([`Leg::hand_over`]). A leg stays a
+//! session from then on.
 //!
-//! A leg's session runs inside the router's own task (polled by
-//! [`Legs::event`]), not as a task of its own: a command and its reply cross
-//! no task boundary. Each leg polls its session with a waker of its own,
-//! which notes that the leg woke and wakes the router's task, so an event
-//! polls only the sessions that have something to do. A leg dropped while its session still
-//! runs (RESET, the client gone) hands the session to a task of its own,
-//! which sees its client leave and ends as any session does (its connection
-//! back to the pool when it was quiet).
+//! A session leg is an ordinary session (the single-endpoint core,
+//! unchanged: its upstream connection from the node's warm pool,
+//! authenticated and re-authenticated, MULTI, subscribers and blocked
+//! commands handled as on a node's own port) whose client is the router, over
+//! an in-memory [`super::pipe`]. Either way the router puts commands in and
+//! takes replies out, frame by frame, matching each frame to the [`Waiting`]
+//! record at the head of the leg's queue. Nothing here blocks, and
+//! [`Legs::event`] polls every leg.
+//!
+//! Links run inside the router's own task (polled by [`Legs::event`]), not
+//! as tasks of their own: a command and its reply cross no task boundary.
+//! Each leg polls its link with a waker of its own, which notes that the leg
+//! woke and wakes the router's task, so an event polls only the legs that
+//! have something to do. A leg dropped while its session still runs (RESET,
+//! the client gone) hands the session to a task of its own, which sees its
+//! client leave and ends as any session does (its connection back to the
+//! pool when it was quiet); a direct link's connection goes back to the pool
+//! at once when nothing is owed on it.
 
+use super::direct::{fit, Direct, Fit, Status};
 use super::pipe::{self, RouterEnd};
-use crate::resp::command::SubscribeKind;
+pub(super) use super::waiting::{Frames, Redo, Resend, Waiting};
 use crate::resp::{ReplyError, ReplyScanner};
 use crate::session::{self, SessionContext};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::collections::{HashSet, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -30,100 +44,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-/// What one frame from a leg is for.
-#[derive(Debug, Clone)]
-pub(super) struct Waiting {
-    /// The entry (client command) it answers; `None`: a command the router
-    /// sent on its own (`ASKING`, a leg's set-up), its reply dropped.
-    pub entry: Option<u64>,
-    /// Which part of the entry's reply.
-    pub part: usize,
-    pub frames: Frames,
-    /// How to send the command again after a redirect.
-    pub resend: Option<Resend>,
-}
-
-impl Waiting {
-    /// A command the router sent itself; its one reply is dropped.
-    pub fn own() -> Waiting {
-        Waiting {
-            entry: None,
-            part: 0,
-            frames: Frames::One,
-            resend: None,
-        }
-    }
-}
-
-/// How many frames answer a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Frames {
-    /// One reply.
-    One,
-    /// A subscribe-family command naming channels: a confirmation each.
-    Confirmations(SubscribeKind, u32),
-    /// An unsubscribe from everything of one kind: one confirmation per
-    /// subscription of its set the leg has when it is answered, or one if
-    /// it has none.
-    UnsubscribeAll(SubscribeKind),
-}
-
-impl Frames {
-    /// The confirmations that answer the command, if it is of the subscribe family.
-    pub fn confirmed_by(self) -> Option<SubscribeKind> {
-        match self {
-            Frames::One => None,
-            Frames::Confirmations(kind, _) | Frames::UnsubscribeAll(kind) => Some(kind),
-        }
-    }
-}
-
-/// A routed command, kept until it is answered, to be sent again where a
-/// redirect says.
-#[derive(Debug, Clone)]
-pub(super) struct Resend {
-    pub command: Bytes,
-    pub slot: u16,
-    pub redirects: u8,
-    pub redo: Redo,
-}
-
-impl Resend {
-    /// A command routed by `slot`, sent again wherever a redirect says.
-    pub fn routed(command: Bytes, slot: u16, redo: Redo) -> Resend {
-        Resend {
-            command,
-            slot,
-            redirects: 0,
-            redo,
-        }
-    }
-}
-
-/// What a redirect of the command means besides sending it again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Redo {
-    /// Nothing: send it where the redirect says.
-    Route,
-    /// A WATCH: the transaction that follows goes where it went.
-    Watch,
-    /// Queued in transaction `id` on a node that no longer serves its slot:
-    /// not sent again, but the transaction is replayed at EXEC ([`super::tx`]).
-    InTx(u64),
-    /// The EXEC of transaction `id`.
-    Exec(u64),
-}
-
 /// A leg's session, driven by the router's task.
 type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How a leg reaches its node.
+enum Link {
+    Direct(Box<Direct>),
+    Session {
+        /// `None` once it ended.
+        session: Option<Session>,
+        pipe: RouterEnd,
+    },
+}
 
 /// One leg.
 pub(super) struct Leg {
     pub port: u16,
-    /// `None` once it ended.
-    session: Option<Session>,
-    pipe: RouterEnd,
-    /// What the session is polled with, and whether it woke since.
+    link: Link,
+    /// For a session, when the leg is handed over to one.
+    ctx: Arc<SessionContext>,
+    peer: String,
+    /// A direct leg being handed over: the commands for the session, and
+    /// how many, held until the direct link owes nothing.
+    held: Option<(BytesMut, usize)>,
+    /// An `ASKING` for a direct leg, sent with the command after it.
+    asking: bool,
+    /// What the link is polled with, and whether it woke since.
     wake: Arc<LegWake>,
     waker: Waker,
     /// Bytes from the leg not yet handled as frames.
@@ -149,20 +95,31 @@ impl std::fmt::Debug for Leg {
 }
 
 impl Leg {
-    /// Starts a session for `ctx`'s node whose client is this leg.
-    pub fn open(port: u16, ctx: Arc<SessionContext>, peer: &str, legs: &Legs) -> Leg {
-        let (ours, theirs) = pipe::pipe();
-        let peer = format!("{peer} (routed to :{port})");
-        let session: Session = Box::pin(async move { session::serve(theirs, ctx, &peer).await });
+    /// A leg to `ctx`'s node: a direct link if `first` (the first command
+    /// it is given) can run on one, else a session.
+    pub fn open(port: u16, ctx: Arc<SessionContext>, peer: &str, legs: &Legs, first: &[u8]) -> Leg {
         let wake = Arc::new(LegWake {
-            // Polled first thing, to start the session.
+            // Polled first thing, to start the link.
             woken: AtomicBool::new(true),
             router: legs.router.clone(),
         });
+        let peer = format!("{peer} (routed to :{port})");
+        let link = match fit(first) {
+            Fit::Session => session_link(&ctx, &peer),
+            Fit::Direct | Fit::Asking => {
+                if let Some(node) = &ctx.node {
+                    node.client_opened();
+                }
+                Link::Direct(Box::new(Direct::new(ctx.clone())))
+            }
+        };
         Leg {
             port,
-            session: Some(session),
-            pipe: ours,
+            link,
+            ctx,
+            peer,
+            held: None,
+            asking: false,
             waker: Waker::from(wake.clone()),
             wake,
             input: BytesMut::new(),
@@ -176,11 +133,106 @@ impl Leg {
     }
 
     /// Queues `command` for the leg, its reply described by `waiting`.
+    /// (A direct leg it is handed over for may be due at once: see
+    /// [`Leg::attention`].)
     pub fn send(&mut self, command: &[u8], waiting: Waiting) {
-        self.pipe.send(command);
-        // Its session must be polled to read it.
-        self.wake.woken.store(true, Ordering::Relaxed);
         self.waiting.push_back(waiting);
+        // Its link must be polled to take it.
+        self.wake.woken.store(true, Ordering::Relaxed);
+        let direct = match &mut self.link {
+            Link::Session { pipe, .. } => return pipe.send(command),
+            Link::Direct(direct) => direct,
+        };
+        let asking = std::mem::take(&mut self.asking);
+        if let Some((held, count)) = &mut self.held {
+            if asking {
+                held.extend_from_slice(ASKING);
+                *count += 1;
+            }
+            held.extend_from_slice(command);
+            *count += 1;
+            return;
+        }
+        match fit(command) {
+            Fit::Direct => {
+                if asking {
+                    direct.send(ASKING);
+                }
+                direct.send(command);
+            }
+            Fit::Asking => self.asking = true,
+            Fit::Session => {
+                let mut held = BytesMut::new();
+                if asking {
+                    held.extend_from_slice(ASKING);
+                }
+                held.extend_from_slice(command);
+                self.held = Some((held, 1 + usize::from(asking)));
+            }
+        }
+    }
+
+    /// Replies the direct link still owes the router.
+    fn direct_owed(&self) -> usize {
+        let held = self.held.as_ref().map_or(0, |(_, n)| *n);
+        self.waiting.len() - held - usize::from(self.asking)
+    }
+
+    /// Whether the leg waits on replies to move on: a direct leg being
+    /// handed over, or one whose re-authentication waits for the replies
+    /// before it. Then the router asks [`Leg::hand_over_due`] once it has
+    /// handled replies.
+    pub fn attention(&self) -> bool {
+        match &self.link {
+            Link::Direct(direct) => self.held.is_some() || direct.pausing(),
+            Link::Session { .. } => false,
+        }
+    }
+
+    /// Whether a direct leg waits to be handed over to a session and owes
+    /// nothing any more: then [`Leg::hand_over`]. (It also wakes a direct
+    /// link whose re-authentication waits for the replies just handled.)
+    pub fn hand_over_due(&self) -> bool {
+        let Link::Direct(direct) = &self.link else {
+            return false;
+        };
+        if direct.pausing() {
+            self.wake.woken.store(true, Ordering::Relaxed);
+        }
+        self.held.is_some() && self.direct_owed() == 0
+    }
+
+    /// Hands the leg over to a session: the direct connection back to the
+    /// pool, a session started and set up with `setup` (what the router sent
+    /// the direct connection first; the replies are dropped), then given the
+    /// held commands.
+    pub fn hand_over(&mut self, setup: &[BytesMut]) {
+        let Some((held, _)) = self.held.take() else {
+            return;
+        };
+        if let Link::Direct(direct) = &mut self.link {
+            direct.give_back(0);
+            if let Some(node) = &self.ctx.node {
+                node.client_closed();
+            }
+        }
+        self.link = session_link(&self.ctx, &self.peer);
+        let Link::Session { pipe, .. } = &self.link else {
+            return;
+        };
+        for command in setup {
+            pipe.send(command);
+        }
+        for _ in setup {
+            self.waiting.push_front(Waiting::own());
+        }
+        pipe.send(&held);
+        self.wake.woken.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the leg runs its commands itself, not through a session.
+    pub fn direct(&self) -> bool {
+        matches!(self.link, Link::Direct(_))
     }
 
     /// Whether any subscription is open on this leg.
@@ -218,28 +270,43 @@ impl Leg {
         !self.waiting.is_empty()
     }
 
-    /// Polls the session if it woke (or was given commands) since it was
+    /// Polls the link if it woke (or was given commands) since it was
     /// last polled; `Ready` once it replied (`true`) or ended (`false`),
     /// `Pending` otherwise.
     fn poll(&mut self) -> Poll<bool> {
         if !self.wake.woken.swap(false, Ordering::Acquire) {
             return Poll::Pending;
         }
-        let mut cx = Context::from_waker(&self.waker);
-        if let Some(session) = &mut self.session {
-            if session.as_mut().poll(&mut cx).is_ready() {
-                self.session = None;
-            }
-        }
         if self.closed {
             return Poll::Ready(false);
         }
+        let mut cx = Context::from_waker(&self.waker);
         let had = self.input.len();
-        let gone = self.pipe.take(&mut self.input);
+        let owed = self.direct_owed();
+        match &mut self.link {
+            Link::Direct(direct) => match direct.poll(&mut cx, &mut self.input, owed) {
+                Status::Open { more } => {
+                    if more {
+                        self.wake.woken.store(true, Ordering::Relaxed);
+                    }
+                }
+                // What it answered (a failed dial's errors) is handled first.
+                Status::Closed => self.closed = true,
+            },
+            Link::Session { session, pipe } => {
+                if let Some(running) = session {
+                    if running.as_mut().poll(&mut cx).is_ready() {
+                        *session = None;
+                    }
+                }
+                if pipe.take(&mut self.input) {
+                    self.closed = true;
+                }
+            }
+        }
         if self.input.len() > had {
             Poll::Ready(true)
-        } else if gone {
-            self.closed = true;
+        } else if self.closed {
             Poll::Ready(false)
         } else {
             Poll::Pending
@@ -247,13 +314,40 @@ impl Leg {
     }
 }
 
+/// A session for `ctx`'s node whose client is the leg.
+fn session_link(ctx: &Arc<SessionContext>, peer: &str) -> Link {
+    let (ours, theirs) = pipe::pipe();
+    let (ctx, peer) = (ctx.clone(), peer.to_owned());
+    Link::Session {
+        session: Some(Box::pin(
+            async move { session::serve(theirs, ctx, &peer).await },
+        )),
+        pipe: ours,
+    }
+}
+
+/// `ASKING`, as a command.
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+
 impl Drop for Leg {
     fn drop(&mut self) {
-        // Its session ends on its own once it sees the pipe close (closed
-        // first: in a task of its own nothing would wake it to see it).
-        self.pipe.close();
-        if let Some(session) = self.session.take() {
-            tokio::spawn(session);
+        let owed = if self.closed { 1 } else { self.direct_owed() };
+        match &mut self.link {
+            Link::Direct(direct) => {
+                direct.give_back(owed);
+                if let Some(node) = &self.ctx.node {
+                    node.client_closed();
+                }
+            }
+            Link::Session { session, pipe } => {
+                // Its session ends on its own once it sees the pipe close
+                // (closed first: in a task of its own nothing would wake it
+                // to see it).
+                pipe.close();
+                if let Some(session) = session.take() {
+                    tokio::spawn(session);
+                }
+            }
         }
     }
 }

@@ -2,9 +2,11 @@
 //! Redis to clients that know nothing of clusters.
 //!
 //! Each client command goes to the primary serving its keys' slot, over the
-//! client's own connection to that node (a [`legs::Leg`]: an ordinary session
-//! on the node's warm pool, so authentication and re-authentication are the
-//! single-endpoint core's); keyless commands go to the client's *home* node
+//! client's own connection to that node (a [`legs::Leg`]: a connection from
+//! the node's warm pool that the router drives itself for plain commands
+//! ([`direct`]), handed over to an ordinary session for anything else, so
+//! authentication and re-authentication are the single-endpoint core's);
+//! keyless commands go to the client's *home* node
 //! (the first primary), and the few with a cluster-wide meaning to every
 //! primary ([`plan`]). Replies come back in the order the client sent the
 //! commands: each command is an *entry* in an ordered queue, filled in part
@@ -26,6 +28,7 @@
 //! different slots may run out of order; `CLIENT REPLY`/`TRACKING`,
 //! `MONITOR` and `SYNC` are refused.
 
+mod direct;
 mod dispatch;
 mod info;
 mod keyless;
@@ -36,6 +39,7 @@ mod pipe;
 mod plan;
 mod replies;
 mod tx;
+mod waiting;
 
 use crate::cluster::Directory;
 use crate::metrics;
@@ -276,24 +280,47 @@ impl<'a> Router<'a> {
     /// Sends `command` on the leg to `port`, opening it if needed.
     fn send(&mut self, port: u16, command: &[u8], waiting: Waiting) {
         if let Some(leg) = self.legs.get(port) {
-            return leg.send(command, waiting);
+            leg.send(command, waiting);
+            if leg.attention() {
+                self.hand_over_if_due(port);
+            }
+            return;
         }
         let Some(ctx) = self.ctx.nodes.for_port(port) else {
             let error = format!("ERR redauth: no cluster node serves local port {port} now");
             return self.answer(&waiting, &encode::error(&error), true);
         };
-        let mut leg = Leg::open(port, ctx, self.peer, &self.legs);
-        if self.resp3 {
-            leg.send(&encode::command(&["HELLO", "3"]), Waiting::own());
-        }
-        if let Some(name) = &self.name {
-            leg.send(
-                &encode::command(&[&b"CLIENT"[..], b"SETNAME", name]),
-                Waiting::own(),
-            );
+        let mut leg = Leg::open(port, ctx, self.peer, &self.legs, command);
+        for setup in self.setup() {
+            leg.send(&setup, Waiting::own());
         }
         leg.send(command, waiting);
         self.legs.legs.push(leg);
+    }
+
+    /// What a new connection to a node is sent first: the client's protocol
+    /// and name.
+    fn setup(&self) -> Vec<BytesMut> {
+        let mut setup = Vec::new();
+        if self.resp3 {
+            setup.push(encode::command(&["HELLO", "3"]));
+        }
+        if let Some(name) = &self.name {
+            setup.push(encode::command(&[&b"CLIENT"[..], b"SETNAME", name]));
+        }
+        setup
+    }
+
+    /// Hands the direct leg to `port` over to a session once it owes
+    /// nothing ([`legs`]).
+    fn hand_over_if_due(&mut self, port: u16) {
+        let setup = match self.legs.get(port) {
+            Some(leg) if leg.hand_over_due() => self.setup(),
+            _ => return,
+        };
+        if let Some(leg) = self.legs.get(port) {
+            leg.hand_over(&setup);
+        }
     }
 
     /// Adds `frame` to the part `waiting` fills; `last`: the part is complete.

@@ -4,7 +4,9 @@
 
 use super::legs::{Frames, Leg, LegEvent, Redo, Waiting};
 use super::{cluster_down, ordered, tx, Retry, Router, MAX_REDIRECTS};
+use crate::cluster::directory::Reply;
 use crate::cluster::node::NodeAddr;
+use crate::cluster::rewrite::Rewrite;
 use crate::metrics::{self, RoutedRedirect};
 use crate::resp::command::SubscribeKind;
 use crate::resp::{encode, pubsub};
@@ -42,6 +44,9 @@ impl Router<'_> {
                 if let Some(leg) = self.legs.get(port) {
                     input.advance(at);
                     leg.input = input;
+                    if leg.attention() {
+                        self.hand_over_if_due(port);
+                    }
                 }
             }
             LegEvent::Closed(port) => self.lost(port),
@@ -86,6 +91,38 @@ impl Router<'_> {
     }
 
     fn on_frame(&mut self, port: u16, frame: &[u8]) {
+        let Some(leg) = self.legs.get(port) else {
+            return;
+        };
+        if frame.first() == Some(&b'-')
+            && leg.direct()
+            && (frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK "))
+        {
+            let local = self.local_redirect(frame);
+            return self.on_reply(port, &local);
+        }
+        self.on_reply(port, frame);
+    }
+
+    /// A redirect from a direct leg names the node's own address: made
+    /// local, as a session's reply side makes it. One to a node not known
+    /// yet (a refresh is asked for) is tried again shortly instead.
+    fn local_redirect(&self, frame: &[u8]) -> Bytes {
+        let frame = Bytes::copy_from_slice(frame);
+        match self.ctx.directory.rewrite(Reply::Redirects, &frame) {
+            Rewrite::Unchanged => frame,
+            Rewrite::Rewritten(local) => local,
+            Rewrite::Unknown(node) => {
+                tracing::debug!(peer = %self.peer, %node, "redirected to a cluster node not known yet: refreshing the topology");
+                let _ = self.ctx.directory.refresh();
+                Bytes::from_static(
+                    b"-TRYAGAIN redauth: redirected to a cluster node not known yet\r\n",
+                )
+            }
+        }
+    }
+
+    fn on_reply(&mut self, port: u16, frame: &[u8]) {
         let Some(leg) = self.legs.get(port) else {
             return;
         };

@@ -48,7 +48,7 @@ mod gate;
 pub mod harness;
 mod local;
 mod outbox;
-mod reauth;
+pub(crate) mod reauth;
 mod replies;
 mod requests;
 mod resp2;

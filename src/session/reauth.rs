@@ -96,7 +96,7 @@ const BUSY_RETRY: Duration = Duration::from_secs(30);
 /// waiting for its time and a safe point: the one place that decides when a
 /// live connection re-authenticates.
 #[derive(Debug)]
-pub(super) struct Reauth {
+pub(crate) struct Reauth {
     /// What the connection is taken to be authenticated with: the last AUTH
     /// sent, until its answer says otherwise.
     current: Arc<Credential>,
@@ -117,7 +117,7 @@ pub(super) struct Reauth {
 
 /// The server's answer to an injected re-authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     Accepted,
     /// Refused: the credential itself, or anything not known to pass.
     Refused,
@@ -135,7 +135,7 @@ struct Pending {
 
 /// When [`Reauth::take_if_safe`] may take a pending credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum When {
+pub(crate) enum When {
     /// Once it is due (checked after every read).
     Due(Instant),
     /// Now, due or not: just before something the connection could not take
@@ -212,6 +212,26 @@ impl Reauth {
                 deferred: false,
             });
         }
+    }
+
+    /// Whether a re-authentication is due at `now` (a pending credential's
+    /// time, or the renewal planned for a connection-age limit).
+    /// ([`Reauth::take_if_safe`] then takes it when nothing blocks.)
+    pub fn due(&self, now: Instant) -> bool {
+        match &self.pending {
+            Some(pending) => pending.due <= now,
+            None => {
+                self.renew.is_some_and(|at| at <= now)
+                    && !self
+                        .current
+                        .expired_at(SystemTime::now() + crate::credentials::USABLE_MARGIN)
+            }
+        }
+    }
+
+    /// When the server last accepted an AUTH on the connection.
+    pub fn confirmed_at(&self) -> SystemTime {
+        self.confirmed.1
     }
 
     /// When the connection must have authenticated again ([`Credential::renew_by`]).
@@ -318,7 +338,7 @@ impl Reauth {
 /// Judges, counts and logs the server's answer to an injected
 /// re-authentication (a refusal leaves the connection with the identity it
 /// had).
-pub(super) fn answered(reply: &[u8]) -> Verdict {
+pub(crate) fn answered(reply: &[u8]) -> Verdict {
     match auth::judge(reply) {
         Ok(()) => {
             metrics::reauth(metrics::ReauthEvent::Ok);
