@@ -12,7 +12,10 @@
 //! the old token expired. The front then closes the connection, as Azure would. With real tokens
 //! (an hour, re-authenticated minutes ahead) a 10-second pause cannot outlast the margin. So a close
 //! is accepted only when the front saw a verified AUTH sent at least a second before the expiry
-//! and still waiting behind unanswered commands; any other close fails the test.
+//! and still waiting behind unanswered commands; any other close fails the test. A cluster client
+//! reconnects after such a close, but a command it had in flight on that connection is aborted
+//! ("Command aborted due to connection close", seen once in CI): such errors are accepted, no
+//! more than there were such closes, and no message may be lost.
 
 mod support;
 
@@ -36,8 +39,12 @@ fn cluster_clients_run_clean_on_every_node_while_tokens_rotate() {
     std::thread::sleep(Duration::from_secs(5));
     cloud.churn(500, 800);
 
+    // Errors only as many as the server's stalls closed connections (checked to be all such
+    // stalls just below), each a command aborted with its connection.
+    clients::assert_clean_but_for_stalls(vec![("redis-py", py), ("ioredis", js)], &redauth, || {
+        cloud.expired_reports().len()
+    });
     eprintln!("fronts: {:?}", cloud.stats());
-    clients::assert_clean(py, js, &redauth);
     let stats = cloud.stats();
     let closes = cloud.expired_reports();
     let lapsed = cloud.lapsed();
