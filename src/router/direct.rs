@@ -87,16 +87,8 @@ pub(super) fn fit(command: &[u8]) -> Fit {
     }
 }
 
-/// A command's argument count and name: read in place for the common
-/// short command (`*N\r\n$L\r\nNAME…`, one digit each), else by the frame
-/// reader.
+/// A command's argument count and name.
 fn name(command: &[u8]) -> Option<(u64, &[u8])> {
-    if let [b'*', argc @ b'1'..=b'9', b'\r', b'\n', b'$', len @ b'1'..=b'9', b'\r', b'\n', rest @ ..] =
-        command
-    {
-        let len = usize::from(len - b'0');
-        return Some((u64::from(argc - b'0'), rest.get(..len)?));
-    }
     let (argc, _) = crate::resp::request::short_count(command, b'*')?;
     let mut name = None;
     frame::each_argument(command, argc.min(1) as u32, |arg| name = Some(arg));
@@ -113,7 +105,6 @@ struct Conn {
     renewals: NextRenewal,
     /// Wakes the leg when a pending re-authentication falls due.
     timer: Pin<Box<Sleep>>,
-    timer_at: Option<Instant>,
     /// The next frame from the node answers an injected `AUTH`.
     auth_owed: bool,
     /// Bytes read while that reply is owed.
@@ -199,17 +190,19 @@ impl Direct {
                         reauth: Reauth::new(credential, upstream.authed_at),
                         renewals,
                         timer: Box::pin(tokio::time::sleep_until(Instant::now())),
-                        timer_at: None,
                         auth_owed: false,
                         raw: BytesMut::new(),
                     }));
                 }
                 Poll::Ready(Err(failure)) => {
-                    // As a session says it on the client's first command.
+                    // As a session says it on the client's first command
+                    // (the dial itself was counted where it failed).
                     if let Some(directory) = &self.ctx.rewriter {
                         directory.refresh();
                     }
-                    self.lost();
+                    if let Some(node) = &self.ctx.node {
+                        node.upstream_error();
+                    }
                     let reply = encode::error(&format!("ERR redauth: {}", failure.message));
                     for _ in 0..owed {
                         input.extend_from_slice(&reply);
@@ -228,9 +221,8 @@ impl Direct {
             conn.reauth.published(credential, now, rand::random());
         }
         if let Some(at) = conn.reauth.wake_at(now) {
-            if conn.timer_at != Some(at) {
+            if conn.timer.deadline() != at {
                 conn.timer.as_mut().reset(at);
-                conn.timer_at = Some(at);
             }
             let _ = conn.timer.as_mut().poll(cx);
         }
@@ -257,7 +249,7 @@ impl Direct {
         }
     }
 
-    /// Counts the lost connection as a session does.
+    /// Counts the lost connection as a session whose upstream closed does.
     fn lost(&self) {
         metrics::upstream_error(metrics::UpstreamError::Closed);
         if let Some(node) = &self.ctx.node {

@@ -3,10 +3,11 @@
 //! (behind the client's commands for that slot still in flight), split, to
 //! every primary, or answered here.
 
-use super::legs::{Frames, Leg, Redo, Resend, Waiting};
+use super::legs::Leg;
 use super::merge::Combine;
 use super::order::Behind;
 use super::plan::{self, Plan};
+use super::waiting::{Frames, Redo, Resend, Waiting};
 use super::{cluster_down, frames, is, part_of, Retry, Router, Stop, RETRY};
 use crate::resp::request::Request;
 use crate::resp::{encode, frame};

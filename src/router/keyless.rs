@@ -2,8 +2,8 @@
 //! protocol and CLIENT SETNAME's name applied to its other legs too), and
 //! SCAN, walking the primaries one after another.
 
-use super::legs::Waiting;
 use super::merge::{Combine, SCAN_NODE_BITS};
+use super::waiting::Waiting;
 use super::{frames, is, part_of, Router};
 use crate::resp::encode;
 use bytes::Bytes;

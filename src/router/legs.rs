@@ -33,7 +33,7 @@
 
 use super::direct::{fit, Direct, Fit, Status};
 use super::pipe::{self, RouterEnd};
-pub(super) use super::waiting::{Frames, Redo, Resend, Waiting};
+use super::waiting::Waiting;
 use crate::resp::{ReplyError, ReplyScanner};
 use crate::session::{self, SessionContext};
 use bytes::BytesMut;
@@ -180,8 +180,8 @@ impl Leg {
 
     /// Whether the leg waits on replies to move on: a direct leg being
     /// handed over, or one whose re-authentication waits for the replies
-    /// before it. Then the router asks [`Leg::hand_over_due`] once it has
-    /// handled replies.
+    /// before it. Then the router calls [`Leg::replies_handled`] once it has
+    /// handled replies (or sent a command).
     pub fn attention(&self) -> bool {
         match &self.link {
             Link::Direct(direct) => self.held.is_some() || direct.pausing(),
@@ -189,10 +189,10 @@ impl Leg {
         }
     }
 
-    /// Whether a direct leg waits to be handed over to a session and owes
-    /// nothing any more: then [`Leg::hand_over`]. (It also wakes a direct
-    /// link whose re-authentication waits for the replies just handled.)
-    pub fn hand_over_due(&self) -> bool {
+    /// After the router handled the leg's replies: a direct link whose
+    /// re-authentication waited for them is polled again; `true` when the
+    /// leg is now to be handed over ([`Leg::hand_over`]).
+    pub fn replies_handled(&self) -> bool {
         let Link::Direct(direct) = &self.link else {
             return false;
         };

@@ -46,12 +46,13 @@ use crate::metrics;
 use crate::resp::encode;
 use crate::session::{SessionContext, SessionSettings};
 use bytes::{Buf, Bytes, BytesMut};
-use legs::{Frames, Leg, Legs, Redo, Waiting};
+use legs::{Leg, Legs};
 use merge::{combine, Combine};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
+use waiting::{Frames, Redo, Waiting};
 
 /// Where a router finds a node's session context on its relay thread.
 pub trait NodeContexts: Send + Sync + std::fmt::Debug {
@@ -311,11 +312,11 @@ impl<'a> Router<'a> {
         setup
     }
 
-    /// Hands the direct leg to `port` over to a session once it owes
-    /// nothing ([`legs`]).
+    /// Once the leg to `port` needed attention ([`Leg::attention`]) and its
+    /// replies were handled: hands it over to a session if that is due.
     fn hand_over_if_due(&mut self, port: u16) {
         let setup = match self.legs.get(port) {
-            Some(leg) if leg.hand_over_due() => self.setup(),
+            Some(leg) if leg.replies_handled() => self.setup(),
             _ => return,
         };
         if let Some(leg) = self.legs.get(port) {

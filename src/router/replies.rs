@@ -2,7 +2,8 @@
 //! pushes passed on at once, redirects followed, and a lost leg's commands
 //! answered with an error.
 
-use super::legs::{Frames, Leg, LegEvent, Redo, Waiting};
+use super::legs::{Leg, LegEvent};
+use super::waiting::{Frames, Redo, Waiting};
 use super::{cluster_down, ordered, tx, Retry, Router, MAX_REDIRECTS};
 use crate::cluster::directory::Reply;
 use crate::cluster::node::NodeAddr;
@@ -241,7 +242,7 @@ impl Router<'_> {
             entry: None,
             part: 0,
             frames: Frames::Confirmations(SubscribeKind::SSubscribe, 1),
-            resend: Some(super::legs::Resend::routed(
+            resend: Some(super::waiting::Resend::routed(
                 command.clone(),
                 slot,
                 Redo::Route,

@@ -15,10 +15,10 @@
 //! so the EXEC is answered as for any watched key that changed (a null
 //! reply), and the client retries as it would then.
 
-use super::legs::{Frames, Redo, Resend, Waiting};
 use super::merge::Combine;
 use super::plan::{self, Own, Plan};
 use super::replies::Redirect;
+use super::waiting::{Frames, Redo, Resend, Waiting};
 use super::{cluster_down, part_of, Router, Stop};
 use crate::metrics::{self, RoutedRedirect};
 use crate::resp::encode;

@@ -220,13 +220,17 @@ impl Reauth {
     pub fn due(&self, now: Instant) -> bool {
         match &self.pending {
             Some(pending) => pending.due <= now,
-            None => {
-                self.renew.is_some_and(|at| at <= now)
-                    && !self
-                        .current
-                        .expired_at(SystemTime::now() + crate::credentials::USABLE_MARGIN)
-            }
+            None => self.renewal_due(now),
         }
+    }
+
+    /// Under a connection-age limit, whether the planned renewal is due and
+    /// the credential in use is still good to send again.
+    fn renewal_due(&self, now: Instant) -> bool {
+        let usable = !self
+            .current
+            .expired_at(SystemTime::now() + crate::credentials::USABLE_MARGIN);
+        self.renew.is_some_and(|at| at <= now) && usable
     }
 
     /// When the server last accepted an AUTH on the connection.
@@ -308,10 +312,7 @@ impl Reauth {
             When::Due(now) => now,
             When::Early => Instant::now(),
         };
-        let usable = !self
-            .current
-            .expired_at(SystemTime::now() + crate::credentials::USABLE_MARGIN);
-        if self.renew.is_none_or(|at| now < at) || blocker.is_some() || !usable {
+        if blocker.is_some() || !self.renewal_due(now) {
             return None;
         }
         let current = self.current.clone();
